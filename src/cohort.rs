@@ -1,0 +1,109 @@
+//! The cohort folder layout of DESIGN §2: folder and file names are part of the interface.
+
+use std::path::{Path, PathBuf};
+
+/// Raw DICOM sorted by series: `0.ori_3/<pid>/<SeriesInstanceUID>/<n>.dcm`.
+pub const ORI: &str = "0.ori_3";
+/// The four series of each patient as DICOM: `3.sorted_dcm/<pid>/{CTA,BF,AVG,MIP}/<suid>/`.
+pub const SORTED_DCM: &str = "3.sorted_dcm";
+/// The four series as NIfTI: `3.sorted_nii/<pid>/{CTA,BF,AVG,MIP}.nii.gz`.
+pub const SORTED_NII: &str = "3.sorted_nii";
+/// Chamber masks: `3.sorted_mask/<pid>/CTA/{CTA,CTA_MASK,CTA_MASK_connected}.nii.gz`.
+pub const SORTED_MASK: &str = "3.sorted_mask";
+/// Registered perfusion on the CTA grid: `4.registration_batch/<pid>/{cta,cta_mip_*}.nii.gz`.
+pub const REGISTRATION: &str = "4.registration_batch";
+/// Cropped training pairs: `5.mbf_myocardium/<pid>/cropped_*.nii.gz`.
+pub const MBF_MYOCARDIUM: &str = "5.mbf_myocardium";
+/// Ground truth of a synthetic cohort: `phantom/<pid>/phantom_truth.json`.
+pub const PHANTOM_TRUTH: &str = "phantom";
+
+/// The four modalities of a patient in `3.sorted_nii` / `3.sorted_dcm`.
+pub const MODALITIES: [&str; 4] = ["CTA", "BF", "AVG", "MIP"];
+
+/// File names inside `4.registration_batch/<pid>/`.
+pub mod registration {
+    /// The fixed image (CTA).
+    pub const CTA: &str = "cta.nii.gz";
+    /// MIP registered to CTA.
+    pub const MIP: &str = "cta_mip_mip.nii.gz";
+    /// AVG moved with the MIP→CTA transform.
+    pub const AVG: &str = "cta_mip_avg.nii.gz";
+    /// BF moved with the MIP→CTA transform.
+    pub const BF: &str = "cta_mip_bf.nii.gz";
+}
+
+/// File names inside `3.sorted_mask/<pid>/CTA/`.
+pub mod mask {
+    /// The CTA the mask belongs to.
+    pub const CTA: &str = "CTA.nii.gz";
+    /// The raw chamber segmentation.
+    pub const MASK: &str = "CTA_MASK.nii.gz";
+    /// The segmentation after keeping the largest component per label.
+    pub const CONNECTED: &str = "CTA_MASK_connected.nii.gz";
+}
+
+/// File names inside `5.mbf_myocardium/<pid>/`.
+pub mod cropped {
+    /// Registered BF restricted to the myocardium (uncropped, int16).
+    pub const MYOCARDIUM_BF: &str = "registration_cta_mip_bf_myocardium.nii.gz";
+    /// CTA cropped to the heart.
+    pub const CTA: &str = "cropped_cta.nii.gz";
+    /// Myocardium MBF cropped to the heart.
+    pub const MBF: &str = "cropped_mbf.nii.gz";
+    /// Chamber mask cropped to the heart.
+    pub const MASK: &str = "cropped_mask.nii.gz";
+    /// `cropped_mbf > 0` as uint8.
+    pub const MBF_MASK: &str = "cropped_mbf_mask.nii.gz";
+}
+
+/// Paths of one cohort root.
+#[derive(Debug, Clone)]
+pub struct Cohort {
+    /// The root folder.
+    pub root: PathBuf,
+}
+
+impl Cohort {
+    /// A cohort rooted at `root`.
+    pub fn new(root: impl AsRef<Path>) -> Self {
+        Cohort { root: root.as_ref().to_path_buf() }
+    }
+
+    /// `3.sorted_nii/<pid>/<modality>.nii.gz`.
+    pub fn sorted_nii(&self, pid: &str, modality: &str) -> PathBuf {
+        self.root.join(SORTED_NII).join(pid).join(format!("{modality}.nii.gz"))
+    }
+
+    /// `3.sorted_mask/<pid>/CTA/<file>`.
+    pub fn mask(&self, pid: &str, file: &str) -> PathBuf {
+        self.root.join(SORTED_MASK).join(pid).join("CTA").join(file)
+    }
+
+    /// `4.registration_batch/<pid>/<file>`.
+    pub fn registration(&self, pid: &str, file: &str) -> PathBuf {
+        self.root.join(REGISTRATION).join(pid).join(file)
+    }
+
+    /// `5.mbf_myocardium/<pid>/<file>`.
+    pub fn cropped(&self, pid: &str, file: &str) -> PathBuf {
+        self.root.join(MBF_MYOCARDIUM).join(pid).join(file)
+    }
+
+    /// `phantom/<pid>/phantom_truth.json`.
+    pub fn phantom_truth(&self, pid: &str) -> PathBuf {
+        self.root.join(PHANTOM_TRUTH).join(pid).join("phantom_truth.json")
+    }
+
+    /// Patient ids: the sub-folders of `stage`, sorted.
+    pub fn patients(&self, stage: &str) -> std::io::Result<Vec<String>> {
+        let mut ids = Vec::new();
+        for entry in std::fs::read_dir(self.root.join(stage))? {
+            let entry = entry?;
+            if entry.file_type()?.is_dir() {
+                ids.push(entry.file_name().to_string_lossy().into_owned());
+            }
+        }
+        ids.sort();
+        Ok(ids)
+    }
+}

@@ -1,0 +1,7 @@
+//! Reading and writing volumes: NIfTI files, and the atomic-write helper every writer uses.
+
+pub mod atomic;
+pub mod nifti;
+
+pub use atomic::write_atomically;
+pub use nifti::{NiftiDtype, NiftiImage, read_nifti, read_nifti_image, write_nifti};

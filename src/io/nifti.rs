@@ -1,0 +1,459 @@
+//! NIfTI-1 single-file images (`.nii`, `.nii.gz`) with ITK's geometry rules.
+//!
+//! Reading follows ITK 5.4 (SimpleITK) exactly: spacing is `pixdim[1..=3]`; the rotation
+//! and origin come from the sform when `sform_code` is 1 (scanner), or when it is set and
+//! there is no qform; otherwise from the qform when `qform_code > 0`; otherwise identity
+//! direction at origin 0. NIfTI's RAS+ world is turned into ITK's LPS. Writing stores the
+//! same geometry in both sform and qform, with code 1, so every reader agrees.
+
+use crate::error::{Error, Result};
+use crate::io::atomic::write_atomically;
+use crate::volume::mat3::{self, Mat3, Vec3};
+use crate::volume::{Geometry, Volume};
+use ndarray::{Array3, ShapeBuilder};
+use nifti::{Endianness, NiftiHeader};
+use std::io::Read;
+use std::path::Path;
+
+/// Voxel datatypes cta2mbf reads (all of them) and writes (`U8`, `I16`, `F32`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NiftiDtype {
+    /// unsigned 8-bit (NIfTI code 2)
+    U8,
+    /// signed 8-bit (256)
+    I8,
+    /// signed 16-bit (4)
+    I16,
+    /// unsigned 16-bit (512)
+    U16,
+    /// signed 32-bit (8)
+    I32,
+    /// 32-bit float (16)
+    F32,
+    /// 64-bit float (64)
+    F64,
+}
+
+impl NiftiDtype {
+    /// The NIfTI `datatype` code.
+    pub fn code(self) -> i16 {
+        match self {
+            NiftiDtype::U8 => 2,
+            NiftiDtype::I8 => 256,
+            NiftiDtype::I16 => 4,
+            NiftiDtype::U16 => 512,
+            NiftiDtype::I32 => 8,
+            NiftiDtype::F32 => 16,
+            NiftiDtype::F64 => 64,
+        }
+    }
+
+    /// The datatype of a NIfTI code, if supported.
+    pub fn from_code(code: i16) -> Option<Self> {
+        [Self::U8, Self::I8, Self::I16, Self::U16, Self::I32, Self::F32, Self::F64]
+            .into_iter()
+            .find(|d| d.code() == code)
+    }
+
+    /// Bytes per voxel.
+    pub fn size(self) -> usize {
+        match self {
+            NiftiDtype::U8 | NiftiDtype::I8 => 1,
+            NiftiDtype::I16 | NiftiDtype::U16 => 2,
+            NiftiDtype::I32 | NiftiDtype::F32 => 4,
+            NiftiDtype::F64 => 8,
+        }
+    }
+
+    /// Lower-case name as numpy spells it (`uint8`, `int16`, `float32`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            NiftiDtype::U8 => "uint8",
+            NiftiDtype::I8 => "int8",
+            NiftiDtype::I16 => "int16",
+            NiftiDtype::U16 => "uint16",
+            NiftiDtype::I32 => "int32",
+            NiftiDtype::F32 => "float32",
+            NiftiDtype::F64 => "float64",
+        }
+    }
+
+    /// The datatype of a numpy-style name.
+    pub fn from_name(name: &str) -> Option<Self> {
+        [Self::U8, Self::I8, Self::I16, Self::U16, Self::I32, Self::F32, Self::F64]
+            .into_iter()
+            .find(|d| d.name() == name)
+    }
+
+    fn range(self) -> (f64, f64) {
+        match self {
+            NiftiDtype::U8 => (0.0, 255.0),
+            NiftiDtype::I8 => (-128.0, 127.0),
+            NiftiDtype::I16 => (-32768.0, 32767.0),
+            NiftiDtype::U16 => (0.0, 65535.0),
+            NiftiDtype::I32 => (i32::MIN as f64, i32::MAX as f64),
+            NiftiDtype::F32 | NiftiDtype::F64 => (f64::NEG_INFINITY, f64::INFINITY),
+        }
+    }
+}
+
+/// A NIfTI file as read: its volumes (scaling applied), the stored datatype and the header.
+#[derive(Debug, Clone)]
+pub struct NiftiImage {
+    /// Voxel values (after `scl_slope`/`scl_inter`) and ITK geometry: one volume for a 3-D
+    /// file, one per frame (dims 4–7 flattened) for a 4-D or higher file.
+    pub volumes: Vec<Volume>,
+    /// The datatype stored in the file.
+    pub dtype: NiftiDtype,
+    /// The raw header.
+    pub header: NiftiHeader,
+}
+
+/// Read a 3-D `.nii` or `.nii.gz` file into a [`Volume`] (a file with several frames is an error).
+pub fn read_nifti(path: impl AsRef<Path>) -> Result<Volume> {
+    let path = path.as_ref();
+    let mut image = read_nifti_image(path)?;
+    if image.volumes.len() != 1 {
+        let ndim = image.header.dim[0] as usize;
+        return Err(Error::format(
+            path,
+            format!("has {} dimensions {:?}; a 3-D volume is needed here", ndim, &image.header.dim[1..=ndim]),
+        ));
+    }
+    Ok(image.volumes.remove(0))
+}
+
+/// Read a `.nii` or `.nii.gz` file of any dimensionality, keeping its datatype and header.
+pub fn read_nifti_image(path: impl AsRef<Path>) -> Result<NiftiImage> {
+    let path = path.as_ref();
+    if path.is_dir() {
+        return Err(Error::format(path, "is a directory, not a NIfTI file"));
+    }
+    let raw = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let bytes = if raw.starts_with(&[0x1f, 0x8b]) {
+        let mut out = Vec::with_capacity(raw.len() * 4);
+        flate2::read::MultiGzDecoder::new(&raw[..])
+            .read_to_end(&mut out)
+            .map_err(|e| Error::format(path, format!("corrupt or truncated gzip data ({e})")))?;
+        out
+    } else {
+        raw
+    };
+    parse(path, &bytes)
+}
+
+fn parse(path: &Path, bytes: &[u8]) -> Result<NiftiImage> {
+    if bytes.len() < 348 {
+        return Err(Error::format(
+            path,
+            format!("too short for a NIfTI-1 header ({} bytes, need 348)", bytes.len()),
+        ));
+    }
+    let size_le = i32::from_le_bytes(bytes[0..4].try_into().unwrap());
+    let size_be = i32::from_be_bytes(bytes[0..4].try_into().unwrap());
+    if size_le == 540 || size_be == 540 {
+        return Err(Error::format(path, "is NIfTI-2, which is not supported (NIfTI-1 only)"));
+    }
+    if size_le != 348 && size_be != 348 {
+        return Err(Error::format(path, "not a NIfTI-1 file (header size field is not 348)"));
+    }
+    let header = NiftiHeader::from_reader(bytes)
+        .map_err(|e| Error::format(path, format!("unreadable NIfTI header ({e})")))?;
+    match &header.magic {
+        b"n+1\0" => {}
+        b"ni1\0" => {
+            return Err(Error::format(
+                path,
+                "is the header of a .hdr/.img pair; only single-file .nii/.nii.gz is supported",
+            ));
+        }
+        m => return Err(Error::format(path, format!("bad NIfTI magic {:?} (expected \"n+1\")", m))),
+    }
+    let ndim = header.dim[0] as usize;
+    if !(1..=7).contains(&ndim) {
+        return Err(Error::format(path, format!("invalid number of dimensions dim[0] = {}", header.dim[0])));
+    }
+    let dim = |a: usize| if a <= ndim { header.dim[a] as usize } else { 1 };
+    let shape = [dim(1), dim(2), dim(3)];
+    if shape.contains(&0) {
+        return Err(Error::format(path, format!("a dimension is zero: {:?}", &header.dim[1..=ndim])));
+    }
+    let frames: usize = (4..=ndim).map(|a| header.dim[a] as usize).product::<usize>().max(1);
+    let dtype = NiftiDtype::from_code(header.datatype).ok_or_else(|| {
+        Error::format(path, format!("unsupported NIfTI datatype code {}", header.datatype))
+    })?;
+    let offset = header.vox_offset as usize;
+    if header.vox_offset < 348.0 || header.vox_offset.fract() != 0.0 {
+        return Err(Error::format(path, format!("invalid vox_offset {}", header.vox_offset)));
+    }
+    let count = shape[0] * shape[1] * shape[2];
+    let need = count * frames * dtype.size();
+    if bytes.len() < offset + need {
+        return Err(Error::format(
+            path,
+            format!(
+                "data size mismatch: dims {:?} of {} need {} bytes after offset {}, the file has {}",
+                &header.dim[1..=ndim],
+                dtype.name(),
+                need,
+                offset,
+                bytes.len().saturating_sub(offset)
+            ),
+        ));
+    }
+    let values = decode(&bytes[offset..offset + need], dtype, header.endianness);
+    let slope = header.scl_slope as f64;
+    let inter = header.scl_inter as f64;
+    let scaled: Vec<f32> = if slope != 0.0 && slope.is_finite() && (slope != 1.0 || inter != 0.0) {
+        values.into_iter().map(|v| (v * slope + if inter.is_finite() { inter } else { 0.0 }) as f32).collect()
+    } else {
+        values.into_iter().map(|v| v as f32).collect()
+    };
+    // The file stores x fastest (Fortran order); volumes are kept in standard layout.
+    let geometry = geometry_from_header(&header);
+    let volumes = scaled
+        .chunks_exact(count)
+        .map(|frame| {
+            let fortran = ndarray::ArrayView3::from_shape(shape.f(), frame).expect("length checked above");
+            let mut data = Array3::zeros(shape);
+            data.assign(&fortran);
+            Volume::new(data, geometry)
+        })
+        .collect();
+    Ok(NiftiImage { volumes, dtype, header })
+}
+
+fn decode(bytes: &[u8], dtype: NiftiDtype, endianness: Endianness) -> Vec<f64> {
+    let le = endianness == Endianness::Little;
+    macro_rules! conv {
+        ($t:ty, $n:expr) => {
+            bytes
+                .chunks_exact($n)
+                .map(|c| {
+                    let a: [u8; $n] = c.try_into().unwrap();
+                    (if le { <$t>::from_le_bytes(a) } else { <$t>::from_be_bytes(a) }) as f64
+                })
+                .collect()
+        };
+    }
+    match dtype {
+        NiftiDtype::U8 => bytes.iter().map(|&b| b as f64).collect(),
+        NiftiDtype::I8 => bytes.iter().map(|&b| b as i8 as f64).collect(),
+        NiftiDtype::I16 => conv!(i16, 2),
+        NiftiDtype::U16 => conv!(u16, 2),
+        NiftiDtype::I32 => conv!(i32, 4),
+        NiftiDtype::F32 => conv!(f32, 4),
+        NiftiDtype::F64 => conv!(f64, 8),
+    }
+}
+
+/// RAS ↔ LPS: negate the first two world axes.
+fn flip_xy_rows(m: &Mat3) -> Mat3 {
+    [m[0].map(|v| -v), m[1].map(|v| -v), m[2]]
+}
+
+fn spacing_from_pixdim(h: &NiftiHeader) -> Vec3 {
+    [1, 2, 3].map(|a| {
+        let v = (h.pixdim[a] as f64).abs();
+        if v > 0.0 && v.is_finite() { v } else { 1.0 }
+    })
+}
+
+/// Normalised columns of `m` (a column of zeros becomes the unit axis).
+fn normalize_columns(m: &Mat3) -> Mat3 {
+    let mut out = *m;
+    for c in 0..3 {
+        let n = mat3::norm(mat3::column(m, c));
+        for r in 0..3 {
+            out[r][c] = if n > 0.0 { m[r][c] / n } else if r == c { 1.0 } else { 0.0 };
+        }
+    }
+    out
+}
+
+/// The ITK geometry of a NIfTI header (see the module documentation for the rules).
+pub fn geometry_from_header(h: &NiftiHeader) -> Geometry {
+    let spacing = spacing_from_pixdim(h);
+    let use_sform = h.sform_code > 0 && (h.sform_code == 1 || h.qform_code <= 0);
+    if use_sform {
+        let rows = [h.srow_x, h.srow_y, h.srow_z].map(|r| r.map(|v| v as f64));
+        let m = [0, 1, 2].map(|r| [rows[r][0], rows[r][1], rows[r][2]]);
+        let origin_ras = [rows[0][3], rows[1][3], rows[2][3]];
+        return Geometry {
+            spacing,
+            origin: [-origin_ras[0], -origin_ras[1], origin_ras[2]],
+            direction: flip_xy_rows(&normalize_columns(&m)),
+        };
+    }
+    if h.qform_code > 0 {
+        let (b, c, d) = (h.quatern_b as f64, h.quatern_c as f64, h.quatern_d as f64);
+        let qfac = if h.pixdim[0] < 0.0 { -1.0 } else { 1.0 };
+        let mut r = quaternion_to_rotation(b, c, d);
+        for row in r.iter_mut() {
+            row[2] *= qfac;
+        }
+        let o = [h.quatern_x as f64, h.quatern_y as f64, h.quatern_z as f64];
+        return Geometry { spacing, origin: [-o[0], -o[1], o[2]], direction: flip_xy_rows(&r) };
+    }
+    Geometry { spacing, origin: [0.0; 3], direction: mat3::IDENTITY }
+}
+
+fn quaternion_to_rotation(b: f64, c: f64, d: f64) -> Mat3 {
+    let s = b * b + c * c + d * d;
+    let (a, b, c, d) = if 1.0 - s < 1e-7 {
+        let n = s.sqrt();
+        (0.0, b / n, c / n, d / n)
+    } else {
+        ((1.0 - s).sqrt(), b, c, d)
+    };
+    [
+        [a * a + b * b - c * c - d * d, 2.0 * (b * c - a * d), 2.0 * (b * d + a * c)],
+        [2.0 * (b * c + a * d), a * a + c * c - b * b - d * d, 2.0 * (c * d - a * b)],
+        [2.0 * (b * d - a * c), 2.0 * (c * d + a * b), a * a + d * d - c * c - b * b],
+    ]
+}
+
+/// Quaternion (b, c, d) and qfac of an orthonormal matrix (NIfTI-1 convention).
+fn rotation_to_quaternion(m: &Mat3) -> ([f64; 3], f64) {
+    let mut r = *m;
+    let qfac = if mat3::det(&r) < 0.0 {
+        for row in r.iter_mut() {
+            row[2] = -row[2];
+        }
+        -1.0
+    } else {
+        1.0
+    };
+    let trace = r[0][0] + r[1][1] + r[2][2] + 1.0;
+    let (mut a, mut b, mut c, mut d);
+    if trace > 0.5 {
+        a = 0.5 * trace.sqrt();
+        b = 0.25 * (r[2][1] - r[1][2]) / a;
+        c = 0.25 * (r[0][2] - r[2][0]) / a;
+        d = 0.25 * (r[1][0] - r[0][1]) / a;
+    } else {
+        let xd = 1.0 + r[0][0] - (r[1][1] + r[2][2]);
+        let yd = 1.0 + r[1][1] - (r[0][0] + r[2][2]);
+        let zd = 1.0 + r[2][2] - (r[0][0] + r[1][1]);
+        if xd > 1.0 {
+            b = 0.5 * xd.sqrt();
+            c = 0.25 * (r[0][1] + r[1][0]) / b;
+            d = 0.25 * (r[0][2] + r[2][0]) / b;
+            a = 0.25 * (r[2][1] - r[1][2]) / b;
+        } else if yd > 1.0 {
+            c = 0.5 * yd.sqrt();
+            b = 0.25 * (r[0][1] + r[1][0]) / c;
+            d = 0.25 * (r[1][2] + r[2][1]) / c;
+            a = 0.25 * (r[0][2] - r[2][0]) / c;
+        } else {
+            d = 0.5 * zd.sqrt();
+            b = 0.25 * (r[0][2] + r[2][0]) / d;
+            c = 0.25 * (r[1][2] + r[2][1]) / d;
+            a = 0.25 * (r[1][0] - r[0][1]) / d;
+        }
+        if a < 0.0 {
+            b = -b;
+            c = -c;
+            d = -d;
+            a = -a;
+        }
+    }
+    let _ = a;
+    ([b, c, d], qfac)
+}
+
+/// A header describing `geometry` (sform and qform both code 1, units mm).
+fn header_for(geometry: &Geometry) -> NiftiHeader {
+    let mut h = NiftiHeader::default();
+    let ras = flip_xy_rows(&geometry.direction);
+    let origin_ras = [-geometry.origin[0], -geometry.origin[1], geometry.origin[2]];
+    let ([qb, qc, qd], qfac) = rotation_to_quaternion(&ras);
+    h.pixdim = [qfac as f32, geometry.spacing[0] as f32, geometry.spacing[1] as f32, geometry.spacing[2] as f32, 0.0, 0.0, 0.0, 0.0];
+    h.xyzt_units = 2; // millimetres
+    h.qform_code = 1;
+    h.sform_code = 1;
+    h.quatern_b = qb as f32;
+    h.quatern_c = qc as f32;
+    h.quatern_d = qd as f32;
+    h.quatern_x = origin_ras[0] as f32;
+    h.quatern_y = origin_ras[1] as f32;
+    h.quatern_z = origin_ras[2] as f32;
+    let row = |r: usize| {
+        [
+            (ras[r][0] * geometry.spacing[0]) as f32,
+            (ras[r][1] * geometry.spacing[1]) as f32,
+            (ras[r][2] * geometry.spacing[2]) as f32,
+            origin_ras[r] as f32,
+        ]
+    };
+    h.srow_x = row(0);
+    h.srow_y = row(1);
+    h.srow_z = row(2);
+    let mut descrip = b"cta2mbf".to_vec();
+    descrip.resize(80, 0);
+    h.descrip = descrip;
+    h
+}
+
+/// Write `volume` to `path` (`.nii` or `.nii.gz`) as `dtype` (`U8`, `I16` or `F32`), atomically.
+///
+/// Integer outputs are rounded to nearest; a value that does not fit the type, or is not
+/// finite, is an error and nothing is written.
+pub fn write_nifti(path: impl AsRef<Path>, volume: &Volume, dtype: NiftiDtype) -> Result<()> {
+    let path = path.as_ref();
+    let name = path.to_string_lossy();
+    if !(name.ends_with(".nii") || name.ends_with(".nii.gz")) {
+        return Err(Error::format(path, "output name must end in .nii or .nii.gz"));
+    }
+    if !matches!(dtype, NiftiDtype::U8 | NiftiDtype::I16 | NiftiDtype::F32) {
+        return Err(Error::format(path, format!("cannot write {} (uint8, int16 or float32 only)", dtype.name())));
+    }
+    let (lo, hi) = dtype.range();
+    if let Some(bad) = volume.data.iter().find(|v| {
+        let r = if dtype == NiftiDtype::F32 { **v as f64 } else { (**v as f64).round() };
+        !v.is_finite() || r < lo || r > hi
+    }) {
+        return Err(Error::format(path, format!("value {bad} cannot be stored as {}", dtype.name())));
+    }
+    let header = header_for(&volume.geometry);
+    write_atomically(path, |tmp| {
+        let options = nifti::writer::WriterOptions::new(tmp).reference_header(&header);
+        let result = match dtype {
+            NiftiDtype::U8 => options.write_nifti(&volume.data.mapv(|v| v.round() as u8)),
+            NiftiDtype::I16 => options.write_nifti(&volume.data.mapv(|v| v.round() as i16)),
+            _ => options.write_nifti(&volume.data),
+        };
+        result.map_err(|e| Error::format(path, format!("cannot write NIfTI ({e})")))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quaternion_round_trip_covers_all_branches() {
+        let mats = [
+            mat3::IDENTITY,
+            mat3::rotation([0.2, 0.9, -0.4], 2.9),
+            mat3::rotation([1.0, 0.0, 0.0], std::f64::consts::PI),
+            mat3::rotation([0.0, 1.0, 0.0], std::f64::consts::PI),
+            mat3::rotation([0.0, 0.0, 1.0], std::f64::consts::PI),
+            [[-1.0, 0.0, 0.0], [0.0, -1.0, 0.0], [0.0, 0.0, 1.0]],
+            [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, -1.0]],
+        ];
+        for m in mats {
+            let ([b, c, d], qfac) = rotation_to_quaternion(&m);
+            let mut r = quaternion_to_rotation(b, c, d);
+            for row in r.iter_mut() {
+                row[2] *= qfac;
+            }
+            for i in 0..3 {
+                for j in 0..3 {
+                    assert!((r[i][j] - m[i][j]).abs() < 1e-9, "{m:?} -> {r:?}");
+                }
+            }
+        }
+    }
+}

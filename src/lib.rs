@@ -1,0 +1,24 @@
+//! # cta2mbf
+//!
+//! Predicting myocardial blood flow (MBF) from cardiac CT angiography (CTA): the
+//! preprocessing stages that turn hospital DICOM into aligned CTA/MBF training pairs, and
+//! 3-D networks written natively in [Burn](https://burn.dev).
+//!
+//! The library is organised like the pipeline; every stage is also a subcommand of the
+//! `cta2mbf` binary:
+//! - [`volume`]: a 3-D image with ITK-exact world geometry (crop, pad, flip, resample);
+//! - [`io`]: NIfTI reading and atomic writing;
+//! - [`phantom`]: the synthetic cardiac cohort used by tests and the demo;
+//! - [`preprocess`]: cohort stages (connected components, myocardium MBF, heart crop);
+//! - [`device`]: choosing the Burn backend (CPU `flex` by default).
+
+pub mod cohort;
+pub mod device;
+pub mod error;
+pub mod io;
+pub mod phantom;
+pub mod preprocess;
+pub mod volume;
+
+pub use error::{Error, Result};
+pub use volume::{Geometry, Volume};

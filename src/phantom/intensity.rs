@@ -1,0 +1,97 @@
+//! What each modality shows for each tissue: CTA and perfusion HU, and the BF flow map.
+
+use super::anatomy::{Tissue, TissueClass};
+use rand::Rng;
+use serde::Serialize;
+
+/// The modalities the phantom renders.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Modality {
+    /// CT angiogram (HU).
+    Cta,
+    /// Temporal maximum of the perfusion series: contrast CT at peak enhancement (HU).
+    Mip,
+    /// Temporal average of the perfusion series: a weaker contrast CT (HU).
+    Avg,
+    /// Blood-flow map, ml/100 g/min, over the whole field.
+    Bf,
+}
+
+/// Per-patient contrast and flow parameters.
+#[derive(Debug, Clone, Serialize)]
+pub struct Contrast {
+    /// CTA attenuation of left-heart and aortic blood, HU.
+    pub blood_left_hu: f64,
+    /// CTA attenuation of right-heart and pulmonary blood, HU.
+    pub blood_right_hu: f64,
+    /// Normal myocardial flow, ml/100 g/min (100–250).
+    pub mbf_normal: f64,
+    /// CTA attenuation of normally perfused myocardium, HU (80–150, rises with flow).
+    pub myocardium_hu: f64,
+    /// Attenuation of fat, HU.
+    pub fat_hu: f64,
+    /// Attenuation of lung, HU.
+    pub lung_hu: f64,
+}
+
+impl Contrast {
+    /// Random parameters within the ranges of DESIGN/issue: blood 300–500 HU, myocardium
+    /// 80–150 HU increasing with the normal flow (so flow is visible on the CTA).
+    pub fn random(rng: &mut impl Rng) -> Contrast {
+        let mbf_normal = rng.random_range(100.0..250.0);
+        let myocardium_hu = 85.0 + (mbf_normal - 100.0) / 150.0 * 55.0 + rng.random_range(-5.0..5.0);
+        Contrast {
+            blood_left_hu: rng.random_range(360.0..480.0),
+            blood_right_hu: rng.random_range(310.0..420.0),
+            mbf_normal,
+            myocardium_hu,
+            fat_hu: rng.random_range(-110.0..-90.0),
+            lung_hu: rng.random_range(-870.0..-830.0),
+        }
+    }
+
+    /// The noise-free value of `tissue` in `modality`.
+    pub fn value(&self, tissue: &Tissue, modality: Modality) -> f64 {
+        use Modality::*;
+        use TissueClass::*;
+        match (tissue.class, modality) {
+            (Air, Bf) => 1.0,
+            (Air, _) => -1000.0,
+            (Lung, Bf) => 2.0,
+            (Lung, _) => self.lung_hu,
+            (Fat, Bf) => 4.0,
+            (Fat, _) => self.fat_hu,
+            (Muscle, Bf) => 15.0,
+            (Muscle, _) => 45.0,
+            (Bone, Bf) => 8.0,
+            (Bone, _) => 450.0,
+            (Cortex, Bf) => 6.0,
+            (Cortex, _) => 900.0,
+            (Wall, Bf) => 0.35 * self.mbf_normal,
+            (Wall, Cta) => 70.0,
+            (Wall, Mip) => 90.0,
+            (Wall, Avg) => 60.0,
+            (BloodLeft, Cta) => self.blood_left_hu,
+            (BloodRight, Cta) => self.blood_right_hu,
+            (BloodLeft, Mip) => self.blood_left_hu + 120.0,
+            (BloodRight, Mip) => self.blood_right_hu + 140.0,
+            (BloodLeft, Avg) => 0.5 * self.blood_left_hu,
+            (BloodRight, Avg) => 0.5 * self.blood_right_hu,
+            (BloodLeft | BloodRight, Bf) => 30.0,
+            (Myocardium, Cta) => self.myocardium_hu - tissue.hu_drop,
+            (Myocardium, Mip) => 60.0 + 0.45 * self.mbf_normal * tissue.flow,
+            (Myocardium, Avg) => 45.0 + 0.2 * self.mbf_normal * tissue.flow,
+            (Myocardium, Bf) => self.mbf_normal * tissue.flow,
+        }
+    }
+}
+
+/// Noise of each modality: additive Gaussian HU for CT images, relative for BF.
+pub fn noise_sigma(modality: Modality) -> f64 {
+    match modality {
+        Modality::Cta => 20.0,
+        Modality::Mip => 14.0,
+        Modality::Avg => 9.0,
+        Modality::Bf => 0.06,
+    }
+}
