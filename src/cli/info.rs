@@ -26,8 +26,8 @@ pub fn run(args: InfoArgs) -> cta2mbf::Result<()> {
         sum += m;
     }
     let mean = sum / image.volumes.len() as f64;
-    let ndim = (image.header.dim[0] as usize).max(3);
-    let dims: Vec<usize> = (1..=ndim).map(|a| if a <= image.header.dim[0] as usize { image.header.dim[a] as usize } else { 1 }).collect();
+    let mut dims = image.header.dim.clone();
+    dims.resize(dims.len().max(3), 1);
     if args.json {
         let json = serde_json::json!({
             "file": args.file.display().to_string(),
@@ -39,6 +39,7 @@ pub fn run(args: InfoArgs) -> cta2mbf::Result<()> {
             "min": lo,
             "max": hi,
             "mean": mean,
+            "nifti_version": image.header.version,
             "scl_slope": image.header.scl_slope,
             "scl_inter": image.header.scl_inter,
             "qform_code": image.header.qform_code,

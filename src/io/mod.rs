@@ -4,4 +4,4 @@ pub mod atomic;
 pub mod nifti;
 
 pub use atomic::write_atomically;
-pub use nifti::{NiftiDtype, NiftiImage, read_nifti, read_nifti_image, write_nifti};
+pub use nifti::{NiftiDtype, NiftiHeaderInfo, NiftiImage, read_nifti, read_nifti_image, write_nifti};

@@ -98,6 +98,110 @@ impl NiftiDtype {
     }
 }
 
+/// The header fields cta2mbf uses, from a NIfTI-1 or a NIfTI-2 header.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NiftiHeaderInfo {
+    /// 1 for NIfTI-1 (348-byte header), 2 for NIfTI-2 (540 bytes).
+    pub version: u8,
+    /// Sizes of dimensions 1..=dim\[0\].
+    pub dim: Vec<usize>,
+    /// NIfTI datatype code.
+    pub datatype: i16,
+    /// `pixdim[0..8]` (`pixdim[0]` is qfac).
+    pub pixdim: [f64; 8],
+    /// Byte offset of the voxel data.
+    pub vox_offset: f64,
+    /// Value scaling slope (0 or NaN: none).
+    pub scl_slope: f64,
+    /// Value scaling intercept.
+    pub scl_inter: f64,
+    /// qform code (0: no qform).
+    pub qform_code: i32,
+    /// sform code (0: no sform).
+    pub sform_code: i32,
+    /// Quaternion b, c, d.
+    pub quatern: [f64; 3],
+    /// qform offset x, y, z (RAS mm).
+    pub qoffset: [f64; 3],
+    /// sform rows x, y, z.
+    pub srow: [[f64; 4]; 3],
+    /// Byte order of the file.
+    pub little_endian: bool,
+}
+
+impl NiftiHeaderInfo {
+    fn from_nifti1(h: &NiftiHeader) -> Self {
+        let ndim = (h.dim[0] as usize).min(7);
+        NiftiHeaderInfo {
+            version: 1,
+            dim: (1..=ndim).map(|a| h.dim[a] as usize).collect(),
+            datatype: h.datatype,
+            pixdim: h.pixdim.map(|v| v as f64),
+            vox_offset: h.vox_offset as f64,
+            scl_slope: h.scl_slope as f64,
+            scl_inter: h.scl_inter as f64,
+            qform_code: h.qform_code as i32,
+            sform_code: h.sform_code as i32,
+            quatern: [h.quatern_b, h.quatern_c, h.quatern_d].map(|v| v as f64),
+            qoffset: [h.quatern_x, h.quatern_y, h.quatern_z].map(|v| v as f64),
+            srow: [h.srow_x, h.srow_y, h.srow_z].map(|r| r.map(|v| v as f64)),
+            little_endian: h.endianness == Endianness::Little,
+        }
+    }
+
+    /// Parse a NIfTI-2 header (540 bytes, magic "n+2"); `bytes` holds at least 540 bytes.
+    fn from_nifti2(path: &Path, bytes: &[u8], little_endian: bool) -> Result<Self> {
+        let b = |o: usize, n: usize| &bytes[o..o + n];
+        let i16_at = |o: usize| {
+            let a: [u8; 2] = b(o, 2).try_into().unwrap();
+            if little_endian { i16::from_le_bytes(a) } else { i16::from_be_bytes(a) }
+        };
+        let i32_at = |o: usize| {
+            let a: [u8; 4] = b(o, 4).try_into().unwrap();
+            if little_endian { i32::from_le_bytes(a) } else { i32::from_be_bytes(a) }
+        };
+        let i64_at = |o: usize| {
+            let a: [u8; 8] = b(o, 8).try_into().unwrap();
+            if little_endian { i64::from_le_bytes(a) } else { i64::from_be_bytes(a) }
+        };
+        let f64_at = |o: usize| {
+            let a: [u8; 8] = b(o, 8).try_into().unwrap();
+            if little_endian { f64::from_le_bytes(a) } else { f64::from_be_bytes(a) }
+        };
+        if &bytes[4..7] != b"n+2" {
+            return Err(Error::format(path, "bad NIfTI-2 magic (expected \"n+2\"; separate .hdr/.img pairs are not supported)"));
+        }
+        let ndim = i64_at(16);
+        if !(1..=7).contains(&ndim) {
+            return Err(Error::format(path, format!("invalid number of dimensions dim[0] = {ndim}")));
+        }
+        let mut dim = Vec::new();
+        for a in 1..=ndim as usize {
+            let d = i64_at(16 + 8 * a);
+            if d < 0 {
+                return Err(Error::format(path, format!("negative dimension dim[{a}] = {d}")));
+            }
+            dim.push(d as usize);
+        }
+        let vox_offset = i64_at(168);
+        Ok(NiftiHeaderInfo {
+            version: 2,
+            dim,
+            datatype: i16_at(12),
+            pixdim: [0, 1, 2, 3, 4, 5, 6, 7].map(|i| f64_at(104 + 8 * i)),
+            vox_offset: vox_offset as f64,
+            scl_slope: f64_at(176),
+            scl_inter: f64_at(184),
+            qform_code: i32_at(344),
+            sform_code: i32_at(348),
+            quatern: [f64_at(352), f64_at(360), f64_at(368)],
+            qoffset: [f64_at(376), f64_at(384), f64_at(392)],
+            srow: [0, 1, 2].map(|r| [0, 1, 2, 3].map(|c| f64_at(400 + 32 * r + 8 * c))),
+            little_endian,
+        })
+    }
+}
+
 /// A NIfTI file as read: its volumes (scaling applied), the stored datatype and the header.
 #[derive(Debug, Clone)]
 pub struct NiftiImage {
@@ -106,8 +210,8 @@ pub struct NiftiImage {
     pub volumes: Vec<Volume>,
     /// The datatype stored in the file.
     pub dtype: NiftiDtype,
-    /// The raw header.
-    pub header: NiftiHeader,
+    /// The header fields that matter.
+    pub header: NiftiHeaderInfo,
 }
 
 /// Read a 3-D `.nii` or `.nii.gz` file into a [`Volume`] (a file with several frames is an error).
@@ -115,10 +219,9 @@ pub fn read_nifti(path: impl AsRef<Path>) -> Result<Volume> {
     let path = path.as_ref();
     let mut image = read_nifti_image(path)?;
     if image.volumes.len() != 1 {
-        let ndim = image.header.dim[0] as usize;
         return Err(Error::format(
             path,
-            format!("has {} dimensions {:?}; a 3-D volume is needed here", ndim, &image.header.dim[1..=ndim]),
+            format!("has {} dimensions {:?}; a 3-D volume is needed here", image.header.dim.len(), image.header.dim),
         ));
     }
     Ok(image.volumes.remove(0))
@@ -147,44 +250,49 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<NiftiImage> {
     if bytes.len() < 348 {
         return Err(Error::format(
             path,
-            format!("too short for a NIfTI-1 header ({} bytes, need 348)", bytes.len()),
+            format!("too short for a NIfTI header ({} bytes, need 348)", bytes.len()),
         ));
     }
     let size_le = i32::from_le_bytes(bytes[0..4].try_into().unwrap());
     let size_be = i32::from_be_bytes(bytes[0..4].try_into().unwrap());
-    if size_le == 540 || size_be == 540 {
-        return Err(Error::format(path, "is NIfTI-2, which is not supported (NIfTI-1 only)"));
-    }
-    if size_le != 348 && size_be != 348 {
-        return Err(Error::format(path, "not a NIfTI-1 file (header size field is not 348)"));
-    }
-    let header = NiftiHeader::from_reader(bytes)
-        .map_err(|e| Error::format(path, format!("unreadable NIfTI header ({e})")))?;
-    match &header.magic {
-        b"n+1\0" => {}
-        b"ni1\0" => {
-            return Err(Error::format(
-                path,
-                "is the header of a .hdr/.img pair; only single-file .nii/.nii.gz is supported",
-            ));
+    let header = if size_le == 540 || size_be == 540 {
+        if bytes.len() < 540 {
+            return Err(Error::format(path, format!("too short for a NIfTI-2 header ({} bytes, need 540)", bytes.len())));
         }
-        m => return Err(Error::format(path, format!("bad NIfTI magic {:?} (expected \"n+1\")", m))),
-    }
-    let ndim = header.dim[0] as usize;
-    if !(1..=7).contains(&ndim) {
-        return Err(Error::format(path, format!("invalid number of dimensions dim[0] = {}", header.dim[0])));
-    }
-    let dim = |a: usize| if a <= ndim { header.dim[a] as usize } else { 1 };
+        NiftiHeaderInfo::from_nifti2(path, bytes, size_le == 540)?
+    } else if size_le == 348 || size_be == 348 {
+        let h = NiftiHeader::from_reader(bytes)
+            .map_err(|e| Error::format(path, format!("unreadable NIfTI header ({e})")))?;
+        match &h.magic {
+            b"n+1\0" => {}
+            b"ni1\0" => {
+                return Err(Error::format(
+                    path,
+                    "is the header of a .hdr/.img pair; only single-file .nii/.nii.gz is supported",
+                ));
+            }
+            m => return Err(Error::format(path, format!("bad NIfTI magic {:?} (expected \"n+1\")", m))),
+        }
+        if !(1..=7).contains(&h.dim[0]) {
+            return Err(Error::format(path, format!("invalid number of dimensions dim[0] = {}", h.dim[0])));
+        }
+        NiftiHeaderInfo::from_nifti1(&h)
+    } else {
+        return Err(Error::format(path, "not a NIfTI file (header size field is neither 348 nor 540)"));
+    };
+    let ndim = header.dim.len();
+    let dim = |a: usize| if a <= ndim { header.dim[a - 1] } else { 1 };
     let shape = [dim(1), dim(2), dim(3)];
-    if shape.contains(&0) {
-        return Err(Error::format(path, format!("a dimension is zero: {:?}", &header.dim[1..=ndim])));
+    if header.dim.contains(&0) {
+        return Err(Error::format(path, format!("a dimension is zero: {:?}", header.dim)));
     }
-    let frames: usize = (4..=ndim).map(|a| header.dim[a] as usize).product::<usize>().max(1);
+    let frames: usize = (4..=ndim).map(dim).product::<usize>().max(1);
     let dtype = NiftiDtype::from_code(header.datatype).ok_or_else(|| {
         Error::format(path, format!("unsupported NIfTI datatype code {}", header.datatype))
     })?;
     let offset = header.vox_offset as usize;
-    if header.vox_offset < 348.0 || header.vox_offset.fract() != 0.0 {
+    let min_offset = if header.version == 1 { 348.0 } else { 540.0 };
+    if header.vox_offset < min_offset || header.vox_offset.fract() != 0.0 {
         return Err(Error::format(path, format!("invalid vox_offset {}", header.vox_offset)));
     }
     let count = shape[0] * shape[1] * shape[2];
@@ -194,7 +302,7 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<NiftiImage> {
             path,
             format!(
                 "data size mismatch: dims {:?} of {} need {} bytes after offset {}, the file has {}",
-                &header.dim[1..=ndim],
+                header.dim,
                 dtype.name(),
                 need,
                 offset,
@@ -202,9 +310,9 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<NiftiImage> {
             ),
         ));
     }
-    let values = decode(&bytes[offset..offset + need], dtype, header.endianness);
-    let slope = header.scl_slope as f64;
-    let inter = header.scl_inter as f64;
+    let values = decode(&bytes[offset..offset + need], dtype, header.little_endian);
+    let slope = header.scl_slope;
+    let inter = header.scl_inter;
     let scaled: Vec<f32> = if slope != 0.0 && slope.is_finite() && (slope != 1.0 || inter != 0.0) {
         values.into_iter().map(|v| (v * slope + if inter.is_finite() { inter } else { 0.0 }) as f32).collect()
     } else {
@@ -224,8 +332,7 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<NiftiImage> {
     Ok(NiftiImage { volumes, dtype, header })
 }
 
-fn decode(bytes: &[u8], dtype: NiftiDtype, endianness: Endianness) -> Vec<f64> {
-    let le = endianness == Endianness::Little;
+fn decode(bytes: &[u8], dtype: NiftiDtype, le: bool) -> Vec<f64> {
     macro_rules! conv {
         ($t:ty, $n:expr) => {
             bytes
@@ -253,9 +360,9 @@ fn flip_xy_rows(m: &Mat3) -> Mat3 {
     [m[0].map(|v| -v), m[1].map(|v| -v), m[2]]
 }
 
-fn spacing_from_pixdim(h: &NiftiHeader) -> Vec3 {
+fn spacing_from_pixdim(h: &NiftiHeaderInfo) -> Vec3 {
     [1, 2, 3].map(|a| {
-        let v = (h.pixdim[a] as f64).abs();
+        let v = h.pixdim[a].abs();
         if v > 0.0 && v.is_finite() { v } else { 1.0 }
     })
 }
@@ -273,27 +380,22 @@ fn normalize_columns(m: &Mat3) -> Mat3 {
 }
 
 /// The ITK geometry of a NIfTI header (see the module documentation for the rules).
-pub fn geometry_from_header(h: &NiftiHeader) -> Geometry {
+pub fn geometry_from_header(h: &NiftiHeaderInfo) -> Geometry {
     let spacing = spacing_from_pixdim(h);
     let use_sform = h.sform_code > 0 && (h.sform_code == 1 || h.qform_code <= 0);
     if use_sform {
-        let rows = [h.srow_x, h.srow_y, h.srow_z].map(|r| r.map(|v| v as f64));
-        let m = [0, 1, 2].map(|r| [rows[r][0], rows[r][1], rows[r][2]]);
-        let origin_ras = [rows[0][3], rows[1][3], rows[2][3]];
-        return Geometry {
-            spacing,
-            origin: [-origin_ras[0], -origin_ras[1], origin_ras[2]],
-            direction: flip_xy_rows(&normalize_columns(&m)),
-        };
+        let m = [0, 1, 2].map(|r| [h.srow[r][0], h.srow[r][1], h.srow[r][2]]);
+        let o = [h.srow[0][3], h.srow[1][3], h.srow[2][3]];
+        return Geometry { spacing, origin: [-o[0], -o[1], o[2]], direction: flip_xy_rows(&normalize_columns(&m)) };
     }
     if h.qform_code > 0 {
-        let (b, c, d) = (h.quatern_b as f64, h.quatern_c as f64, h.quatern_d as f64);
+        let [b, c, d] = h.quatern;
         let qfac = if h.pixdim[0] < 0.0 { -1.0 } else { 1.0 };
         let mut r = quaternion_to_rotation(b, c, d);
         for row in r.iter_mut() {
             row[2] *= qfac;
         }
-        let o = [h.quatern_x as f64, h.quatern_y as f64, h.quatern_z as f64];
+        let o = h.qoffset;
         return Geometry { spacing, origin: [-o[0], -o[1], o[2]], direction: flip_xy_rows(&r) };
     }
     Geometry { spacing, origin: [0.0; 3], direction: mat3::IDENTITY }
@@ -398,8 +500,8 @@ fn header_for(geometry: &Geometry) -> NiftiHeader {
 
 /// Write `volume` to `path` (`.nii` or `.nii.gz`) as `dtype` (`U8`, `I16` or `F32`), atomically.
 ///
-/// Integer outputs are rounded to nearest; a value that does not fit the type, or is not
-/// finite, is an error and nothing is written.
+/// Integer outputs are rounded to nearest; a value that does not fit the integer type, or
+/// is not finite, is an error and nothing is written.
 pub fn write_nifti(path: impl AsRef<Path>, volume: &Volume, dtype: NiftiDtype) -> Result<()> {
     let path = path.as_ref();
     let name = path.to_string_lossy();
@@ -411,7 +513,10 @@ pub fn write_nifti(path: impl AsRef<Path>, volume: &Volume, dtype: NiftiDtype) -
     }
     let (lo, hi) = dtype.range();
     if let Some(bad) = volume.data.iter().find(|v| {
-        let r = if dtype == NiftiDtype::F32 { **v as f64 } else { (**v as f64).round() };
+        if dtype == NiftiDtype::F32 {
+            return false; // every f32, NaN and infinities included, is storable
+        }
+        let r = (**v as f64).round();
         !v.is_finite() || r < lo || r > hi
     }) {
         return Err(Error::format(path, format!("value {bad} cannot be stored as {}", dtype.name())));

@@ -274,24 +274,27 @@ impl Anatomy {
         if pa < 12.0 * k {
             return Tissue::labelled(TissueClass::BloodRight, 7);
         }
-        // Walls of the right heart, atria and vessels (unlabelled enhancing tissue).
-        let wall_mm = 3.5;
-        let near = |norm_r: f64, radius: f64| norm_r < 1.0 + wall_mm / radius;
-        if (rv_above && near(rv, 17.0 * k))
-            || near(la, 20.0 * k)
-            || near(ra, 19.0 * k)
-            || ao < 13.5 * k + 2.0
-            || pa < 12.0 * k + 2.0
-        {
+        // Walls of the right heart, atria and vessels (unlabelled enhancing tissue), then a
+        // layer of epicardial fat around the whole heart.
+        let near = |norm_r: f64, radius: f64, margin: f64| norm_r < 1.0 + margin / radius;
+        let within = |margin: f64| {
+            (rv_above && near(rv, 17.0 * k, margin))
+                || near(la, 20.0 * k, margin)
+                || near(ra, 19.0 * k, margin)
+                || ao < 13.5 * k + margin
+                || pa < 12.0 * k + margin
+        };
+        if within(3.0) {
             return Tissue::of(TissueClass::Wall);
         }
-        // Epicardial fat pad around the heart.
-        let pad = self.ellipsoid(h, [-10.0 * k, 8.0 * k, 0.0], [self.lv_length + 38.0 * k, self.lv_radius + 40.0 * k, self.lv_radius + 44.0 * k]);
-        self.thorax(p, pad < 1.0)
+        if within(8.0) || (u > -self.base_offset - 6.0 && near(outer, self.lv_radius + wall, 8.0)) {
+            return Tissue::of(TissueClass::Fat);
+        }
+        self.thorax(p)
     }
 
     /// Tissue of the chest outside the heart.
-    fn thorax(&self, p: Vec3, in_fat_pad: bool) -> Tissue {
+    fn thorax(&self, p: Vec3) -> Tissue {
         let [bx, by] = self.body_center;
         let [ax, ay] = self.body_radii;
         let (x, y, z) = (p[0] - bx, p[1] - by, p[2]);
@@ -327,9 +330,6 @@ impl Anatomy {
             let rib_z = (z - self.rib_phase).rem_euclid(self.rib_pitch);
             let rib = (rib_z - self.rib_pitch / 2.0).abs() < 4.5 && (13.0..22.0).contains(&depth) && y > -ay * 0.6;
             return Tissue::of(if rib { TissueClass::Cortex } else { TissueClass::Muscle });
-        }
-        if in_fat_pad {
-            return Tissue::of(TissueClass::Fat);
         }
         // Mediastinum between the lungs, in front of the spine.
         let mediastinum = x.abs() < 32.0 && y < ay - 30.0;

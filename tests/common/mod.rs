@@ -1,0 +1,107 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use cta2mbf::volume::mat3::Mat3;
+use cta2mbf::{Geometry, Volume};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Run `scripts/nifti_crosscheck.py` with `args`; panics with its stderr on failure.
+pub fn crosscheck(args: &[&str]) -> String {
+    let out = Command::new("python3")
+        .arg(repo().join("scripts/nifti_crosscheck.py"))
+        .args(args)
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "nifti_crosscheck.py {args:?} failed (are SimpleITK and nibabel installed? `pip install SimpleITK nibabel`):\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// What SimpleITK and nibabel read from file number `i` of a `crosscheck read` run.
+pub struct Reference {
+    pub json: Value,
+    pub nib: Vec<f32>,
+    pub sitk: Option<Vec<f32>>,
+}
+
+fn read_f32(path: &Path) -> Vec<f32> {
+    std::fs::read(path).unwrap().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect()
+}
+
+/// Load the reference of file number `i` from `dir`.
+pub fn reference(dir: &Path, i: usize) -> Reference {
+    let json: Value = serde_json::from_slice(&std::fs::read(dir.join(format!("{i}.json"))).unwrap()).unwrap();
+    let nib = read_f32(&dir.join(format!("{i}.nib.f32")));
+    let sitk_path = dir.join(format!("{i}.sitk.f32"));
+    let sitk = json["sitk"].is_object().then(|| read_f32(&sitk_path));
+    Reference { json, nib, sitk }
+}
+
+fn f64s(v: &Value) -> Vec<f64> {
+    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()
+}
+
+/// Largest difference between our geometry and SimpleITK's.
+pub fn sitk_geometry_diff(g: &Geometry, sitk: &Value) -> f64 {
+    let spacing = f64s(&sitk["spacing"]);
+    let origin = f64s(&sitk["origin"]);
+    let dir = f64s(&sitk["direction"]);
+    let mut d: f64 = 0.0;
+    for i in 0..3 {
+        d = d.max((g.spacing[i] - spacing[i]).abs()).max((g.origin[i] - origin[i]).abs());
+        for j in 0..3 {
+            // SimpleITK's direction of an N-D image is N×N, row-major.
+            let n = spacing.len();
+            d = d.max((g.direction[i][j] - dir[i * n + j]).abs());
+        }
+    }
+    d
+}
+
+/// The RAS voxel-to-world affine (nibabel's) of a geometry.
+pub fn ras_affine(g: &Geometry) -> [[f64; 4]; 3] {
+    let m: Mat3 = g.index_to_world_matrix();
+    let sign = [-1.0, -1.0, 1.0];
+    [0, 1, 2].map(|r| [sign[r] * m[r][0], sign[r] * m[r][1], sign[r] * m[r][2], sign[r] * g.origin[r]])
+}
+
+/// Largest difference between our affine and nibabel's.
+pub fn nib_affine_diff(g: &Geometry, nib: &Value) -> f64 {
+    let ours = ras_affine(g);
+    let theirs: Vec<Vec<f64>> = nib["affine"].as_array().unwrap().iter().map(f64s).collect();
+    let mut d: f64 = 0.0;
+    for r in 0..3 {
+        for c in 0..4 {
+            d = d.max((ours[r][c] - theirs[r][c]).abs());
+        }
+    }
+    d
+}
+
+/// Our frames' voxels flattened as the cross-check script writes them (frames, x, y, z).
+pub fn flatten(volumes: &[Volume]) -> Vec<f32> {
+    volumes.iter().flat_map(|v| v.data.iter().copied()).collect()
+}
+
+/// Run the release/debug binary built for the tests.
+pub fn cta2mbf() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_cta2mbf"))
+}
+
+/// Panic with the first differing voxel unless `a` and `b` are equal (NaN equals NaN).
+pub fn assert_same_values(a: &[f32], b: &[f32], what: &str) {
+    assert_eq!(a.len(), b.len(), "{what}: {} values vs {}", a.len(), b.len());
+    if let Some(i) = (0..a.len()).find(|&i| !(a[i] == b[i] || (a[i].is_nan() && b[i].is_nan()))) {
+        panic!("{what}: voxel {i} differs: {} vs {}", a[i], b[i]);
+    }
+}
