@@ -339,22 +339,6 @@ impl Anatomy {
         Tissue::of(TissueClass::Lung)
     }
 
-    /// World-space bounding box corners of the heart (chambers and myocardium, not vessels).
-    pub fn heart_extent_corners(&self) -> Vec<Vec3> {
-        let k = self.scale;
-        let u_lo = -self.base_offset - 45.0 * k;
-        let u_hi = self.lv_length + self.wall_thickness * 1.5;
-        let r = self.lv_radius + 60.0 * k;
-        let mut corners = Vec::new();
-        for u in [u_lo, u_hi] {
-            for s in [-r, r] {
-                for t in [-r, r] {
-                    corners.push(self.point(u, s, t));
-                }
-            }
-        }
-        corners
-    }
 }
 
 /// `v / |v|`.

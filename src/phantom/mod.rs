@@ -224,9 +224,20 @@ pub fn generate_case(seed: u64, index: usize, pid: &str, size: [usize; 3]) -> Re
 
     // Perfusion grid: coarser, same in-plane field, z covering the heart with a margin.
     let p_spacing = [0, 1, 2].map(|a| spacing[a] * PERFUSION_COARSENING[a]);
-    let corners: Vec<Vec3> = anatomy.heart_extent_corners().into_iter().map(|c| misalignment.inverse(c)).collect();
-    let z_lo = corners.iter().map(|c| c[2]).fold(f64::INFINITY, f64::min) - 10.0;
-    let z_hi = corners.iter().map(|c| c[2]).fold(f64::NEG_INFINITY, f64::max) + 10.0;
+    // The z range of the heart chambers (not the great vessels) seen from the perfusion study.
+    let (lo, hi) = mask_connected
+        .bounding_box(|v| [1.0, 2.0, 3.0, 4.0, 6.0].contains(&v))
+        .ok_or_else(|| Error::invalid("phantom heart outside the CTA field of view"))?;
+    let mut corners = Vec::new();
+    for x in [lo[0] as f64 - 0.5, hi[0] as f64 + 0.5] {
+        for y in [lo[1] as f64 - 0.5, hi[1] as f64 + 0.5] {
+            for z in [lo[2] as f64 - 0.5, hi[2] as f64 + 0.5] {
+                corners.push(misalignment.inverse(cta_geometry.index_to_world([x, y, z])));
+            }
+        }
+    }
+    let z_lo = corners.iter().map(|c| c[2]).fold(f64::INFINITY, f64::min) - 6.0;
+    let z_hi = corners.iter().map(|c| c[2]).fold(f64::NEG_INFINITY, f64::max) + 6.0;
     let p_size = [
         (CTA_FOV_MM[0] / p_spacing[0]).round() as usize,
         (CTA_FOV_MM[1] / p_spacing[1]).round() as usize,
