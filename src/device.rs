@@ -79,8 +79,8 @@ mod tests {
         let opts = burn::tensor::ops::ConvOptions::new([1, 1, 1], [1, 1, 1], [1, 1, 1], 1);
         let a = burn::tensor::module::conv3d(x.clone(), w.clone(), None, opts.clone());
         let b = burn::tensor::module::conv3d(x.to_device(&nd), w.to_device(&nd), None, opts);
-        let a: Vec<f32> = a.into_data().to_vec().unwrap();
-        let b: Vec<f32> = b.into_data().to_vec().unwrap();
+        let a: Vec<f32> = a.into_data().try_to_vec::<f32>().unwrap();
+        let b: Vec<f32> = b.into_data().try_to_vec::<f32>().unwrap();
         assert_eq!(a.len(), 3 * 6 * 5 * 4);
         for (p, q) in a.iter().zip(&b) {
             assert!((p - q).abs() < 1e-4, "{p} vs {q}");
