@@ -151,23 +151,14 @@ impl NiftiHeaderInfo {
 
     /// Parse a NIfTI-2 header (540 bytes, magic "n+2"); `bytes` holds at least 540 bytes.
     fn from_nifti2(path: &Path, bytes: &[u8], little_endian: bool) -> Result<Self> {
-        let b = |o: usize, n: usize| &bytes[o..o + n];
-        let i16_at = |o: usize| {
-            let a: [u8; 2] = b(o, 2).try_into().unwrap();
-            if little_endian { i16::from_le_bytes(a) } else { i16::from_be_bytes(a) }
-        };
-        let i32_at = |o: usize| {
-            let a: [u8; 4] = b(o, 4).try_into().unwrap();
-            if little_endian { i32::from_le_bytes(a) } else { i32::from_be_bytes(a) }
-        };
-        let i64_at = |o: usize| {
-            let a: [u8; 8] = b(o, 8).try_into().unwrap();
-            if little_endian { i64::from_le_bytes(a) } else { i64::from_be_bytes(a) }
-        };
-        let f64_at = |o: usize| {
-            let a: [u8; 8] = b(o, 8).try_into().unwrap();
-            if little_endian { f64::from_le_bytes(a) } else { f64::from_be_bytes(a) }
-        };
+        macro_rules! at {
+            ($t:ty, $o:expr) => {{
+                let a: [u8; std::mem::size_of::<$t>()] = bytes[$o..$o + std::mem::size_of::<$t>()].try_into().unwrap();
+                if little_endian { <$t>::from_le_bytes(a) } else { <$t>::from_be_bytes(a) }
+            }};
+        }
+        let i64_at = |o: usize| at!(i64, o);
+        let f64_at = |o: usize| at!(f64, o);
         if &bytes[4..7] != b"n+2" {
             return Err(Error::format(path, "bad NIfTI-2 magic (expected \"n+2\"; separate .hdr/.img pairs are not supported)"));
         }
@@ -187,13 +178,13 @@ impl NiftiHeaderInfo {
         Ok(NiftiHeaderInfo {
             version: 2,
             dim,
-            datatype: i16_at(12),
+            datatype: at!(i16, 12),
             pixdim: [0, 1, 2, 3, 4, 5, 6, 7].map(|i| f64_at(104 + 8 * i)),
             vox_offset: vox_offset as f64,
             scl_slope: f64_at(176),
             scl_inter: f64_at(184),
-            qform_code: i32_at(344),
-            sform_code: i32_at(348),
+            qform_code: at!(i32, 344),
+            sform_code: at!(i32, 348),
             quatern: [f64_at(352), f64_at(360), f64_at(368)],
             qoffset: [f64_at(376), f64_at(384), f64_at(392)],
             srow: [0, 1, 2].map(|r| [0, 1, 2, 3].map(|c| f64_at(400 + 32 * r + 8 * c))),
