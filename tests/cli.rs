@@ -72,7 +72,7 @@ fn corrupt_inputs_give_one_clear_error() {
     magic[344..348].copy_from_slice(b"abc\0");
     let wrong_magic = dir.path().join("magic.nii");
     std::fs::write(&wrong_magic, &magic).unwrap();
-    assert_one_clear_error(&wrong_magic, "magic");
+    assert_one_clear_error(&wrong_magic, "bad NIfTI magic");
 
     let mut dims = raw.clone();
     dims[42..44].copy_from_slice(&200u16.to_le_bytes()); // dim[1] = 200 instead of 8

@@ -252,9 +252,7 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<NiftiImage> {
         }
         NiftiHeaderInfo::from_nifti2(path, bytes, size_le == 540)?
     } else if size_le == 348 || size_be == 348 {
-        let h = NiftiHeader::from_reader(bytes)
-            .map_err(|e| Error::format(path, format!("unreadable NIfTI header ({e})")))?;
-        match &h.magic {
+        match &bytes[344..348] {
             b"n+1\0" => {}
             b"ni1\0" => {
                 return Err(Error::format(
@@ -262,8 +260,10 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<NiftiImage> {
                     "is the header of a .hdr/.img pair; only single-file .nii/.nii.gz is supported",
                 ));
             }
-            m => return Err(Error::format(path, format!("bad NIfTI magic {:?} (expected \"n+1\")", m))),
+            m => return Err(Error::format(path, format!("bad NIfTI magic {:?} (expected \"n+1\")", String::from_utf8_lossy(m)))),
         }
+        let h = NiftiHeader::from_reader(bytes)
+            .map_err(|e| Error::format(path, format!("unreadable NIfTI header ({e})")))?;
         if !(1..=7).contains(&h.dim[0]) {
             return Err(Error::format(path, format!("invalid number of dimensions dim[0] = {}", h.dim[0])));
         }
