@@ -47,6 +47,11 @@ impl std::fmt::Display for DeviceChoice {
 }
 
 impl DeviceChoice {
+    /// Whether the backend runs on the CPU (its memory is the machine's memory).
+    pub fn is_cpu(self) -> bool {
+        matches!(self, DeviceChoice::Cpu | DeviceChoice::Ndarray)
+    }
+
     /// The Burn device, or an error when its backend was not compiled in.
     #[allow(deprecated)] // Burn marks ndarray deprecated; it stays selectable on purpose.
     pub fn device(self) -> Result<Device> {

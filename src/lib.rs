@@ -12,12 +12,19 @@
 //! - [`preprocess`]: cohort stages (connected components, myocardium MBF, heart crop);
 //! - [`device`]: choosing the Burn backend (CPU `flex` by default).
 
+pub mod analysis;
+pub mod bench;
 pub mod cohort;
+pub mod data;
 pub mod device;
 pub mod error;
+pub mod infer;
 pub mod io;
+pub mod models;
+pub mod ops;
 pub mod phantom;
 pub mod preprocess;
+pub mod train;
 pub mod volume;
 
 pub use error::{Error, Result};

@@ -1,7 +1,9 @@
 //! The `cta2mbf` command line: a thin layer over the library, one file per subcommand.
 
+mod bench;
 mod info;
 mod phantom;
+mod train;
 
 use clap::{Parser, Subcommand};
 
@@ -21,6 +23,10 @@ pub enum Command {
     Phantom(phantom::PhantomArgs),
     /// Describe a NIfTI file: shape, datatype, spacing, origin, direction, value range.
     Info(info::InfoArgs),
+    /// Train a CTA→MBF generator (pix2pix-style) from a JSON config.
+    Train(train::TrainArgs),
+    /// Time generator inference and one training step; GFLOP/s and peak memory.
+    Bench(bench::BenchArgs),
 }
 
 /// Run the parsed command line.
@@ -28,6 +34,8 @@ pub fn run(cli: Cli) -> cta2mbf::Result<()> {
     match cli.command {
         Command::Phantom(args) => phantom::run(args),
         Command::Info(args) => info::run(args),
+        Command::Train(args) => train::run(args),
+        Command::Bench(args) => bench::run(args),
     }
 }
 

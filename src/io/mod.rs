@@ -2,6 +2,7 @@
 
 pub mod atomic;
 pub mod nifti;
+pub mod png;
 
 pub use atomic::write_atomically;
 pub use nifti::{NiftiDtype, NiftiHeaderInfo, NiftiImage, read_nifti, read_nifti_image, write_nifti};

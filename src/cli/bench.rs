@@ -1,0 +1,45 @@
+//! `cta2mbf bench`: time the generator on a device.
+
+use super::parse_size;
+use cta2mbf::bench::{BenchOptions, run as bench};
+use cta2mbf::device::DeviceChoice;
+
+/// Arguments of `cta2mbf bench`.
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// Input size X,Y,Z (multiples of 8).
+    #[arg(long, value_parser = parse_size, default_value = "64,64,64")]
+    pub size: [usize; 3],
+    /// Generator filters of the first layer.
+    #[arg(long, default_value_t = 32)]
+    pub ngf: usize,
+    /// Residual blocks.
+    #[arg(long, default_value_t = 6)]
+    pub n_blocks: usize,
+    /// Backend: cpu (Burn's flex), ndarray, wgpu, vulkan.
+    #[arg(long, default_value = "cpu")]
+    pub device: DeviceChoice,
+    /// Timed repetitions after one warm-up.
+    #[arg(long, default_value_t = 3)]
+    pub repeats: usize,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Run `cta2mbf bench`.
+pub fn run(args: BenchArgs) -> cta2mbf::Result<()> {
+    let r = bench(&BenchOptions { size: args.size, ngf: args.ngf, n_blocks: args.n_blocks, device: args.device, repeats: args.repeats })?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&r).expect("result serializes"));
+        return Ok(());
+    }
+    let [x, y, z] = r.size;
+    println!("cta2mbf bench device={} size={x}x{y}x{z} ngf={} forward={:.1} GFLOP", r.device, r.ngf, r.forward_flops / 1e9);
+    println!("  infer      {:.3} s  ({:.1} GFLOP/s)", r.infer_seconds, r.infer_gflops);
+    println!("  train_step {:.3} s  ({:.1} GFLOP/s)", r.train_step_seconds, r.train_gflops);
+    if let Some(b) = r.peak_rss_bytes {
+        println!("  peak resident memory {:.2} GiB (host)", b as f64 / (1u64 << 30) as f64);
+    }
+    Ok(())
+}

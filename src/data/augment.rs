@@ -1,0 +1,242 @@
+//! Seeded augmentation of a training case (DESIGN §4, after the reference's TorchIO list):
+//! random flip on each axis, random anisotropy, random (else centred) crop-or-pad to the crop
+//! size, Gaussian blur and Gaussian noise on the input only. Masks are resampled by nearest
+//! neighbour; the target is never blurred or noised.
+
+use super::batch::Sample;
+use ndarray::{Array3, Axis};
+use rand::Rng;
+use rand_distr::{Distribution, Normal};
+use serde::{Deserialize, Serialize};
+
+/// Probabilities and ranges of the augmentation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AugmentConfig {
+    /// Apply any augmentation at all (else: centred crop-or-pad only).
+    pub enabled: bool,
+    /// Probability of flipping each axis.
+    pub flip: f64,
+    /// Probability of simulating a coarser resolution along one random axis.
+    pub anisotropy: f64,
+    /// Range of the down-sampling factor of the anisotropy.
+    pub anisotropy_factor: [f64; 2],
+    /// Probability that the crop-or-pad window is placed at random (else centred).
+    pub random_crop: f64,
+    /// Probability of blurring the input.
+    pub blur: f64,
+    /// Range of the blur's standard deviation, mm, drawn per axis.
+    pub blur_std_mm: [f64; 2],
+    /// Probability of adding Gaussian noise to the input.
+    pub noise: f64,
+    /// Range of the noise's standard deviation, in input units (HU).
+    pub noise_std: [f64; 2],
+    /// Value of padded input and target voxels (masks pad with 0).
+    pub pad_value: f32,
+}
+
+impl Default for AugmentConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            flip: 0.5,
+            anisotropy: 0.25,
+            anisotropy_factor: [1.0, 2.5],
+            random_crop: 0.8,
+            blur: 0.25,
+            blur_std_mm: [0.0, 2.0],
+            noise: 0.25,
+            noise_std: [0.0, 20.0],
+            pad_value: -1024.0,
+        }
+    }
+}
+
+impl AugmentConfig {
+    /// Check probabilities and ranges.
+    pub fn validate(&self) -> crate::Result<()> {
+        for (name, p) in [("flip", self.flip), ("anisotropy", self.anisotropy), ("random_crop", self.random_crop), ("blur", self.blur), ("noise", self.noise)] {
+            if !(0.0..=1.0).contains(&p) {
+                return Err(crate::Error::invalid(format!("augment.{name} is a probability, got {p}")));
+            }
+        }
+        for (name, r, min) in [("anisotropy_factor", self.anisotropy_factor, 1.0), ("blur_std_mm", self.blur_std_mm, 0.0), ("noise_std", self.noise_std, 0.0)] {
+            if !(r[0] >= min && r[1] >= r[0] && r[1].is_finite()) {
+                return Err(crate::Error::invalid(format!("augment.{name} must be an increasing range from at least {min}, got {r:?}")));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Fit a case to `size` without randomness: centred crop-or-pad.
+pub fn center(sample: Sample, size: [usize; 3], pad_value: f32) -> Sample {
+    let start = centred_start(sample.src.shape(), size);
+    place(sample, start, size, pad_value)
+}
+
+/// Augment a case and fit it to `size`, drawing every choice from `rng`.
+pub fn augment(mut s: Sample, size: [usize; 3], cfg: &AugmentConfig, rng: &mut impl Rng) -> Sample {
+    if !cfg.enabled {
+        return center(s, size, cfg.pad_value);
+    }
+    for axis in 0..3 {
+        if rng.random_bool(cfg.flip) {
+            s.src = s.src.flip(axis);
+            s.dst = s.dst.flip(axis);
+            s.mask = s.mask.map(|m| m.flip(axis));
+        }
+    }
+    if rng.random_bool(cfg.anisotropy) {
+        let axis = rng.random_range(0..3);
+        let factor = uniform(rng, cfg.anisotropy_factor);
+        let n = s.src.shape()[axis];
+        let low = ((n as f64 / factor).round() as usize).clamp(1, n);
+        s.src.data = coarsen(&s.src.data, axis, low, false);
+        s.dst.data = coarsen(&s.dst.data, axis, low, false);
+        if let Some(m) = &mut s.mask {
+            m.data = coarsen(&m.data, axis, low, true);
+        }
+    }
+    let shape = s.src.shape();
+    let start = if rng.random_bool(cfg.random_crop) {
+        let mut start = [0i64; 3];
+        for k in 0..3 {
+            let (n, c) = (shape[k] as i64, size[k] as i64);
+            start[k] = if n >= c { rng.random_range(0..=n - c) } else { -rng.random_range(0..=c - n) };
+        }
+        start
+    } else {
+        centred_start(shape, size)
+    };
+    let mut s = place(s, start, size, cfg.pad_value);
+    if rng.random_bool(cfg.blur) {
+        let sigma = [uniform(rng, cfg.blur_std_mm), uniform(rng, cfg.blur_std_mm), uniform(rng, cfg.blur_std_mm)];
+        s.src = s.src.gaussian_blur(sigma);
+    }
+    if rng.random_bool(cfg.noise) {
+        let std = uniform(rng, cfg.noise_std);
+        if std > 0.0 {
+            let normal = Normal::new(0.0, std).expect("finite std");
+            s.src.data.mapv_inplace(|v| v + normal.sample(rng) as f32);
+        }
+    }
+    s
+}
+
+fn uniform(rng: &mut impl Rng, r: [f64; 2]) -> f64 {
+    if r[1] > r[0] { rng.random_range(r[0]..r[1]) } else { r[0] }
+}
+
+fn centred_start(shape: [usize; 3], size: [usize; 3]) -> [i64; 3] {
+    // The same rounding as `Volume::center_crop_or_pad`.
+    [0, 1, 2].map(|k| (shape[k] as i64 - size[k] as i64).div_euclid(2))
+}
+
+fn place(s: Sample, start: [i64; 3], size: [usize; 3], pad_value: f32) -> Sample {
+    Sample {
+        pid: s.pid,
+        src: s.src.extract(start, size, pad_value),
+        dst: s.dst.extract(start, size, pad_value),
+        mask: s.mask.map(|m| m.extract(start, size, 0.0)),
+    }
+}
+
+/// Down-sample `a` along `axis` to `low` samples and back (voxel-centre aligned), linearly or
+/// by nearest neighbour: a coarser acquisition seen on the original grid.
+fn coarsen(a: &Array3<f32>, axis: usize, low: usize, nearest: bool) -> Array3<f32> {
+    let n = a.shape()[axis];
+    if low == n {
+        return a.clone();
+    }
+    resample_axis(&resample_axis(a, axis, low, nearest), axis, n, nearest)
+}
+
+fn resample_axis(a: &Array3<f32>, axis: usize, n_out: usize, nearest: bool) -> Array3<f32> {
+    let n_in = a.shape()[axis];
+    let mut shape = [a.shape()[0], a.shape()[1], a.shape()[2]];
+    shape[axis] = n_out;
+    let mut out = Array3::<f32>::zeros(shape);
+    let scale = n_in as f64 / n_out as f64;
+    for i in 0..n_out {
+        let s = ((i as f64 + 0.5) * scale - 0.5).clamp(0.0, (n_in - 1) as f64);
+        let mut lane = out.index_axis_mut(Axis(axis), i);
+        if nearest {
+            lane.assign(&a.index_axis(Axis(axis), s.round() as usize));
+        } else {
+            let i0 = s.floor() as usize;
+            let i1 = (i0 + 1).min(n_in - 1);
+            let w = (s - i0 as f64) as f32;
+            let (p0, p1) = (a.index_axis(Axis(axis), i0), a.index_axis(Axis(axis), i1));
+            ndarray::Zip::from(&mut lane).and(&p0).and(&p1).for_each(|o, &x0, &x1| *o = x0 + (x1 - x0) * w);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::volume::{Geometry, Volume};
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    fn sample(shape: [usize; 3]) -> Sample {
+        let g = Geometry::axial([1.0, 1.0, 2.0], [0.0, 0.0, 0.0]);
+        let src = Volume::new(Array3::from_shape_fn(shape, |(i, j, k)| (i * 100 + j * 10 + k) as f32), g.clone());
+        let dst = src.map(|v| v * 0.5);
+        let mask = src.map(|v| if (v as usize) % 3 == 0 { 1.0 } else { 0.0 });
+        Sample { pid: "p".into(), src, dst, mask: Some(mask) }
+    }
+
+    #[test]
+    fn output_has_the_crop_size_and_target_stays_clean() {
+        let cfg = AugmentConfig { blur: 1.0, noise: 1.0, noise_std: [5.0, 10.0], ..Default::default() };
+        for seed in 0..20 {
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            let s = augment(sample([12, 9, 7]), [8, 8, 8], &cfg, &mut rng);
+            assert_eq!(s.src.shape(), [8, 8, 8]);
+            assert_eq!(s.dst.shape(), [8, 8, 8]);
+            let m = s.mask.unwrap();
+            // Masks stay binary (nearest neighbour, zero padding).
+            assert!(m.data.iter().all(|&v| v == 0.0 || v == 1.0));
+        }
+    }
+
+    #[test]
+    fn same_seed_same_result() {
+        let cfg = AugmentConfig::default();
+        let a = augment(sample([10, 10, 10]), [8, 8, 8], &cfg, &mut ChaCha8Rng::seed_from_u64(9));
+        let b = augment(sample([10, 10, 10]), [8, 8, 8], &cfg, &mut ChaCha8Rng::seed_from_u64(9));
+        assert_eq!(a.src.data, b.src.data);
+        assert_eq!(a.dst.data, b.dst.data);
+    }
+
+    #[test]
+    fn without_augmentation_it_centres() {
+        let cfg = AugmentConfig { enabled: false, ..Default::default() };
+        let s = augment(sample([10, 6, 8]), [8, 8, 8], &cfg, &mut ChaCha8Rng::seed_from_u64(1));
+        // x cropped by 1 at the start, y padded by 1 at the start.
+        assert_eq!(s.src.data[[0, 1, 0]], 100.0);
+        assert_eq!(s.src.data[[0, 0, 0]], -1024.0);
+        assert_eq!(s.mask.unwrap().data[[0, 0, 0]], 0.0);
+    }
+
+    #[test]
+    fn flips_and_blur_leave_the_target_unblurred() {
+        // With blur and noise certain and no flips/anisotropy, the target equals the centred crop.
+        let cfg = AugmentConfig { flip: 0.0, anisotropy: 0.0, random_crop: 0.0, blur: 1.0, noise: 1.0, ..Default::default() };
+        let s = augment(sample([8, 8, 8]), [8, 8, 8], &cfg, &mut ChaCha8Rng::seed_from_u64(2));
+        assert_eq!(s.dst.data, sample([8, 8, 8]).dst.data);
+        assert_ne!(s.src.data, sample([8, 8, 8]).src.data);
+    }
+
+    #[test]
+    fn coarsening_keeps_labels_and_constant_images() {
+        let a = Array3::from_elem((6, 5, 4), 3.0f32);
+        assert_eq!(coarsen(&a, 1, 2, false), a);
+        let l = Array3::from_shape_fn((9, 2, 2), |(i, _, _)| (i / 3) as f32);
+        let c = coarsen(&l, 0, 4, true);
+        assert!(c.iter().all(|v| [0.0, 1.0, 2.0].contains(v)));
+    }
+}

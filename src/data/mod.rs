@@ -1,0 +1,15 @@
+//! Training data: the paired CTA/MBF dataset of a `5.mbf_myocardium` folder, seeded
+//! augmentation, and background loading with a bounded prefetch queue.
+
+pub mod augment;
+pub mod batch;
+pub mod dataset;
+pub mod intensity;
+pub mod prefetch;
+
+pub use augment::{AugmentConfig, augment};
+pub use batch::{Batch, Sample, volume_to_tensor, tensor_to_array};
+pub use intensity::IntensityMap;
+pub use dataset::{PairPattern, PairedDataset, Pair};
+pub use prefetch::Prefetcher;
+pub use augment::center;

@@ -1,0 +1,102 @@
+//! 3-D convolution layers whose parameters are named like PyTorch's (`weight`, `bias`) and
+//! initialized by the seeded [`Initializer`](super::init::Initializer).
+
+use super::init::{INIT_GAIN, Initializer};
+use burn::module::{Module, Param};
+use burn::tensor::Tensor;
+use burn::tensor::module::{conv_transpose3d, conv3d};
+use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
+
+/// A cubic 3-D convolution: kernel `k³`, equal stride and zero padding on every axis.
+#[derive(Module, Debug)]
+pub struct Conv3 {
+    /// Kernel, `[out, in, k, k, k]` (PyTorch layout).
+    pub weight: Param<Tensor<5>>,
+    /// Optional bias, `[out]`.
+    pub bias: Option<Param<Tensor<1>>>,
+    /// Stride on each axis.
+    #[module(skip)]
+    pub stride: usize,
+    /// Zero padding on each side of each axis.
+    #[module(skip)]
+    pub padding: usize,
+}
+
+impl Conv3 {
+    /// A `k³` convolution `c_in → c_out` with weights N(0, 0.02) and a zero bias when `bias`.
+    pub fn new(init: &mut Initializer, c_in: usize, c_out: usize, k: usize, stride: usize, padding: usize, bias: bool) -> Self {
+        Self {
+            weight: init.normal([c_out, c_in, k, k, k], 0.0, INIT_GAIN),
+            bias: bias.then(|| init.constant([c_out], 0.0)),
+            stride,
+            padding,
+        }
+    }
+
+    /// Output channels.
+    pub fn channels_out(&self) -> usize {
+        self.weight.dims()[0]
+    }
+
+    /// Apply the convolution.
+    pub fn forward(&self, x: Tensor<5>) -> Tensor<5> {
+        let opts = ConvOptions::new([self.stride; 3], [self.padding; 3], [1; 3], 1);
+        conv3d(x, self.weight.val(), self.bias.as_ref().map(|b| b.val()), opts)
+    }
+
+    /// Floating-point operations (multiply and add counted separately) for an input of
+    /// spatial size `input` and batch 1; returns them with the output's spatial size.
+    pub fn flops(&self, input: [usize; 3]) -> (f64, [usize; 3]) {
+        let [c_out, c_in, k, _, _] = self.weight.dims();
+        let out = input.map(|n| (n + 2 * self.padding - k) / self.stride + 1);
+        let voxels: usize = out.iter().product();
+        (2.0 * (c_in * c_out * k * k * k) as f64 * voxels as f64, out)
+    }
+}
+
+/// A cubic 3-D transposed convolution (up-sampling), PyTorch's `ConvTranspose3d`.
+#[derive(Module, Debug)]
+pub struct ConvTranspose3 {
+    /// Kernel, `[in, out, k, k, k]` (PyTorch layout).
+    pub weight: Param<Tensor<5>>,
+    /// Optional bias, `[out]`.
+    pub bias: Option<Param<Tensor<1>>>,
+    /// Stride on each axis.
+    #[module(skip)]
+    pub stride: usize,
+    /// Padding removed from each side of each axis.
+    #[module(skip)]
+    pub padding: usize,
+    /// Extra samples added at the end of each axis.
+    #[module(skip)]
+    pub output_padding: usize,
+}
+
+impl ConvTranspose3 {
+    /// A `k³` transposed convolution `c_in → c_out` with weights N(0, 0.02).
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(init: &mut Initializer, c_in: usize, c_out: usize, k: usize, stride: usize, padding: usize, output_padding: usize, bias: bool) -> Self {
+        Self {
+            weight: init.normal([c_in, c_out, k, k, k], 0.0, INIT_GAIN),
+            bias: bias.then(|| init.constant([c_out], 0.0)),
+            stride,
+            padding,
+            output_padding,
+        }
+    }
+
+    /// Apply the transposed convolution.
+    pub fn forward(&self, x: Tensor<5>) -> Tensor<5> {
+        let opts = ConvTransposeOptions::new([self.stride; 3], [self.padding; 3], [self.output_padding; 3], [1; 3], 1);
+        conv_transpose3d(x, self.weight.val(), self.bias.as_ref().map(|b| b.val()), opts)
+    }
+
+    /// Floating-point operations for an input of spatial size `input`, batch 1, with the
+    /// output's spatial size.
+    pub fn flops(&self, input: [usize; 3]) -> (f64, [usize; 3]) {
+        let [c_in, c_out, k, _, _] = self.weight.dims();
+        let out = input.map(|n| (n - 1) * self.stride + k + self.output_padding - 2 * self.padding);
+        let voxels: usize = input.iter().product();
+        (2.0 * (c_in * c_out * k * k * k) as f64 * voxels as f64, out)
+    }
+}

@@ -1,0 +1,6 @@
+//! Tensor operations Burn does not provide in 3-D, written once and shared by the networks
+//! (generator up-sampling, the segmentation wrapper) and the registration stage.
+
+pub mod resize;
+
+pub use resize::{resize_trilinear, upsample_nearest2};

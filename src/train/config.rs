@@ -1,0 +1,246 @@
+//! The training configuration: one JSON file in `configs/`, overridable from the command
+//! line, validated as a whole before anything starts, and saved beside the checkpoints.
+
+use super::loss::GanMode;
+use super::schedule::{LrPolicy, LrSchedule};
+use crate::data::{AugmentConfig, IntensityMap, PairPattern};
+use crate::error::{Error, Result};
+use crate::models::{DiscriminatorConfig, Generator, GeneratorConfig, NormMode};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// Everything that defines a training run. Unknown keys are refused.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    /// Run name: checkpoints go to `<checkpoints_dir>/<name>/`.
+    pub name: String,
+    /// Folder of case folders (a `5.mbf_myocardium`); `--data-root` overrides it.
+    #[serde(default)]
+    pub data_root: Option<PathBuf>,
+    /// File names of input, target and mask in each case folder.
+    #[serde(default)]
+    pub data: PairPattern,
+    /// Case ids held out from training and evaluated after every epoch.
+    #[serde(default)]
+    pub val_cases: Vec<String>,
+    /// Training crop (x, y, z); each a multiple of 8.
+    pub crop_size: [usize; 3],
+    /// Cases per step.
+    #[serde(default = "one")]
+    pub batch_size: usize,
+    /// Generator architecture.
+    pub generator: GeneratorConfig,
+    /// Discriminator architecture, or `null` to train with L1 terms only.
+    #[serde(default)]
+    pub discriminator: Option<DiscriminatorConfig>,
+    /// GAN objective.
+    #[serde(default)]
+    pub gan_mode: GanMode,
+    /// Normalization mode of the generator during training (DESIGN §6).
+    #[serde(default)]
+    pub norm_mode: NormMode,
+    /// Weight of the L1 term over the whole crop.
+    #[serde(default = "one_f")]
+    pub lambda_l1: f64,
+    /// Weight of the GAN term.
+    #[serde(default = "one_f")]
+    pub lambda_gan: f64,
+    /// Weight of the masked L1 term (needs `data.mask`).
+    #[serde(default)]
+    pub lambda_mask: f64,
+    /// Mask value that counts as inside (`m = mask == mask_label`).
+    #[serde(default = "one_f")]
+    pub mask_label: f64,
+    /// Image ↔ network intensity mapping.
+    #[serde(default)]
+    pub intensity: IntensityMap,
+    /// Initial learning rate.
+    pub lr: f64,
+    /// Adam β1.
+    #[serde(default = "half")]
+    pub beta1: f64,
+    /// Adam β2.
+    #[serde(default = "beta2")]
+    pub beta2: f64,
+    /// Learning-rate policy.
+    #[serde(default)]
+    pub lr_policy: LrPolicy,
+    /// Epochs at the initial rate (linear), the cosine period; `--epochs` overrides it.
+    pub n_epochs: usize,
+    /// Epochs of linear decay after `n_epochs`.
+    #[serde(default)]
+    pub n_epochs_decay: usize,
+    /// Period of the `step` policy, epochs.
+    #[serde(default = "fifty")]
+    pub lr_decay_iters: usize,
+    /// Keep a numbered checkpoint every this many epochs (`latest` every epoch).
+    #[serde(default = "five")]
+    pub save_epoch_freq: usize,
+    /// Write TensorBoard images every this many steps.
+    #[serde(default = "hundred")]
+    pub display_freq: usize,
+    /// Seed of initialization, case order and augmentation.
+    #[serde(default)]
+    pub seed: u64,
+    /// Augmentation.
+    #[serde(default)]
+    pub augment: AugmentConfig,
+    /// Loader threads.
+    #[serde(default = "two")]
+    pub workers: usize,
+    /// Loaded steps waiting ahead of the device.
+    #[serde(default = "four")]
+    pub prefetch: usize,
+    /// Refuse a run whose estimated training memory exceeds this many GiB (default: the
+    /// memory available on this machine).
+    #[serde(default)]
+    pub memory_limit_gb: Option<f64>,
+}
+
+fn one() -> usize { 1 }
+fn two() -> usize { 2 }
+fn four() -> usize { 4 }
+fn five() -> usize { 5 }
+fn fifty() -> usize { 50 }
+fn hundred() -> usize { 100 }
+fn one_f() -> f64 { 1.0 }
+fn half() -> f64 { 0.5 }
+fn beta2() -> f64 { 0.999 }
+
+impl TrainConfig {
+    /// Read a configuration file; unknown keys and wrong types name the file.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        serde_json::from_str(&text).map_err(|e| Error::format(path, e.to_string()))
+    }
+
+    /// The configuration as pretty JSON.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("config serializes")
+    }
+
+    /// Total epochs: `n_epochs + n_epochs_decay`.
+    pub fn total_epochs(&self) -> usize {
+        self.n_epochs + self.n_epochs_decay
+    }
+
+    /// A fresh learning-rate schedule.
+    pub fn schedule(&self) -> LrSchedule {
+        LrSchedule::new(self.lr_policy, self.lr, self.n_epochs, self.n_epochs_decay, self.lr_decay_iters)
+    }
+
+    /// Check every value; the first problem is returned as one message.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::invalid(m));
+        if self.name.is_empty() || self.name.contains(['/', '\\']) || self.name == "." || self.name == ".." {
+            return bad(format!("name '{}' must be a plain folder name", self.name));
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return bad(format!("lr must be positive, got {}", self.lr));
+        }
+        for (n, b) in [("beta1", self.beta1), ("beta2", self.beta2)] {
+            if !(0.0..1.0).contains(&b) {
+                return bad(format!("{n} must be in [0, 1), got {b}"));
+            }
+        }
+        for (n, w) in [("lambda_l1", self.lambda_l1), ("lambda_gan", self.lambda_gan), ("lambda_mask", self.lambda_mask)] {
+            if !(w.is_finite() && w >= 0.0) {
+                return bad(format!("{n} must be a non-negative number, got {w}"));
+            }
+        }
+        if self.lambda_mask > 0.0 && self.data.mask.is_none() {
+            return bad("lambda_mask > 0 needs a mask file name in data.mask".into());
+        }
+        if self.n_epochs == 0 {
+            return bad("n_epochs must be at least 1".into());
+        }
+        for (n, v) in [("batch_size", self.batch_size), ("save_epoch_freq", self.save_epoch_freq), ("display_freq", self.display_freq), ("lr_decay_iters", self.lr_decay_iters)] {
+            if v == 0 {
+                return bad(format!("{n} must be at least 1"));
+            }
+        }
+        let m = Generator::SIZE_MULTIPLE;
+        if self.crop_size.iter().any(|&c| c == 0 || c % m != 0) {
+            return bad(format!("crop_size {:?}: each size must be a positive multiple of {m}", self.crop_size));
+        }
+        self.generator.validate()?;
+        if let Some(d) = &self.discriminator {
+            d.validate()?;
+        }
+        self.augment.validate()?;
+        self.intensity.validate()
+    }
+
+    /// Estimated bytes of one training step: the generator's activations kept for the
+    /// backward pass (conv and norm outputs, the ReLU's mask) plus a gradient-sized transient,
+    /// and the parameters with their gradients and Adam moments.
+    pub fn estimated_training_bytes(&self) -> f64 {
+        let act = activation_floats(&self.generator, self.crop_size) * self.batch_size as f64;
+        let params = parameter_count(&self.generator) as f64;
+        4.0 * (act * 4.0 + params * 4.0)
+    }
+
+    /// Refuse a run that will not fit: the limit is `memory_limit_gb` when set, else, for a
+    /// CPU device (`host_memory`), the memory this machine has available. GPU memory is not
+    /// queried: set `memory_limit_gb` to check it.
+    pub fn check_memory(&self, host_memory: bool) -> Result<()> {
+        let need = self.estimated_training_bytes();
+        let (limit, source) = match self.memory_limit_gb {
+            Some(gb) => (gb * GIB, "memory_limit_gb"),
+            None if host_memory => match available_memory_bytes() {
+                Some(b) => (b, "available memory"),
+                None => return Ok(()),
+            },
+            None => return Ok(()),
+        };
+        if need > limit {
+            return Err(Error::invalid(format!(
+                "crop_size {:?} with ngf {} and batch {} needs about {:.1} GiB to train, more than the {:.1} GiB of {source}; use a smaller crop, ngf or batch",
+                self.crop_size, self.generator.ngf, self.batch_size, need / GIB, limit / GIB
+            )));
+        }
+        Ok(())
+    }
+}
+
+const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
+
+/// Floats output by the generator's layers (one tensor per conv) at batch 1.
+pub fn activation_floats(g: &GeneratorConfig, size: [usize; 3]) -> f64 {
+    let v = size.iter().map(|&n| n as f64).product::<f64>();
+    let ngf = g.ngf as f64;
+    let d = 8.0 * ngf;
+    let mut total = ngf * v; // stem
+    for i in 1..=3 {
+        total += ngf * 2f64.powi(i) * v / 8f64.powi(i); // down
+    }
+    total += g.n_blocks as f64 * (d / 2.0 + d / 2.0 + d) * v / 512.0; // residual stages
+    for i in 0..3 {
+        total += d / 2f64.powi(i + 1) * v / 8f64.powi(2 - i); // up
+    }
+    total + v // head
+}
+
+/// Parameters of a generator with this configuration.
+pub fn parameter_count(g: &GeneratorConfig) -> usize {
+    let n = g.ngf;
+    let d = 8 * n;
+    let mut p = 343 * n + 2 * n;
+    for i in 0..3 {
+        p += 27 * (n << i) * (n << (i + 1)) + 2 * (n << (i + 1));
+    }
+    p += g.n_blocks * (d * d / 2 + 27 * d * d / 4 + d * d / 2 + 2 * (d / 2 + d / 2 + d));
+    for i in 0..3 {
+        p += 27 * (d >> i) * (d >> (i + 1)) + 2 * (d >> (i + 1));
+    }
+    p + 343 * n + 1
+}
+
+/// `MemAvailable` of `/proc/meminfo`, when readable.
+pub fn available_memory_bytes() -> Option<f64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024.0)
+}

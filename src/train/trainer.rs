@@ -1,0 +1,400 @@
+//! The training loop (pix2pix's, in 3-D): per step an optional discriminator update, then a
+//! generator update on λ_L1·L1 + λ_mask·masked L1 + λ_GAN·GAN; per epoch a validation, the
+//! learning-rate schedule, `latest` and numbered checkpoints, TensorBoard events and a line in
+//! `metrics.jsonl`.
+
+use super::checkpoint::{self, CheckpointParts, TrainState};
+use super::config::TrainConfig;
+use super::loss::{gan_loss, l1, masked_l1};
+use super::progress::Progress;
+use super::tensorboard::EventWriter;
+use super::validate::{CaseMetrics, evaluate_case};
+use crate::analysis::{ColorMap, Window, axial_slice};
+use crate::data::{Pair, PairedDataset, Prefetcher, Sample, augment, tensor_to_array, volume_to_tensor};
+use crate::device::DeviceChoice;
+use crate::error::{Error, Result};
+use crate::models::init::Initializer;
+use crate::models::{Discriminator, Generator, NormMode};
+use burn::module::Module;
+use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
+use burn::tensor::{Device, Tensor};
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// PyTorch's Adam ε.
+const ADAM_EPS: f32 = 1e-8;
+/// Salt separating the discriminator's initialization stream from the generator's.
+const DISCRIMINATOR_SEED_SALT: u64 = 0x0D15C;
+
+/// How to run a training.
+#[derive(Debug, Clone)]
+pub struct TrainOptions {
+    /// The effective configuration (file plus command-line overrides).
+    pub config: TrainConfig,
+    /// Backend.
+    pub device: DeviceChoice,
+    /// Parent of the run folder.
+    pub checkpoints_dir: PathBuf,
+    /// Resume from `<run>/latest`.
+    pub continue_train: bool,
+    /// No progress output.
+    pub quiet: bool,
+}
+
+/// What a finished training produced.
+#[derive(Debug, Clone)]
+pub struct TrainReport {
+    /// `<checkpoints-dir>/<name>`.
+    pub run_dir: PathBuf,
+    /// Epoch the run started after (0 for a fresh run).
+    pub start_epoch: usize,
+    /// Last finished epoch.
+    pub epoch: usize,
+    /// Metrics of the last epoch.
+    pub last: Option<EpochMetrics>,
+    /// Cases skipped for missing files.
+    pub skipped: Vec<(String, String)>,
+}
+
+/// One line of `metrics.jsonl`.
+#[derive(Debug, Clone, Serialize)]
+pub struct EpochMetrics {
+    /// Epoch (1-based).
+    pub epoch: usize,
+    /// Learning rate used.
+    pub lr: f64,
+    /// Mean generator L1 over the epoch's steps (network units).
+    pub loss_g_l1: f64,
+    /// Mean masked L1.
+    pub loss_g_mask: f64,
+    /// Mean generator GAN term.
+    pub loss_g_gan: f64,
+    /// Mean discriminator loss.
+    pub loss_d: f64,
+    /// Validation in train norm mode (mean over held-out cases), image units.
+    pub val_train_mode: Option<CaseMetrics>,
+    /// Validation in eval norm mode.
+    pub val_eval_mode: Option<CaseMetrics>,
+    /// Wall-clock seconds of the epoch.
+    pub seconds: f64,
+}
+
+/// Losses of one step (network units).
+#[derive(Debug, Default, Clone, Copy)]
+struct StepLosses {
+    l1: f64,
+    mask: f64,
+    gan: f64,
+    d: f64,
+}
+
+/// The networks and optimizers being trained.
+struct Trainer {
+    g: Generator,
+    d: Option<Discriminator>,
+    optim_g: ModuleOptimizer,
+    optim_d: Option<ModuleOptimizer>,
+    cfg: TrainConfig,
+    device: Device,
+}
+
+impl Trainer {
+    /// One optimization step on `batch`; returns the updated trainer, the losses and the
+    /// (detached) prediction.
+    fn step(mut self, batch: &[Sample], lr: f64) -> (Self, StepLosses, Tensor<5>) {
+        let cfg = &self.cfg;
+        let map = cfg.intensity;
+        let srcs: Vec<_> = batch.iter().map(|s| s.src.map(|v| map.src(v))).collect();
+        let dsts: Vec<_> = batch.iter().map(|s| s.dst.map(|v| map.dst(v))).collect();
+        let real_a = volume_to_tensor(&srcs.iter().collect::<Vec<_>>(), &self.device);
+        let real_b = volume_to_tensor(&dsts.iter().collect::<Vec<_>>(), &self.device);
+        let fake = self.g.forward(real_a.clone(), cfg.norm_mode);
+
+        let mut losses = StepLosses::default();
+        let loss_l1 = l1(fake.clone(), real_b.clone());
+        losses.l1 = scalar(&loss_l1);
+        let mut loss_g = loss_l1.mul_scalar(cfg.lambda_l1);
+        if cfg.lambda_mask > 0.0 {
+            let label = cfg.mask_label as f32;
+            let masks: Vec<_> = batch
+                .iter()
+                .map(|s| s.mask.as_ref().expect("config requires a mask").map(|v| if v == label { 1.0 } else { 0.0 }))
+                .collect();
+            let m = volume_to_tensor(&masks.iter().collect::<Vec<_>>(), &self.device);
+            let loss_mask = masked_l1(fake.clone(), real_b.clone(), m);
+            losses.mask = scalar(&loss_mask);
+            loss_g = loss_g + loss_mask.mul_scalar(cfg.lambda_mask);
+        }
+        if let (Some(d), Some(optim_d)) = (self.d.take(), self.optim_d.as_mut()) {
+            let fake_ab = Tensor::cat(vec![real_a.clone(), fake.clone().detach()], 1);
+            let real_ab = Tensor::cat(vec![real_a.clone(), real_b], 1);
+            let loss_d = (gan_loss(cfg.gan_mode, d.forward(fake_ab), false) + gan_loss(cfg.gan_mode, d.forward(real_ab), true)).mul_scalar(0.5);
+            losses.d = scalar(&loss_d);
+            let grads = GradientsParams::from_grads(loss_d.backward(), &d);
+            let d = optim_d.step(lr, d, grads);
+            let loss_gan = gan_loss(cfg.gan_mode, d.forward(Tensor::cat(vec![real_a, fake.clone()], 1)), true);
+            losses.gan = scalar(&loss_gan);
+            loss_g = loss_g + loss_gan.mul_scalar(cfg.lambda_gan);
+            self.d = Some(d);
+        }
+        let grads = GradientsParams::from_grads(loss_g.backward(), &self.g);
+        self.g = self.optim_g.step(lr, self.g, grads);
+        (self, losses, fake.detach())
+    }
+}
+
+fn scalar(t: &Tensor<1>) -> f64 {
+    t.clone().into_scalar::<f32>() as f64
+}
+
+fn adam(cfg: &TrainConfig) -> AdamConfig {
+    AdamConfig::new().with_beta_1(cfg.beta1 as f32).with_beta_2(cfg.beta2 as f32).with_epsilon(ADAM_EPS)
+}
+
+/// Mix the run seed with an epoch and an index into one stream seed.
+fn stream_seed(seed: u64, epoch: usize, index: usize) -> u64 {
+    let mut h = seed ^ 0x9E37_79B9_7F4A_7C15;
+    for v in [epoch as u64, index as u64] {
+        h = (h ^ v).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        h ^= h >> 31;
+    }
+    h
+}
+
+/// Train a generator as `opts` says; returns where the checkpoints are.
+pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
+    let cfg = opts.config.clone();
+    cfg.validate()?;
+    cfg.check_memory(opts.device.is_cpu())?;
+    let root = cfg.data_root.clone().ok_or_else(|| Error::invalid("no data root: set data_root in the config or pass --data-root"))?;
+    if !root.is_dir() {
+        return Err(Error::format(&root, "data root is not a folder"));
+    }
+    let dataset = PairedDataset::scan(&root, &cfg.data)?;
+    let skipped = dataset.skipped.clone();
+    let (train_pairs, val_pairs) = dataset.split(&cfg.val_cases)?;
+    if train_pairs.is_empty() {
+        return Err(Error::format(&root, format!("no complete training case (need {} and {} in each case folder)", cfg.data.src, cfg.data.dst)));
+    }
+    let run_dir = opts.checkpoints_dir.join(&cfg.name);
+    let resume_dir = if opts.continue_train {
+        Some(checkpoint::resolve(&run_dir)?)
+    } else {
+        if checkpoint::resolve(&run_dir).is_ok() {
+            return Err(Error::format(&run_dir, "a run with this name already has checkpoints: pass --continue-train to resume it, or choose another --name"));
+        }
+        None
+    };
+    let device = opts.device.device()?;
+    let ad = device.clone().autodiff();
+    let (mut trainer, mut state) = match &resume_dir {
+        Some(dir) => resume(dir, &cfg, &ad)?,
+        None => fresh(&cfg, &ad),
+    };
+    std::fs::create_dir_all(&run_dir).map_err(|e| Error::io(&run_dir, e))?;
+    crate::io::atomic::write_bytes_atomically(&run_dir.join("config.json"), cfg.to_json().as_bytes())?;
+    let mut tb = EventWriter::create(&run_dir.join("tb"))?;
+    let progress = Progress::new(0, 0, opts.quiet);
+    for (pid, why) in &skipped {
+        progress.line(&format!("skipped case {pid}: {why}"));
+    }
+    let total_epochs = cfg.total_epochs();
+    let steps_per_epoch = train_pairs.len().div_ceil(cfg.batch_size);
+    let progress = Progress::new((total_epochs * steps_per_epoch) as u64, (state.epoch * steps_per_epoch) as u64, opts.quiet);
+    let start_epoch = state.epoch;
+    let train_pairs = Arc::new(train_pairs);
+    let mut last = None;
+    for epoch in state.epoch + 1..=total_epochs {
+        let started = Instant::now();
+        progress.set_epoch(epoch, total_epochs);
+        let lr = state.schedule.lr(epoch);
+        let mut order: Vec<usize> = (0..train_pairs.len()).collect();
+        order.shuffle(&mut ChaCha8Rng::seed_from_u64(stream_seed(cfg.seed, epoch, usize::MAX)));
+        let loader = {
+            let (pairs, order, cfg) = (train_pairs.clone(), order.clone(), cfg.clone());
+            Prefetcher::spawn(steps_per_epoch, cfg.workers, cfg.prefetch, move |step| -> Result<Vec<Sample>> {
+                order[step * cfg.batch_size..((step + 1) * cfg.batch_size).min(order.len())]
+                    .iter()
+                    .enumerate()
+                    .map(|(j, &i)| {
+                        let mut rng = ChaCha8Rng::seed_from_u64(stream_seed(cfg.seed, epoch, step * cfg.batch_size + j));
+                        Ok(augment(pairs[i].load()?, cfg.crop_size, &cfg.augment, &mut rng))
+                    })
+                    .collect()
+            })
+        };
+        let mut sum = StepLosses::default();
+        for (step, batch) in loader.enumerate() {
+            let batch = batch?;
+            let (t, l, fake) = trainer.step(&batch, lr);
+            trainer = t;
+            state.global_step += 1;
+            let gs = state.global_step;
+            sum.l1 += l.l1;
+            sum.mask += l.mask;
+            sum.gan += l.gan;
+            sum.d += l.d;
+            tb.scalar("loss/G_L1", l.l1 as f32, gs)?;
+            if cfg.lambda_mask > 0.0 {
+                tb.scalar("loss/G_mask", l.mask as f32, gs)?;
+            }
+            if trainer.d.is_some() {
+                tb.scalar("loss/G_GAN", l.gan as f32, gs)?;
+                tb.scalar("loss/D", l.d as f32, gs)?;
+            }
+            tb.scalar("lr", lr as f32, gs)?;
+            if gs % cfg.display_freq == 0 || (epoch == 1 && step == 0) {
+                log_images(&mut tb, &batch[0], fake, &cfg, gs)?;
+            }
+            progress.step(format!("L1 {:.4} mask {:.4}{}", l.l1, l.mask, if trainer.d.is_some() { format!(" G_GAN {:.3} D {:.3}", l.gan, l.d) } else { String::new() }));
+        }
+        let n = steps_per_epoch as f64;
+        let (val_train, val_eval) = validate(&trainer.g, &val_pairs, &cfg, &device)?;
+        let mut metrics = EpochMetrics {
+            epoch,
+            lr,
+            loss_g_l1: sum.l1 / n,
+            loss_g_mask: sum.mask / n,
+            loss_g_gan: sum.gan / n,
+            loss_d: sum.d / n,
+            val_train_mode: val_train,
+            val_eval_mode: val_eval,
+            seconds: 0.0,
+        };
+        for (tag, m) in [("val_train_mode", val_train), ("val_eval_mode", val_eval)] {
+            if let Some(m) = m {
+                tb.scalar(&format!("{tag}/mae"), m.mae as f32, state.global_step)?;
+                if let Some(x) = m.mae_mask {
+                    tb.scalar(&format!("{tag}/mae_mask"), x as f32, state.global_step)?;
+                }
+            }
+        }
+        let monitored = match cfg.norm_mode {
+            NormMode::Train => val_train.map(|m| m.mae),
+            NormMode::Eval => val_eval.map(|m| m.mae),
+        }
+        .unwrap_or(metrics.loss_g_l1);
+        state.schedule.end_epoch(monitored);
+        state.epoch = epoch;
+        let parts = CheckpointParts {
+            generator: &trainer.g,
+            discriminator: trainer.d.as_ref(),
+            optim_g: &trainer.optim_g,
+            optim_d: trainer.optim_d.as_ref(),
+            state: &state,
+        };
+        checkpoint::save(&run_dir, checkpoint::LATEST, &parts)?;
+        if epoch % cfg.save_epoch_freq == 0 || epoch == total_epochs {
+            checkpoint::save(&run_dir, &checkpoint::epoch_dir_name(epoch), &parts)?;
+        }
+        metrics.seconds = started.elapsed().as_secs_f64();
+        append_metrics(&run_dir, &metrics)?;
+        tb.flush()?;
+        progress.line(&epoch_line(&metrics, total_epochs));
+        last = Some(metrics);
+    }
+    progress.finish();
+    Ok(TrainReport { run_dir, start_epoch, epoch: state.epoch, last, skipped })
+}
+
+fn fresh(cfg: &TrainConfig, device: &Device) -> (Trainer, TrainState) {
+    let g = cfg.generator.init(&mut Initializer::new(cfg.seed, device));
+    let d = cfg.discriminator.as_ref().map(|dc| dc.init(&mut Initializer::new(cfg.seed ^ DISCRIMINATOR_SEED_SALT, device), 2));
+    let trainer = Trainer {
+        g,
+        optim_d: d.as_ref().map(|_| adam(cfg).init()),
+        d,
+        optim_g: adam(cfg).init(),
+        cfg: cfg.clone(),
+        device: device.clone(),
+    };
+    let state = TrainState { epoch: 0, global_step: 0, schedule: cfg.schedule(), config: cfg.clone() };
+    (trainer, state)
+}
+
+fn resume(dir: &Path, cfg: &TrainConfig, device: &Device) -> Result<(Trainer, TrainState)> {
+    let (g, mut state) = checkpoint::load_generator(dir, device)?;
+    let old = &state.config;
+    if old.generator != cfg.generator || old.discriminator != cfg.discriminator {
+        return Err(Error::format(dir, "the checkpoint's generator/discriminator architecture differs from the configuration; resume with the run's own config.json"));
+    }
+    let d = checkpoint::load_discriminator(dir, &state, device)?;
+    let optim_g = checkpoint::load_optimizer(&dir.join(checkpoint::OPTIM_G), &adam(cfg))?;
+    let optim_d = match d {
+        Some(_) => Some(checkpoint::load_optimizer(&dir.join(checkpoint::OPTIM_D), &adam(cfg))?),
+        None => None,
+    };
+    // The schedule continues (its state and base rate from the checkpoint); a changed number
+    // of epochs extends or shortens it.
+    state.schedule.n_epochs = cfg.n_epochs;
+    state.schedule.n_epochs_decay = cfg.n_epochs_decay;
+    state.config = cfg.clone();
+    let g = g.train();
+    let d = d.map(|d| d.train());
+    Ok((Trainer { g, d, optim_g, optim_d, cfg: cfg.clone(), device: device.clone() }, state))
+}
+
+/// Mean validation metrics over the held-out cases in train and eval norm modes.
+fn validate(g: &Generator, pairs: &[Pair], cfg: &TrainConfig, device: &Device) -> Result<(Option<CaseMetrics>, Option<CaseMetrics>)> {
+    if pairs.is_empty() {
+        return Ok((None, None));
+    }
+    let mut per_mode: [Vec<CaseMetrics>; 2] = [Vec::new(), Vec::new()];
+    for pair in pairs {
+        // A fresh copy per case: train-mode passes must not touch the trained statistics.
+        let copy = g.valid();
+        let m = evaluate_case(&copy, pair, cfg, &[NormMode::Eval, NormMode::Train], device)?;
+        per_mode[0].push(m[1]);
+        per_mode[1].push(m[0]);
+    }
+    let mean = |v: &[CaseMetrics]| {
+        let n = v.len() as f64;
+        let masked: Vec<f64> = v.iter().filter_map(|m| m.mae_mask).collect();
+        CaseMetrics {
+            mae: v.iter().map(|m| m.mae).sum::<f64>() / n,
+            mae_mask: (!masked.is_empty()).then(|| masked.iter().sum::<f64>() / masked.len() as f64),
+        }
+    };
+    Ok((Some(mean(&per_mode[0])), Some(mean(&per_mode[1]))))
+}
+
+fn log_images(tb: &mut EventWriter, sample: &Sample, fake: Tensor<5>, cfg: &TrainConfig, step: usize) -> Result<()> {
+    let z = sample.src.shape()[2] / 2;
+    let mut fake = tensor_to_array(fake, 0);
+    fake.mapv_inplace(|v| cfg.intensity.dst_inverse(v));
+    let w = Window::REFERENCE;
+    tb.image("real_a", &axial_slice(&sample.src.data, z, w, ColorMap::Gray), step)?;
+    tb.image("fake_b", &axial_slice(&fake, z, w, ColorMap::Jet), step)?;
+    tb.image("real_b", &axial_slice(&sample.dst.data, z, w, ColorMap::Jet), step)
+}
+
+fn append_metrics(run_dir: &Path, m: &EpochMetrics) -> Result<()> {
+    let path = run_dir.join("metrics.jsonl");
+    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&path).map_err(|e| Error::io(&path, e))?;
+    writeln!(f, "{}", serde_json::to_string(m).expect("metrics serialize")).map_err(|e| Error::io(&path, e))
+}
+
+fn epoch_line(m: &EpochMetrics, total: usize) -> String {
+    let mut s = format!("epoch {}/{} lr {:.2e} L1 {:.4}", m.epoch, total, m.lr, m.loss_g_l1);
+    if m.loss_g_mask > 0.0 {
+        s += &format!(" mask {:.4}", m.loss_g_mask);
+    }
+    if m.loss_d > 0.0 {
+        s += &format!(" G_GAN {:.3} D {:.3}", m.loss_g_gan, m.loss_d);
+    }
+    for (name, v) in [("train", m.val_train_mode), ("eval", m.val_eval_mode)] {
+        if let Some(v) = v {
+            s += &format!(" | val {name}-mode MAE {:.2}", v.mae);
+            if let Some(x) = v.mae_mask {
+                s += &format!(" (mask {x:.2})");
+            }
+        }
+    }
+    s + &format!(" [{:.1}s]", m.seconds)
+}
