@@ -1,0 +1,166 @@
+//! `cta2mbf train` end to end on a small phantom: checkpoints, resume after a kill,
+//! TensorBoard events read by TensorBoard itself, and bad configurations refused.
+
+mod common;
+
+use common::{cta2mbf, repo};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A phantom cohort of `cases` patients at 64×64×48 in `dir`.
+fn phantom(dir: &Path, cases: usize) -> PathBuf {
+    let status = cta2mbf()
+        .args(["phantom", "--cases", &cases.to_string(), "--size", "64,64,48", "--seed", "3", "--out"])
+        .arg(dir)
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    dir.join("5.mbf_myocardium")
+}
+
+/// A tiny config (ngf 4, 2 blocks) written to `dir/name.json`.
+fn tiny_config(dir: &Path, name: &str, extra: &[(&str, Value)]) -> PathBuf {
+    let mut cfg: Value = serde_json::from_str(&std::fs::read_to_string(repo().join("configs/phantom_small.json")).unwrap()).unwrap();
+    cfg["name"] = name.into();
+    cfg["generator"]["ngf"] = 4.into();
+    cfg["generator"]["n_blocks"] = 2.into();
+    cfg["display_freq"] = 2.into();
+    cfg["save_epoch_freq"] = 2.into();
+    for (k, v) in extra {
+        cfg[*k] = v.clone();
+    }
+    let path = dir.join(format!("{name}.json"));
+    std::fs::write(&path, serde_json::to_string_pretty(&cfg).unwrap()).unwrap();
+    path
+}
+
+fn train_cmd(config: &Path, data: &Path, ckpt: &Path, epochs: usize) -> Command {
+    let mut c = cta2mbf();
+    c.args(["train", "--quiet", "--epochs", &epochs.to_string(), "--config"])
+        .arg(config)
+        .arg("--data-root")
+        .arg(data)
+        .arg("--checkpoints-dir")
+        .arg(ckpt);
+    c
+}
+
+fn metrics(run: &Path) -> Vec<Value> {
+    std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn latest_epoch(run: &Path) -> Option<u64> {
+    let text = std::fs::read_to_string(run.join("latest/state.json")).ok()?;
+    serde_json::from_str::<Value>(&text).ok()?["epoch"].as_u64()
+}
+
+#[test]
+fn killed_run_resumes_with_the_same_schedule_and_weights() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = phantom(&tmp.path().join("cohort"), 3);
+    let config = tiny_config(tmp.path(), "resume", &[("lr_policy", "linear".into()), ("n_epochs_decay", 3.into())]);
+    let (full, cut) = (tmp.path().join("full"), tmp.path().join("cut"));
+
+    let out = train_cmd(&config, &data, &full, 2).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // Kill the second run during epoch 3 (right after epoch 2's checkpoint), then resume.
+    let mut child = train_cmd(&config, &data, &cut, 2).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let run = cut.join("resume");
+    let start = Instant::now();
+    while latest_epoch(&run) != Some(2) {
+        assert!(start.elapsed() < Duration::from_secs(300), "no epoch 2 checkpoint");
+        assert!(child.try_wait().unwrap().is_none(), "the run ended before it could be killed");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(metrics(&run).len(), 2, "killed during epoch 3");
+    let out = train_cmd(&config, &data, &cut, 2).arg("--continue-train").output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("epochs 3..5"));
+
+    let (a, b) = (metrics(&full.join("resume")), metrics(&run));
+    assert_eq!(a.len(), 5);
+    assert_eq!(b.len(), 5);
+    for (x, y) in a.iter().zip(&b) {
+        assert_eq!(x["epoch"], y["epoch"]);
+        assert_eq!(x["lr"], y["lr"], "learning rate of epoch {}", x["epoch"]);
+        // Same seed, same order, same augmentation, restored Adam state: the same losses.
+        let (lx, ly) = (x["loss_g_l1"].as_f64().unwrap(), y["loss_g_l1"].as_f64().unwrap());
+        assert!((lx - ly).abs() <= 1e-6 * lx.abs(), "epoch {}: {lx} vs {ly}", x["epoch"]);
+    }
+    // pix2pix linear policy: 2 constant epochs then decay over 3.
+    let lrs: Vec<f64> = b.iter().map(|m| m["lr"].as_f64().unwrap() / 0.002).collect();
+    let expect = [1.0, 1.0, 0.75, 0.5, 0.25];
+    for (l, e) in lrs.iter().zip(expect) {
+        assert!((l - e).abs() < 1e-9, "{lrs:?}");
+    }
+    assert_eq!(latest_epoch(&run), Some(5));
+    for d in ["epoch_002", "epoch_004", "epoch_005"] {
+        assert!(run.join(d).join("net_G.bpk").is_file(), "{d}");
+    }
+    assert!(run.join("config.json").is_file());
+}
+
+#[test]
+fn tensorboard_reads_scalars_and_images() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = phantom(&tmp.path().join("cohort"), 2);
+    let config = tiny_config(tmp.path(), "tb", &[("discriminator", serde_json::json!({"kind": "pixel", "ndf": 4}))]);
+    let ckpt = tmp.path().join("ck");
+    let out = train_cmd(&config, &data, &ckpt, 2).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let tb = ckpt.join("tb/tb");
+    let out = Command::new("python3").arg(repo().join("scripts/tensorboard_check.py")).arg(&tb).output().unwrap();
+    assert!(out.status.success(), "tensorboard reader failed (pip install tensorboard):\n{}", String::from_utf8_lossy(&out.stderr));
+    let found: Value = serde_json::from_slice(&out.stdout).unwrap();
+    // 2 training cases × 2 epochs = 4 steps.
+    for tag in ["loss/G_L1", "loss/G_mask", "loss/G_GAN", "loss/D", "lr"] {
+        assert_eq!(found["scalars"][tag]["count"], 4, "{tag}: {found}");
+    }
+    assert_eq!(found["scalars"]["lr"]["last"].as_f64().unwrap() as f32, metrics(&ckpt.join("tb"))[1]["lr"].as_f64().unwrap() as f32);
+    for tag in ["real_a", "fake_b", "real_b"] {
+        let img = &found["images"][tag];
+        // Steps 1 (first step) and 2, 4 (display_freq 2).
+        assert_eq!(img["count"], 3, "{tag}: {found}");
+        assert_eq!(img["width"], 32);
+        assert_eq!(img["height"], 32);
+        assert_eq!(img["png"], true);
+    }
+}
+
+/// Run `train` with a config and expect one clear error naming `needle`, and no run folder.
+fn refused(config: &Path, data: &Path, ckpt: &Path, needle: &str) {
+    let out = train_cmd(config, data, ckpt, 1).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    assert!(err.contains(needle), "expected '{needle}' in: {err}");
+    assert!(!ckpt.exists(), "nothing written for a refused run");
+}
+
+#[test]
+fn bad_configs_are_refused_before_training() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = phantom(&tmp.path().join("cohort"), 1);
+    let ckpt = tmp.path().join("ck");
+
+    let unknown = tiny_config(tmp.path(), "unknown", &[("learning_rate", 0.1.into())]);
+    refused(&unknown, &data, &ckpt, "unknown field `learning_rate`");
+    let negative = tiny_config(tmp.path(), "negative", &[("lr", (-0.001).into())]);
+    refused(&negative, &data, &ckpt, "lr must be positive");
+    let huge = tiny_config(tmp.path(), "huge", &[("crop_size", serde_json::json!([512, 512, 512])), ("memory_limit_gb", 8.into())]);
+    refused(&huge, &data, &ckpt, "needs about");
+    let odd = tiny_config(tmp.path(), "odd", &[("crop_size", serde_json::json!([30, 32, 32]))]);
+    refused(&odd, &data, &ckpt, "multiple of 8");
+    let ok = tiny_config(tmp.path(), "ok", &[]);
+    refused(&ok, &tmp.path().join("no/such/root"), &ckpt, "data root is not a folder");
+}
