@@ -1,7 +1,10 @@
 //! The `cta2mbf` command line: a thin layer over the library, one file per subcommand.
 
+mod convert;
+mod extract;
 mod info;
 mod phantom;
+mod sort;
 
 use clap::{Parser, Subcommand};
 
@@ -19,8 +22,14 @@ pub struct Cli {
 pub enum Command {
     /// Generate a synthetic cardiac cohort (CTA, misaligned perfusion, masks, crops, truth).
     Phantom(phantom::PhantomArgs),
-    /// Describe a NIfTI file: shape, datatype, spacing, origin, direction, value range.
+    /// Describe a NIfTI file or a DICOM series folder: shape, spacing, origin, direction, values.
     Info(info::InfoArgs),
+    /// Sort a raw DICOM dump by patient and SeriesInstanceUID into `0.ori_3`.
+    Sort(sort::SortArgs),
+    /// Pick each patient's CTA, BF, AVG and MIP series from `0.ori_3` into `3.sorted_dcm`.
+    Extract(extract::ExtractArgs),
+    /// Convert DICOM series to NIfTI (`3.sorted_dcm` → `3.sorted_nii`, or one series).
+    Convert(convert::ConvertArgs),
 }
 
 /// Run the parsed command line.
@@ -28,7 +37,16 @@ pub fn run(cli: Cli) -> cta2mbf::Result<()> {
     match cli.command {
         Command::Phantom(args) => phantom::run(args),
         Command::Info(args) => info::run(args),
+        Command::Sort(args) => sort::run(args),
+        Command::Extract(args) => extract::run(args),
+        Command::Convert(args) => convert::run(args),
     }
+}
+
+/// Print a stage's report on standard output (a closed pipe is not an error).
+pub fn print_report(report: impl std::fmt::Display) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stdout().lock(), "{report}");
 }
 
 /// Parse `X,Y,Z` into three positive integers.
