@@ -53,6 +53,10 @@ def series(outdir, dirs):
                 raise RuntimeError("no series found")
             reader.SetFileNames(names)
             img = reader.Execute()
+            if img.GetNumberOfComponentsPerPixel() != 1:
+                raise RuntimeError(f"{img.GetNumberOfComponentsPerPixel()} components per pixel (colour)")
+            if img.GetDimension() != 3:
+                raise RuntimeError(f"a {img.GetDimension()}-D image")
             rec["sitk"] = {"size": list(img.GetSize()), "spacing": list(img.GetSpacing()),
                            "origin": list(img.GetOrigin()), "direction": list(img.GetDirection()),
                            "files": list(names)}

@@ -64,7 +64,8 @@ fn a_malicious_dump_gives_report_lines_and_writes_nothing_outside_out() {
     write_series(&p, "big", &volume(8, 6, 2), "1.2.6.2", 300);
     write_series(&p, "small", &volume(4, 6, 1), "1.2.6.2", 400);
     // A file cut inside its header, and one cut inside its pixel data.
-    let whole = SeriesWriter::new(&volume(8, 6, 2), tags_for("1.2.6.3")).unwrap();
+    let cut = volume(8, 6, 2);
+    let whole = SeriesWriter::new(&cut, tags_for("1.2.6.3")).unwrap();
     std::fs::write(p.join("cut_header"), &whole.encode(0, "1.2.5.500").unwrap()[..300]).unwrap();
     let bytes = whole.encode(1, "1.2.5.501").unwrap();
     std::fs::write(p.join("cut_pixels"), &bytes[..bytes.len() - 40]).unwrap();

@@ -5,7 +5,8 @@ use crate::error::{Error, Result};
 use dicom_dictionary_std::tags;
 use dicom_object::file::ReadPreamble;
 use dicom_object::{FileDicomObject, InMemDicomObject, OpenFileOptions};
-use dicom_core::Tag;
+use dicom_core::value::PrimitiveValue;
+use dicom_core::{Tag, VR};
 use std::path::{Path, PathBuf};
 
 /// A parsed DICOM file (file meta group and data set).
@@ -108,24 +109,37 @@ pub struct SliceHeader {
     pub rescale_intercept: f64,
 }
 
+/// The raw text of `tag`, values separated by `\\`. An element stored with VR UN (as
+/// some archives rewrite unknown tags) holds the bytes of its text, which are decoded.
+fn raw_text(obj: &InMemDicomObject, tag: Tag) -> Option<String> {
+    let element = obj.get(tag)?;
+    if element.vr() == VR::UN {
+        if let Some(PrimitiveValue::U8(bytes)) = element.value().primitive() {
+            return Some(String::from_utf8_lossy(bytes).into_owned());
+        }
+    }
+    element.to_str().ok().map(|s| s.into_owned())
+}
+
+fn trim_padding(s: &str) -> &str {
+    s.trim_matches(|c: char| c == '\0' || c.is_whitespace())
+}
+
 /// A trimmed, non-empty text value of `tag`.
 fn text(obj: &InMemDicomObject, tag: Tag) -> Option<String> {
-    let value = obj.get(tag)?.to_str().ok()?;
-    let value = value.trim_matches(|c: char| c == '\0' || c.is_whitespace());
+    let value = raw_text(obj, tag)?;
+    let value = trim_padding(&value);
     (!value.is_empty()).then(|| value.to_string())
 }
 
 /// All values of a multi-valued text element, trimmed.
 fn texts(obj: &InMemDicomObject, tag: Tag) -> Vec<String> {
-    obj.get(tag)
-        .and_then(|e| e.to_multi_str().ok())
-        .map(|v| v.iter().map(|s| s.trim_matches(|c: char| c == '\0' || c.is_whitespace()).to_string()).collect())
-        .unwrap_or_default()
+    raw_text(obj, tag).map(|v| trim_padding(&v).split('\\').map(|s| trim_padding(s).to_string()).collect()).unwrap_or_default()
 }
 
 /// Exactly `N` finite numbers of `tag`, or `None`.
 fn numbers<const N: usize>(obj: &InMemDicomObject, tag: Tag) -> Option<[f64; N]> {
-    let values = obj.get(tag)?.to_multi_float64().ok()?;
+    let values: Vec<f64> = texts(obj, tag).iter().map(|s| s.parse::<f64>()).collect::<std::result::Result<_, _>>().ok()?;
     let array: [f64; N] = values.try_into().ok()?;
     array.iter().all(|v| v.is_finite()).then_some(array)
 }
@@ -137,7 +151,11 @@ fn number(obj: &InMemDicomObject, tag: Tag) -> Option<f64> {
 
 /// One integer of `tag`, or `None`.
 fn integer(obj: &InMemDicomObject, tag: Tag) -> Option<i64> {
-    obj.get(tag)?.to_int::<i64>().ok()
+    let element = obj.get(tag)?;
+    match element.vr() {
+        VR::IS | VR::UN => text(obj, tag)?.parse().ok(),
+        _ => element.to_int::<i64>().ok(),
+    }
 }
 
 impl SliceHeader {
