@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Cross-check cta2mbf's DICOM stages against pydicom and SimpleITK (used by tests/dicom_real.rs).
 
-  dicom_crosscheck.py files              the CT and MR files of pydicom's test data (and of
-      pydicom-data, when installed), one per line: path<TAB>SeriesInstanceUID<TAB>SOPInstanceUID
+  dicom_crosscheck.py files              the CT and MR files (and the deflated ones) of pydicom's
+      test data (and of pydicom-data, when installed), one per line: path<TAB>SeriesInstanceUID<TAB>SOPInstanceUID
   dicom_crosscheck.py series OUTDIR DIR...   how SimpleITK's ImageSeriesReader (file order from
       GetGDCMSeriesFileNames) reads each series folder DIR:
       OUTDIR/<i>.json  {"dir", "sitk": {size, spacing, origin, direction} | null, "error"}
@@ -37,7 +37,8 @@ def files():
                 ds = pydicom.dcmread(f, stop_before_pixels=True)
             except Exception:
                 continue
-            if ds.get("Modality") in ("CT", "MR") and "SeriesInstanceUID" in ds:
+            deflated = ds.file_meta.get("TransferSyntaxUID") == "1.2.840.10008.1.2.1.99"
+            if (ds.get("Modality") in ("CT", "MR") or deflated) and "SeriesInstanceUID" in ds:
                 print(f"{f}\t{ds.SeriesInstanceUID}\t{ds.get('SOPInstanceUID', '')}")
 
 

@@ -7,7 +7,8 @@
 //! - in-plane spacing from PixelSpacing (x = column spacing, y = row spacing); slice spacing
 //!   `|p_last − p_first| / (slices − 1)` from the actual positions, not SliceThickness.
 //!
-//! Uneven slice gaps, missing slices and sheared stacks are reported as warnings (ITK reads
+//! A single image without position or orientation is placed at the origin, axis-aligned,
+//! as ITK does. Uneven slice gaps, missing slices and sheared stacks are reported as warnings (ITK reads
 //! them on the mean spacing too); slices at the same position, different sizes or
 //! orientations, and files of another series are errors.
 
@@ -79,14 +80,23 @@ fn normalized(v: Vec3) -> Option<Vec3> {
 pub fn slice_geometry(headers: &[SliceHeader]) -> Result<SliceGeometry> {
     let first = headers.first().ok_or_else(|| Error::invalid("a series needs at least one slice"))?;
     let missing = |h: &SliceHeader, what: &str| Error::format(&h.path, format!("{what} is missing or malformed"));
-    let iop = first.image_orientation.ok_or_else(|| missing(first, "ImageOrientationPatient (0020,0037)"))?;
+    // A lone image without position or orientation (secondary capture) sits at the origin,
+    // axis-aligned, as ITK reads it; a stack needs both.
+    let lone = headers.len() == 1;
+    let iop = match first.image_orientation {
+        None if lone => [1.0, 0.0, 0.0, 0.0, 1.0, 0.0],
+        other => other.ok_or_else(|| missing(first, "ImageOrientationPatient (0020,0037)"))?,
+    };
     let row = normalized([iop[0], iop[1], iop[2]]).ok_or_else(|| Error::format(&first.path, "ImageOrientationPatient has a zero row direction"))?;
     let col = normalized([iop[3], iop[4], iop[5]]).ok_or_else(|| Error::format(&first.path, "ImageOrientationPatient has a zero column direction"))?;
     let normal = normalized(mat3::cross(row, col)).ok_or_else(|| Error::format(&first.path, "ImageOrientationPatient: row and column directions are parallel"))?;
     let mut positions = Vec::with_capacity(headers.len());
     for h in headers {
-        let p = h.image_position.ok_or_else(|| missing(h, "ImagePositionPatient (0020,0032)"))?;
-        let o = h.image_orientation.ok_or_else(|| missing(h, "ImageOrientationPatient (0020,0037)"))?;
+        let p = match h.image_position {
+            None if lone => [0.0; 3],
+            other => other.ok_or_else(|| missing(h, "ImagePositionPatient (0020,0032)"))?,
+        };
+        let o = h.image_orientation.unwrap_or(iop);
         let (r, c) = (normalized([o[0], o[1], o[2]]), normalized([o[3], o[4], o[5]]));
         let parallel = matches!((r, c), (Some(r), Some(c)) if mat3::dot(r, row) > 1.0 - ORIENTATION_TOLERANCE && mat3::dot(c, col) > 1.0 - ORIENTATION_TOLERANCE);
         if !parallel {
