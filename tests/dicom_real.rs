@@ -121,7 +121,7 @@ fn pydicom_test_data_sorts_by_series_and_converts_like_simpleitk() {
     for r in &refused {
         let allowed = (r.contains("ImageOrientationPatient") && r.contains("do not form one volume"))
             || r.contains("Unsupported TransferSyntax `1.2.840.10008.1.2.4.9")
-            || r.contains("no DICOM image in the folder")
+            || r.contains("no DICOM image")
             || r.contains("differs from");
         assert!(allowed, "unexpected refusal: {r}");
     }

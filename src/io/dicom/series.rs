@@ -193,7 +193,7 @@ pub fn read_series(dir: &Path) -> Result<SeriesVolume> {
             Entry::Skipped(path, why) => skipped.push((path, why)),
         }
     }
-    let first = headers.first().ok_or_else(|| Error::format(dir, format!("no DICOM image in the folder ({} other files)", skipped.len())))?;
+    let first = headers.first().ok_or_else(|| Error::format(dir, format!("is a directory holding no DICOM image ({} other files)", skipped.len())))?;
     for (h, p) in headers.iter().zip(&pixels) {
         if h.series_instance_uid != first.series_instance_uid {
             return Err(Error::format(
