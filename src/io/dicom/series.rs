@@ -216,14 +216,21 @@ pub fn read_series(dir: &Path) -> Result<SeriesVolume> {
     let SliceGeometry { order, geometry, warnings } = slice_geometry(&headers)?;
     let (nx, ny, nz) = (pixels[0].columns, pixels[0].rows, order.len());
     let mut data = Array3::<f32>::zeros((nx, ny, nz));
-    // data is [x][y][z] with z fastest: write plane by plane through a strided view.
-    for (k, &i) in order.iter().enumerate() {
-        let values = &pixels[i].values;
-        let mut plane = data.index_axis_mut(ndarray::Axis(2), k);
-        for ((x, y), v) in plane.indexed_iter_mut() {
-            *v = values[y * nx + x];
+    // data is [x][y][z] with z fastest, slices are row-major [y][x]: transpose in blocks of
+    // a few x columns (contiguous in `data`), in parallel.
+    const BLOCK: usize = 16;
+    data.axis_chunks_iter_mut(ndarray::Axis(0), BLOCK).into_par_iter().enumerate().for_each(|(b, mut block)| {
+        let x0 = b * BLOCK;
+        let width = block.shape()[0];
+        for y in 0..ny {
+            for (k, &i) in order.iter().enumerate() {
+                let row = &pixels[i].values[y * nx + x0..y * nx + x0 + width];
+                for (dx, &v) in row.iter().enumerate() {
+                    block[[dx, y, k]] = v;
+                }
+            }
         }
-    }
+    });
     let slices = order.iter().map(|&i| headers[i].clone()).collect();
     Ok(SeriesVolume { volume: Volume::new(data, geometry), slices, skipped, warnings })
 }
