@@ -16,6 +16,13 @@ pub const REGISTRATION: &str = "4.registration_batch";
 pub const MBF_MYOCARDIUM: &str = "5.mbf_myocardium";
 /// Ground truth of a synthetic cohort: `phantom/<pid>/phantom_truth.json`.
 pub const PHANTOM_TRUTH: &str = "phantom";
+/// A raw hospital DICOM dump, one flat or nested folder per patient: `raw/<pid>/...`
+/// (the input of `sort`; the phantom writes one with `--dicom`).
+pub const RAW: &str = "raw";
+/// The annotation table folder: `annotation/`.
+pub const ANNOTATION: &str = "annotation";
+/// The annotation table the phantom writes: `annotation/annotation.csv`.
+pub const ANNOTATION_CSV: &str = "annotation.csv";
 
 /// The four modalities of a patient in `3.sorted_nii` / `3.sorted_dcm`.
 pub const MODALITIES: [&str; 4] = ["CTA", "BF", "AVG", "MIP"];
@@ -87,6 +94,11 @@ impl Cohort {
     /// `5.mbf_myocardium/<pid>/<file>`.
     pub fn cropped(&self, pid: &str, file: &str) -> PathBuf {
         self.root.join(MBF_MYOCARDIUM).join(pid).join(file)
+    }
+
+    /// `annotation/annotation.csv`.
+    pub fn annotation_table(&self) -> PathBuf {
+        self.root.join(ANNOTATION).join(ANNOTATION_CSV)
     }
 
     /// `phantom/<pid>/phantom_truth.json`.

@@ -7,9 +7,10 @@
 //! The library is organised like the pipeline; every stage is also a subcommand of the
 //! `cta2mbf` binary:
 //! - [`volume`]: a 3-D image with ITK-exact world geometry (crop, pad, flip, resample);
-//! - [`io`]: NIfTI reading and atomic writing;
+//! - [`io`]: NIfTI reading and writing, DICOM series reading and writing, atomic writes;
 //! - [`phantom`]: the synthetic cardiac cohort used by tests and the demo;
-//! - [`preprocess`]: cohort stages (connected components, myocardium MBF, heart crop);
+//! - [`preprocess`]: cohort stages (DICOM sort, extract, convert; connected components,
+//!   myocardium MBF, heart crop);
 //! - [`device`]: choosing the Burn backend (CPU `flex` by default).
 
 pub mod analysis;

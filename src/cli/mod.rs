@@ -1,8 +1,11 @@
 //! The `cta2mbf` command line: a thin layer over the library, one file per subcommand.
 
 mod bench;
+mod convert;
+mod extract;
 mod info;
 mod phantom;
+mod sort;
 mod train;
 
 use clap::{Parser, Subcommand};
@@ -21,12 +24,18 @@ pub struct Cli {
 pub enum Command {
     /// Generate a synthetic cardiac cohort (CTA, misaligned perfusion, masks, crops, truth).
     Phantom(phantom::PhantomArgs),
-    /// Describe a NIfTI file: shape, datatype, spacing, origin, direction, value range.
+    /// Describe a NIfTI file or a DICOM series folder: shape, spacing, origin, direction, values.
     Info(info::InfoArgs),
     /// Train a CTA→MBF generator (pix2pix-style) from a JSON config.
     Train(train::TrainArgs),
     /// Time generator inference and one training step; GFLOP/s and peak memory.
     Bench(bench::BenchArgs),
+    /// Sort a raw DICOM dump by patient and SeriesInstanceUID into `0.ori_3`.
+    Sort(sort::SortArgs),
+    /// Pick each patient's CTA, BF, AVG and MIP series from `0.ori_3` into `3.sorted_dcm`.
+    Extract(extract::ExtractArgs),
+    /// Convert DICOM series to NIfTI (`3.sorted_dcm` → `3.sorted_nii`, or one series).
+    Convert(convert::ConvertArgs),
 }
 
 /// Run the parsed command line.
@@ -36,7 +45,16 @@ pub fn run(cli: Cli) -> cta2mbf::Result<()> {
         Command::Info(args) => info::run(args),
         Command::Train(args) => train::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Sort(args) => sort::run(args),
+        Command::Extract(args) => extract::run(args),
+        Command::Convert(args) => convert::run(args),
     }
+}
+
+/// Print a stage's report on standard output (a closed pipe is not an error).
+pub fn print_report(report: impl std::fmt::Display) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stdout().lock(), "{report}");
 }
 
 /// Parse `X,Y,Z` into three positive integers.

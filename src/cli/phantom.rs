@@ -1,7 +1,7 @@
 //! `cta2mbf phantom`: write a synthetic cohort.
 
 use super::parse_size;
-use cta2mbf::phantom::{PhantomOptions, write_cohort};
+use cta2mbf::phantom::{PhantomOptions, write_cohort, write_cohort_with_dicom};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -20,6 +20,10 @@ pub struct PhantomArgs {
     /// Random seed; the same seed writes the same files.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Also write each patient as a shuffled DICOM dump in `raw/<pid>/` (CTA, MIP, AVG, BF,
+    /// a localizer, a thick-slice series, a DICOMDIR, a text file) and `annotation/annotation.csv`.
+    #[arg(long)]
+    pub dicom: bool,
 }
 
 /// Run `cta2mbf phantom`.
@@ -27,10 +31,11 @@ pub fn run(args: PhantomArgs) -> cta2mbf::Result<()> {
     let start = Instant::now();
     let options = PhantomOptions { cases: args.cases, size: args.size, seed: args.seed };
     let done = std::sync::atomic::AtomicUsize::new(0);
-    let ids = write_cohort(&args.out, &options, |_, pid| {
+    let progress = |_, pid: &str| {
         let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
         eprintln!("phantom: patient {pid} written ({n}/{})", args.cases);
-    })?;
+    };
+    let ids = if args.dicom { write_cohort_with_dicom(&args.out, &options, progress)? } else { write_cohort(&args.out, &options, progress)? };
     println!(
         "phantom: {} patients ({}) of {}x{}x{} in {:.2} s under {}",
         ids.len(),

@@ -1,6 +1,7 @@
-//! Reading and writing volumes: NIfTI files, and the atomic-write helper every writer uses.
+//! Reading and writing volumes: NIfTI files, DICOM series, and the atomic-write helper every writer uses.
 
 pub mod atomic;
+pub mod dicom;
 pub mod nifti;
 pub mod png;
 

@@ -8,6 +8,7 @@
 //! cropped training folder is produced by the library's own myocardium and crop stages.
 
 pub mod anatomy;
+pub mod dicom;
 pub mod intensity;
 pub mod misalign;
 
@@ -324,14 +325,44 @@ pub struct PhantomOptions {
 /// Generate and write a whole cohort under `root`; `progress` is called after each patient
 /// with (index, pid). Returns the patient ids.
 pub fn write_cohort(root: &std::path::Path, options: &PhantomOptions, progress: impl Fn(usize, &str) + Sync) -> Result<Vec<String>> {
+    write_cohort_with(root, options, |_, _| Ok(()), progress)
+}
+
+/// [`write_cohort`], also calling `also` with each generated patient after its folders are
+/// written (e.g. to write it as a DICOM dump).
+pub fn write_cohort_with(
+    root: &std::path::Path,
+    options: &PhantomOptions,
+    also: impl Fn(&Cohort, &PhantomCase) -> Result<()> + Sync,
+    progress: impl Fn(usize, &str) + Sync,
+) -> Result<Vec<String>> {
     use rayon::prelude::*;
     let cohort = Cohort::new(root);
     let ids = patient_ids(options.seed, options.cases);
     ids.par_iter().enumerate().try_for_each(|(i, pid)| {
         let case = generate_case(options.seed, i, pid, options.size)?;
         write_case(&cohort, &case)?;
+        also(&cohort, &case)?;
         progress(i, pid);
         Ok::<(), Error>(())
     })?;
+    Ok(ids)
+}
+
+/// [`write_cohort`] plus the DICOM dump of every patient in `raw/<pid>/` and the
+/// annotation table `annotation/annotation.csv` (see [`dicom`]).
+pub fn write_cohort_with_dicom(root: &std::path::Path, options: &PhantomOptions, progress: impl Fn(usize, &str) + Sync) -> Result<Vec<String>> {
+    let rows = std::sync::Mutex::new(Vec::new());
+    let ids = write_cohort_with(
+        root,
+        options,
+        |cohort, case| {
+            let row = dicom::write_dicom_dump(cohort, case, options.seed)?;
+            rows.lock().expect("no panic while holding the lock").push(row);
+            Ok(())
+        },
+        progress,
+    )?;
+    dicom::write_annotation(&Cohort::new(root), &rows.into_inner().expect("no panic while holding the lock"))?;
     Ok(ids)
 }

@@ -1,8 +1,14 @@
-//! Cohort preprocessing stages (DESIGN §3), each a library module working on volumes.
+//! Cohort preprocessing stages (DESIGN §3), each a library module: the DICOM stages
+//! (sort, extract, convert) and the volume stages (connected components, myocardium MBF, crop).
 
+pub mod annotation;
 pub mod connected;
+pub mod convert;
 pub mod crop;
+pub mod extract;
 pub mod myocardium;
+pub mod sort;
+pub mod stage;
 
 use crate::error::{Error, Result};
 use crate::volume::Volume;
