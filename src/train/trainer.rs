@@ -198,6 +198,7 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
         None => fresh(&cfg, &ad),
     };
     std::fs::create_dir_all(&run_dir).map_err(|e| Error::io(&run_dir, e))?;
+    trim_metrics(&run_dir, state.epoch)?;
     crate::io::atomic::write_bytes_atomically(&run_dir.join("config.json"), cfg.to_json().as_bytes())?;
     let mut tb = EventWriter::create(&run_dir.join("tb"))?;
     let progress = Progress::new(0, 0, opts.quiet);
@@ -282,6 +283,10 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
         .unwrap_or(metrics.loss_g_l1);
         state.schedule.end_epoch(monitored);
         state.epoch = epoch;
+        // The metrics line first, then the checkpoint: a run killed in between resumes from the
+        // previous checkpoint and drops the line of the epoch it repeats.
+        metrics.seconds = started.elapsed().as_secs_f64();
+        append_metrics(&run_dir, &metrics)?;
         let parts = CheckpointParts {
             generator: &trainer.g,
             discriminator: trainer.d.as_ref(),
@@ -289,12 +294,11 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
             optim_d: trainer.optim_d.as_ref(),
             state: &state,
         };
-        checkpoint::save(&run_dir, checkpoint::LATEST, &parts)?;
+        // The numbered checkpoint before `latest`, so `latest` never runs ahead of it.
         if epoch % cfg.save_epoch_freq == 0 || epoch == total_epochs {
             checkpoint::save(&run_dir, &checkpoint::epoch_dir_name(epoch), &parts)?;
         }
-        metrics.seconds = started.elapsed().as_secs_f64();
-        append_metrics(&run_dir, &metrics)?;
+        checkpoint::save(&run_dir, checkpoint::LATEST, &parts)?;
         tb.flush()?;
         progress.line(&epoch_line(&metrics, total_epochs));
         last = Some(metrics);
@@ -378,6 +382,21 @@ fn append_metrics(run_dir: &Path, m: &EpochMetrics) -> Result<()> {
     let path = run_dir.join("metrics.jsonl");
     let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&path).map_err(|e| Error::io(&path, e))?;
     writeln!(f, "{}", serde_json::to_string(m).expect("metrics serialize")).map_err(|e| Error::io(&path, e))
+}
+
+/// Keep only the `metrics.jsonl` lines of epochs up to `epoch` (the checkpoint resumed from).
+fn trim_metrics(run_dir: &Path, epoch: usize) -> Result<()> {
+    let path = run_dir.join("metrics.jsonl");
+    let Ok(text) = std::fs::read_to_string(&path) else { return Ok(()) };
+    let kept: String = text
+        .lines()
+        .filter(|l| serde_json::from_str::<serde_json::Value>(l).ok().and_then(|v| v["epoch"].as_u64()).is_some_and(|e| e as usize <= epoch))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    if kept != text {
+        crate::io::atomic::write_bytes_atomically(&path, kept.as_bytes())?;
+    }
+    Ok(())
 }
 
 fn epoch_line(m: &EpochMetrics, total: usize) -> String {
