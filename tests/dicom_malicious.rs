@@ -42,16 +42,6 @@ fn write_series(dir: &Path, prefix: &str, v: &Volume, series: &str, first_sop: u
     }
 }
 
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() { out.extend(walk(&p)) } else { out.push(p) }
-    }
-    out.sort();
-    out
-}
-
 #[test]
 fn a_malicious_dump_gives_report_lines_and_writes_nothing_outside_out() {
     let dir = tempfile::tempdir().unwrap();

@@ -19,16 +19,6 @@ fn count_files(dir: &Path) -> usize {
     walk(dir).len()
 }
 
-fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() { out.extend(walk(&p)) } else { out.push(p) }
-    }
-    out.sort();
-    out
-}
-
 /// Every converted volume equals the phantom's ground truth: values exactly, geometry to 1e-4 mm.
 fn assert_matches_truth(root: &Path, nii: &Path, ids: &[String]) {
     let truth = Cohort::new(root);

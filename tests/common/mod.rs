@@ -105,3 +105,14 @@ pub fn assert_same_values(a: &[f32], b: &[f32], what: &str) {
         panic!("{what}: voxel {i} differs: {} vs {}", a[i], b[i]);
     }
 }
+
+/// Every file under `dir` (any depth), sorted.
+pub fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() { out.extend(walk(&p)) } else { out.push(p) }
+    }
+    out.sort();
+    out
+}
