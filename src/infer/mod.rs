@@ -1,5 +1,10 @@
-//! Running a trained generator on volumes.
+//! Running a trained generator on volumes: one forward pass, a case fitted to the block
+//! (centred or sliding windows), and a whole folder of cases.
 
+pub mod block;
+pub mod cohort;
 pub mod predict;
 
+pub use block::{Tiling, fit_to_block, predict_tiled};
+pub use cohort::{InferJob, InferReport, TrainedGenerator, infer_cohort, inference_folder_name};
 pub use predict::predict_volume;
