@@ -17,13 +17,16 @@ use std::time::Instant;
 /// The demo's training config, `configs/phantom_small.json`, built into the binary.
 pub const PHANTOM_SMALL_CONFIG: &str = include_str!("../configs/phantom_small.json");
 
+/// The file that marks a folder as a demo's output, so that a new demo may replace it.
+pub const DEMO_MARKER: &str = "cta2mbf-demo.json";
+
 /// The folder of the slice maps: `6.inference_slicemap`.
 pub const SLICEMAP_FOLDER: &str = "6.inference_slicemap";
 
 /// What the demo runs.
 #[derive(Debug, Clone)]
 pub struct DemoOptions {
-    /// Cohort root to create (must be absent or empty).
+    /// Cohort root to create: absent, empty, or an earlier demo's output (replaced).
     pub out: PathBuf,
     /// Phantom patients.
     pub cases: usize,
@@ -106,10 +109,15 @@ pub fn run_demo(opts: &DemoOptions) -> Result<DemoReport> {
     if opts.held_out == 0 || opts.held_out >= opts.cases {
         return Err(Error::invalid(format!("--held-out must be between 1 and cases − 1 ({}), got {}", opts.cases - 1, opts.held_out)));
     }
-    if opts.out.is_dir() && std::fs::read_dir(&opts.out).map_err(|e| Error::io(&opts.out, e))?.next().is_some() {
-        return Err(Error::format(&opts.out, "exists and is not empty: the demo writes a fresh cohort (choose another --out or remove it)"));
-    }
     let root = &opts.out;
+    if root.join(DEMO_MARKER).is_file() {
+        // An earlier demo's output: replaced as a whole.
+        std::fs::remove_dir_all(root).map_err(|e| Error::io(root, e))?;
+    } else if root.is_dir() && std::fs::read_dir(root).map_err(|e| Error::io(root, e))?.next().is_some() {
+        return Err(Error::format(root, "exists, is not empty and is not an earlier demo's output: choose another --out"));
+    }
+    let marker = serde_json::json!({ "cases": opts.cases, "held_out": opts.held_out, "size": opts.size, "seed": opts.seed });
+    write_bytes_atomically(&root.join(DEMO_MARKER), marker.to_string().as_bytes())?;
     stage(&started, &format!("phantom: {} patients of {}x{}x{} → {}", opts.cases, opts.size[0], opts.size[1], opts.size[2], root.display()));
     let phantom = PhantomOptions { cases: opts.cases, size: opts.size, seed: opts.seed };
     let mut ids = write_cohort(root, &phantom, |_, _| {})?;

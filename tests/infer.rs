@@ -209,8 +209,12 @@ fn demo_runs_the_whole_system_on_a_tiny_config() {
     }
     assert!(out_dir.join("6.inference_slicemap/index.html").is_file());
     assert!(out_dir.join("7.analysis_result/compare.md").is_file());
-    // A second demo into the same folder is refused before anything is written.
-    let again = cta2mbf().args(["demo", "--quiet", "--config"]).arg(&config).arg("--out").arg(&out_dir).output().unwrap();
-    assert!(!again.status.success());
-    assert!(String::from_utf8_lossy(&again.stderr).contains("not empty"));
+    // A folder that is not an earlier demo's output is refused before anything is written.
+    let other = tmp.path().join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::write(other.join("keep.txt"), "mine").unwrap();
+    let refused = cta2mbf().args(["demo", "--quiet", "--config"]).arg(&config).arg("--out").arg(&other).output().unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("not empty"));
+    assert_eq!(std::fs::read_dir(&other).unwrap().count(), 1);
 }

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 /// Arguments of `cta2mbf demo`.
 #[derive(Debug, clap::Args)]
 pub struct DemoArgs {
-    /// Cohort root to create (absent or empty).
+    /// Cohort root to create: absent, empty, or an earlier demo's output (replaced).
     #[arg(long, default_value = "demo")]
     pub out: PathBuf,
     /// Phantom patients.
