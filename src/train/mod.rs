@@ -7,6 +7,7 @@ pub mod loss;
 pub mod progress;
 pub mod run;
 pub mod schedule;
+pub mod seg_config;
 pub mod seg_loss;
 pub mod tensorboard;
 pub mod trainer;
