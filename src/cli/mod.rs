@@ -1,12 +1,17 @@
 //! The `cta2mbf` command line: a thin layer over the library, one file per subcommand.
 
 mod bench;
+mod connected;
 mod convert;
+mod crop;
 mod extract;
 mod info;
+mod myocardium;
 mod phantom;
+mod segment;
 mod sort;
 mod train;
+mod train_seg;
 
 use clap::{Parser, Subcommand};
 
@@ -36,6 +41,16 @@ pub enum Command {
     Extract(extract::ExtractArgs),
     /// Convert DICOM series to NIfTI (`3.sorted_dcm` → `3.sorted_nii`, or one series).
     Convert(convert::ConvertArgs),
+    /// Train the chamber-segmentation U-Net from a JSON config.
+    TrainSeg(train_seg::TrainSegArgs),
+    /// Chamber masks from CTA (`3.sorted_nii` → `3.sorted_mask`, or one volume).
+    Segment(segment::SegmentArgs),
+    /// Keep the largest face-connected component of each listed label (one mask or a cohort).
+    Connected(connected::ConnectedArgs),
+    /// Myocardium MBF from registered BF and the chamber mask (→ `5.mbf_myocardium`).
+    Myocardium(myocardium::MyocardiumArgs),
+    /// Crop CTA, myocardium MBF and mask to the heart (→ `5.mbf_myocardium/cropped_*`).
+    Crop(crop::CropArgs),
 }
 
 /// Run the parsed command line.
@@ -48,6 +63,11 @@ pub fn run(cli: Cli) -> cta2mbf::Result<()> {
         Command::Sort(args) => sort::run(args),
         Command::Extract(args) => extract::run(args),
         Command::Convert(args) => convert::run(args),
+        Command::TrainSeg(args) => train_seg::run(args),
+        Command::Segment(args) => segment::run(args),
+        Command::Connected(args) => connected::run(args),
+        Command::Myocardium(args) => myocardium::run(args),
+        Command::Crop(args) => crop::run(args),
     }
 }
 

@@ -5,4 +5,4 @@ pub mod predict;
 pub mod segment;
 
 pub use predict::predict_volume;
-pub use segment::segment_volume;
+pub use segment::{Segmenter, segment_volume};

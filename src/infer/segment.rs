@@ -10,6 +10,31 @@ use crate::volume::Volume;
 use burn::tensor::{Device, Int, Tensor};
 use ndarray::{Array3, s};
 
+/// A trained segmentation network ready to label CTA volumes.
+#[derive(Debug)]
+pub struct Segmenter {
+    /// The network (inference device, dropout off).
+    pub net: UNet3d,
+    /// The CTA mapping it was trained with.
+    pub intensity: ClipNormalize,
+    /// Where it runs.
+    pub device: Device,
+}
+
+impl Segmenter {
+    /// Load a segmentation checkpoint (a checkpoint folder, a run folder, or a shipped model
+    /// folder) onto `device`.
+    pub fn load(path: &std::path::Path, device: &Device) -> crate::Result<Self> {
+        let (net, state) = crate::train::seg_checkpoint::load(path, device)?;
+        Ok(Self { net, intensity: state.config.intensity, device: device.clone() })
+    }
+
+    /// The label map of `cta` on its grid.
+    pub fn segment(&self, cta: &Volume) -> Volume {
+        segment_volume(&self.net, cta, &self.intensity, &self.device)
+    }
+}
+
 /// At most this many logit values per slab of the final resize.
 const SLAB_VALUES: usize = 1 << 25;
 
