@@ -6,7 +6,7 @@ use crate::cohort::{self, Cohort};
 use crate::error::{Error, Result};
 use crate::io::{NiftiDtype, write_nifti};
 use crate::volume::Volume;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// The LV myocardium label of the chamber mask.
 pub const MYOCARDIUM_LABEL: u8 = 6;
@@ -29,20 +29,23 @@ pub fn extract_myocardium_mbf(bf: &Volume, mask: &Volume, label: u8) -> Result<V
     Ok(out)
 }
 
-/// Step 6 for every patient of `ROOT/3.sorted_mask`: `4.registration_batch/<pid>/cta_mip_bf`
-/// and `3.sorted_mask/<pid>/CTA/CTA_MASK_connected` →
+/// Step 6 for one patient of a cohort: `4.registration_batch/<pid>/cta_mip_bf` and
+/// `3.sorted_mask/<pid>/CTA/CTA_MASK_connected` →
 /// `5.mbf_myocardium/<pid>/registration_cta_mip_bf_myocardium.nii.gz` (int16).
+pub fn myocardium_patient(c: &Cohort, pid: &str) -> Result<PathBuf> {
+    let (bf_path, mask_path) = (c.registration(pid, cohort::registration::BF), c.mask(pid, cohort::mask::CONNECTED));
+    let bf = read_input(&bf_path, "registered BF")?;
+    let mask = read_input(&mask_path, "connected chamber mask")?;
+    require_label_map(&mask, &mask_path)?;
+    let mbf = extract_myocardium_mbf(&bf, &mask, MYOCARDIUM_LABEL)
+        .map_err(|e| Error::format(&mask_path, format!("{e} (registered BF {})", bf_path.display())))?;
+    let out = c.cropped(pid, cohort::cropped::MYOCARDIUM_BF);
+    write_nifti(&out, &mbf, NiftiDtype::I16)?;
+    Ok(out)
+}
+
+/// [`myocardium_patient`] for every patient of `ROOT/3.sorted_mask`.
 pub fn myocardium_cohort(root: &Path) -> Result<StageReport> {
     let c = Cohort::new(root);
-    for_each_patient("myocardium", &root.join(cohort::SORTED_MASK), true, |pid| {
-        let (bf_path, mask_path) = (c.registration(pid, cohort::registration::BF), c.mask(pid, cohort::mask::CONNECTED));
-        let bf = read_input(&bf_path, "registered BF")?;
-        let mask = read_input(&mask_path, "connected chamber mask")?;
-        require_label_map(&mask, &mask_path)?;
-        let mbf = extract_myocardium_mbf(&bf, &mask, MYOCARDIUM_LABEL)
-            .map_err(|e| Error::format(&mask_path, format!("{e} (registered BF {})", bf_path.display())))?;
-        let out = c.cropped(pid, cohort::cropped::MYOCARDIUM_BF);
-        write_nifti(&out, &mbf, NiftiDtype::I16)?;
-        Ok(vec![out])
-    })
+    for_each_patient("myocardium", &root.join(cohort::SORTED_MASK), true, |pid| Ok(vec![myocardium_patient(&c, pid)?]))
 }
