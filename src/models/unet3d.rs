@@ -99,11 +99,6 @@ impl UNet3dConfig {
         let heads = [2, 1].into_iter().map(|k| Conv3::he(init, 2 * ch(k), self.classes, 1, 1, 0, true)).collect();
         UNet3d { context, bottom_up, localization, heads, config: self.clone() }
     }
-
-    /// Parameters of a network with this configuration.
-    pub fn parameter_count(&self) -> usize {
-        self.init(&mut Initializer::new(0, &burn::tensor::Device::flex())).num_params()
-    }
 }
 
 /// `leaky_relu(instance_norm(x))`.
