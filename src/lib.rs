@@ -11,12 +11,17 @@
 //! - [`phantom`]: the synthetic cardiac cohort used by tests and the demo;
 //! - [`preprocess`]: cohort stages (DICOM sort, extract, convert; connected components,
 //!   myocardium MBF, heart crop);
+//! - [`models`], [`data`], [`train`]: the CTA→MBF generator and discriminator, paired
+//!   datasets with augmentation, and the training loop;
+//! - [`infer`], [`analysis`]: inference in train or eval norm mode, scores, tables, slice maps;
+//! - [`demo`]: the whole system on a phantom cohort in one call;
 //! - [`device`]: choosing the Burn backend (CPU `flex` by default).
 
 pub mod analysis;
 pub mod bench;
 pub mod cohort;
 pub mod data;
+pub mod demo;
 pub mod device;
 pub mod error;
 pub mod infer;

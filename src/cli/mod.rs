@@ -1,14 +1,18 @@
 //! The `cta2mbf` command line: a thin layer over the library, one file per subcommand.
 
+mod analyze;
 mod bench;
 mod connected;
 mod convert;
 mod crop;
+mod demo;
 mod extract;
+mod infer;
 mod info;
 mod myocardium;
 mod phantom;
 mod segment;
+mod slicemap;
 mod sort;
 mod train;
 mod train_seg;
@@ -27,12 +31,20 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// The whole system on a phantom cohort: train twice, three inference variants, scores, slice maps.
+    Demo(demo::DemoArgs),
     /// Generate a synthetic cardiac cohort (CTA, misaligned perfusion, masks, crops, truth).
     Phantom(phantom::PhantomArgs),
     /// Describe a NIfTI file or a DICOM series folder: shape, spacing, origin, direction, values.
     Info(info::InfoArgs),
     /// Train a CTA→MBF generator (pix2pix-style) from a JSON config.
     Train(train::TrainArgs),
+    /// Run a trained generator over a folder of cases in train or eval norm mode.
+    Infer(infer::InferArgs),
+    /// Score inference folders (MAE, MAE in the myocardium, PSNR, SSIM) and compare variants.
+    Analyze(analyze::AnalyzeArgs),
+    /// PNG slice maps, montages and a browser page of inference folders.
+    Slicemap(slicemap::SlicemapArgs),
     /// Time generator inference and one training step; GFLOP/s and peak memory.
     Bench(bench::BenchArgs),
     /// Sort a raw DICOM dump by patient and SeriesInstanceUID into `0.ori_3`.
@@ -56,9 +68,13 @@ pub enum Command {
 /// Run the parsed command line.
 pub fn run(cli: Cli) -> cta2mbf::Result<()> {
     match cli.command {
+        Command::Demo(args) => demo::run(args),
         Command::Phantom(args) => phantom::run(args),
         Command::Info(args) => info::run(args),
         Command::Train(args) => train::run(args),
+        Command::Infer(args) => infer::run(args),
+        Command::Analyze(args) => analyze::run(args),
+        Command::Slicemap(args) => slicemap::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Sort(args) => sort::run(args),
         Command::Extract(args) => extract::run(args),

@@ -489,6 +489,13 @@ fn header_for(geometry: &Geometry) -> NiftiHeader {
     h
 }
 
+/// The smallest lossless storage type of `volume` among those [`write_nifti`] offers:
+/// int16 when every value is an integer in its range, float32 otherwise.
+pub fn lossless_dtype(volume: &Volume) -> NiftiDtype {
+    let int16 = volume.data.iter().all(|&v| v.fract() == 0.0 && (-32768.0..=32767.0).contains(&v));
+    if int16 { NiftiDtype::I16 } else { NiftiDtype::F32 }
+}
+
 /// Write `volume` to `path` (`.nii` or `.nii.gz`) as `dtype` (`U8`, `I16` or `F32`), atomically.
 ///
 /// Integer outputs are rounded to nearest; a value that does not fit the integer type, or

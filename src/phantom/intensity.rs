@@ -26,7 +26,8 @@ pub struct Contrast {
     pub blood_right_hu: f64,
     /// Normal myocardial flow, ml/100 g/min (100–250).
     pub mbf_normal: f64,
-    /// CTA attenuation of normally perfused myocardium, HU (80–150, rises with flow).
+    /// CTA attenuation of normally perfused myocardium, HU (about 70–120): its enhancement
+    /// over 40 HU is a flow-dependent fraction of the left-heart blood's.
     pub myocardium_hu: f64,
     /// Attenuation of fat, HU.
     pub fat_hu: f64,
@@ -35,13 +36,18 @@ pub struct Contrast {
 }
 
 impl Contrast {
-    /// Random parameters within the ranges of DESIGN/issue: blood 300–500 HU, myocardium
-    /// 80–150 HU increasing with the normal flow (so flow is visible on the CTA).
+    /// Random parameters: blood 310–480 HU; the myocardium's enhancement over 40 HU is
+    /// 10–18 % of the left-heart blood's, rising with the normal flow (iodine reaches the
+    /// muscle in proportion to flow and to the arterial concentration). Flow is thus visible
+    /// on the CTA both in absolute HU and relative to the blood pool, as in real CTA, where
+    /// myocardium-to-blood-pool attenuation ratios track perfusion.
     pub fn random(rng: &mut impl Rng) -> Contrast {
         let mbf_normal = rng.random_range(100.0..250.0);
-        let myocardium_hu = 85.0 + (mbf_normal - 100.0) / 150.0 * 55.0 + rng.random_range(-5.0..5.0);
+        let blood_left_hu = rng.random_range(360.0..480.0);
+        let enhancement_fraction = 0.10 + 0.08 * (mbf_normal - 100.0) / 150.0 + rng.random_range(-0.005..0.005);
+        let myocardium_hu = 40.0 + (blood_left_hu - 40.0) * enhancement_fraction;
         Contrast {
-            blood_left_hu: rng.random_range(360.0..480.0),
+            blood_left_hu,
             blood_right_hu: rng.random_range(310.0..420.0),
             mbf_normal,
             myocardium_hu,

@@ -29,6 +29,11 @@ pub struct TrainConfig {
     /// Cases per step.
     #[serde(default = "one")]
     pub batch_size: usize,
+    /// Augmented crops drawn from each training case per epoch (TorchIO's
+    /// `samples_per_volume`): an epoch is this many passes over the training cases, each
+    /// crop with its own random augmentation.
+    #[serde(default = "one")]
+    pub samples_per_volume: usize,
     /// Generator architecture.
     pub generator: GeneratorConfig,
     /// Discriminator architecture, or `null` to train with L1 terms only.
@@ -155,7 +160,7 @@ impl TrainConfig {
         if self.n_epochs == 0 {
             return bad("n_epochs must be at least 1".into());
         }
-        for (n, v) in [("batch_size", self.batch_size), ("save_epoch_freq", self.save_epoch_freq), ("display_freq", self.display_freq), ("lr_decay_iters", self.lr_decay_iters)] {
+        for (n, v) in [("batch_size", self.batch_size), ("samples_per_volume", self.samples_per_volume), ("save_epoch_freq", self.save_epoch_freq), ("display_freq", self.display_freq), ("lr_decay_iters", self.lr_decay_iters)] {
             if v == 0 {
                 return bad(format!("{n} must be at least 1"));
             }

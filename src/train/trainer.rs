@@ -192,7 +192,8 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
         progress.line(&format!("skipped case {pid}: {why}"));
     }
     let total_epochs = cfg.total_epochs();
-    let steps_per_epoch = train_pairs.len().div_ceil(cfg.batch_size);
+    let samples_per_epoch = train_pairs.len() * cfg.samples_per_volume;
+    let steps_per_epoch = samples_per_epoch.div_ceil(cfg.batch_size);
     let progress = Progress::new((total_epochs * steps_per_epoch) as u64, (state.epoch * steps_per_epoch) as u64, opts.quiet);
     let start_epoch = state.epoch;
     let train_pairs = Arc::new(train_pairs);
@@ -201,7 +202,7 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
         let started = Instant::now();
         progress.set_epoch(epoch, total_epochs);
         let lr = state.schedule.lr(epoch);
-        let mut order: Vec<usize> = (0..train_pairs.len()).collect();
+        let mut order: Vec<usize> = (0..samples_per_epoch).map(|i| i % train_pairs.len()).collect();
         order.shuffle(&mut ChaCha8Rng::seed_from_u64(stream_seed(cfg.seed, epoch, usize::MAX)));
         let loader = {
             let (pairs, order, cfg) = (train_pairs.clone(), order.clone(), cfg.clone());

@@ -42,7 +42,7 @@ pub struct SeriesVolume {
 impl SeriesVolume {
     /// True when every value is an integer in the int16 range (write as int16).
     pub fn fits_int16(&self) -> bool {
-        self.volume.data.iter().all(|&v| v.fract() == 0.0 && (-32768.0..=32767.0).contains(&v))
+        crate::io::nifti::lossless_dtype(&self.volume) == crate::io::nifti::NiftiDtype::I16
     }
 }
 

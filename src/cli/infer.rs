@@ -1,0 +1,92 @@
+//! `cta2mbf infer`: run a trained generator over a folder of cases in a chosen norm mode.
+
+use super::parse_size;
+use cta2mbf::data::PairPattern;
+use cta2mbf::device::DeviceChoice;
+use cta2mbf::infer::{InferJob, Tiling, TrainedGenerator, infer_cohort, inference_folder_name};
+use cta2mbf::models::NormMode;
+use cta2mbf::train::progress::Progress;
+use std::path::PathBuf;
+
+/// Arguments of `cta2mbf infer`.
+#[derive(Debug, clap::Args)]
+pub struct InferArgs {
+    /// A cta2mbf checkpoint folder, or a run folder (its `latest`).
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// Folder of case folders, e.g. ROOT/5.mbf_myocardium.
+    #[arg(long)]
+    pub data_root: PathBuf,
+    /// Normalization mode of the forward passes: train (the block's own statistics) or eval
+    /// (the running statistics).
+    #[arg(long)]
+    pub norm_mode: NormMode,
+    /// Block each case is fitted to, X,Y,Z (default: the checkpoint's training crop).
+    #[arg(long, value_parser = parse_size)]
+    pub block: Option<[usize; 3]>,
+    /// Output folder (default: ROOT/6.inference_<block>_<mode> beside the data root).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Predict cases larger than the block with overlapping windows blended by Gaussian
+    /// weights instead of cropping them.
+    #[arg(long)]
+    pub sliding_window: bool,
+    /// Overlap of neighbouring windows (with --sliding-window).
+    #[arg(long, default_value_t = 0.5)]
+    pub overlap: f64,
+    /// Input file name in each case folder.
+    #[arg(long, default_value = "cropped_cta.nii.gz")]
+    pub src: String,
+    /// Target file name in each case folder.
+    #[arg(long, default_value = "cropped_mbf.nii.gz")]
+    pub dst: String,
+    /// Only these cases (comma-separated ids).
+    #[arg(long, value_delimiter = ',')]
+    pub cases: Option<Vec<String>>,
+    /// Backend: cpu (Burn's flex), ndarray, wgpu, vulkan.
+    #[arg(long, default_value = "cpu")]
+    pub device: DeviceChoice,
+    /// No progress output.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// Run `cta2mbf infer`.
+pub fn run(args: InferArgs) -> cta2mbf::Result<()> {
+    if !(0.0..1.0).contains(&args.overlap) {
+        return Err(cta2mbf::Error::invalid(format!("--overlap must be in [0, 1), got {}", args.overlap)));
+    }
+    let device = args.device.device()?;
+    let model = TrainedGenerator::load(&args.checkpoint, &device)?;
+    let block = args.block.unwrap_or(model.crop_size);
+    let out = args.out.clone().unwrap_or_else(|| {
+        let root = args.data_root.parent().unwrap_or(std::path::Path::new("."));
+        root.join(inference_folder_name(block, Some(&args.norm_mode.to_string())))
+    });
+    let job = InferJob {
+        data_root: args.data_root.clone(),
+        pattern: PairPattern { src: args.src.clone(), dst: args.dst.clone(), mask: None },
+        out: out.clone(),
+        block,
+        mode: args.norm_mode,
+        tiling: if args.sliding_window { Tiling::SlidingWindow { overlap: args.overlap } } else { Tiling::Centred },
+        cases: args.cases.clone(),
+    };
+    let mut bar: Option<Progress> = None;
+    let report = infer_cohort(&model, &job, &device, |done, total, pid| {
+        let bar = bar.get_or_insert_with(|| Progress::new(total as u64, 0, args.quiet));
+        bar.step(format!("case {pid}"));
+        if !args.quiet {
+            bar.line(&format!("infer: {done}/{total} {pid}"));
+        }
+        if done == total {
+            bar.finish();
+        }
+    })?;
+    super::print_report(&report);
+    println!("infer: {} ({} norm mode, block {}x{}x{}) → {}", model.source.display(), args.norm_mode, block[0], block[1], block[2], out.display());
+    if report.written.is_empty() {
+        return Err(cta2mbf::Error::invalid("infer: no case could be predicted"));
+    }
+    Ok(())
+}
