@@ -2,15 +2,20 @@
 
 mod analyze;
 mod bench;
+mod connected;
 mod convert;
+mod crop;
 mod demo;
 mod extract;
 mod infer;
 mod info;
+mod myocardium;
 mod phantom;
+mod segment;
 mod slicemap;
 mod sort;
 mod train;
+mod train_seg;
 
 use clap::{Parser, Subcommand};
 
@@ -48,6 +53,16 @@ pub enum Command {
     Extract(extract::ExtractArgs),
     /// Convert DICOM series to NIfTI (`3.sorted_dcm` → `3.sorted_nii`, or one series).
     Convert(convert::ConvertArgs),
+    /// Train the chamber-segmentation U-Net from a JSON config.
+    TrainSeg(train_seg::TrainSegArgs),
+    /// Chamber masks from CTA (`3.sorted_nii` → `3.sorted_mask`, or one volume).
+    Segment(segment::SegmentArgs),
+    /// Keep the largest face-connected component of each listed label (one mask or a cohort).
+    Connected(connected::ConnectedArgs),
+    /// Myocardium MBF from registered BF and the chamber mask (→ `5.mbf_myocardium`).
+    Myocardium(myocardium::MyocardiumArgs),
+    /// Crop CTA, myocardium MBF and mask to the heart (→ `5.mbf_myocardium/cropped_*`).
+    Crop(crop::CropArgs),
 }
 
 /// Run the parsed command line.
@@ -64,6 +79,11 @@ pub fn run(cli: Cli) -> cta2mbf::Result<()> {
         Command::Sort(args) => sort::run(args),
         Command::Extract(args) => extract::run(args),
         Command::Convert(args) => convert::run(args),
+        Command::TrainSeg(args) => train_seg::run(args),
+        Command::Segment(args) => segment::run(args),
+        Command::Connected(args) => connected::run(args),
+        Command::Myocardium(args) => myocardium::run(args),
+        Command::Crop(args) => crop::run(args),
     }
 }
 

@@ -1,9 +1,12 @@
 //! Seeded augmentation of a training case (DESIGN §4, after the reference's TorchIO list):
 //! random flip on each axis, random anisotropy, random (else centred) crop-or-pad to the crop
 //! size, Gaussian blur and Gaussian noise on the input only. Masks are resampled by nearest
-//! neighbour; the target is never blurred or noised.
+//! neighbour; the target is never blurred or noised. The same steps augment a segmentation
+//! case (image and label map, [`augment_labelled`]), where flips can be limited to some axes so
+//! that left and right never swap.
 
 use super::batch::Sample;
+use crate::volume::Volume;
 use ndarray::{Array3, Axis};
 use rand::Rng;
 use rand_distr::{Distribution, Normal};
@@ -17,6 +20,11 @@ pub struct AugmentConfig {
     pub enabled: bool,
     /// Probability of flipping each axis.
     pub flip: f64,
+    /// The axes (x, y, z) that may be flipped at all.
+    pub flip_axes: [bool; 3],
+    /// Largest random translation, voxels per axis, added to a randomly placed window
+    /// (0: none; the window of a volume no larger than the crop then never moves).
+    pub max_shift: usize,
     /// Probability of simulating a coarser resolution along one random axis.
     pub anisotropy: f64,
     /// Range of the down-sampling factor of the anisotropy.
@@ -40,6 +48,8 @@ impl Default for AugmentConfig {
         Self {
             enabled: true,
             flip: 0.5,
+            flip_axes: [true; 3],
+            max_shift: 0,
             anisotropy: 0.25,
             anisotropy_factor: [1.0, 2.5],
             random_crop: 0.8,
@@ -76,52 +86,105 @@ pub fn center(sample: Sample, size: [usize; 3], pad_value: f32) -> Sample {
 }
 
 /// Augment a case and fit it to `size`, drawing every choice from `rng`.
-pub fn augment(mut s: Sample, size: [usize; 3], cfg: &AugmentConfig, rng: &mut impl Rng) -> Sample {
+pub fn augment(s: Sample, size: [usize; 3], cfg: &AugmentConfig, rng: &mut impl Rng) -> Sample {
     if !cfg.enabled {
         return center(s, size, cfg.pad_value);
     }
-    for axis in 0..3 {
-        if rng.random_bool(cfg.flip) {
-            s.src = s.src.flip(axis);
-            s.dst = s.dst.flip(axis);
-            s.mask = s.mask.map(|m| m.flip(axis));
-        }
-    }
-    if rng.random_bool(cfg.anisotropy) {
-        let axis = rng.random_range(0..3);
-        let factor = uniform(rng, cfg.anisotropy_factor);
-        let n = s.src.shape()[axis];
-        let low = ((n as f64 / factor).round() as usize).clamp(1, n);
-        s.src.data = coarsen(&s.src.data, axis, low, false);
-        s.dst.data = coarsen(&s.dst.data, axis, low, false);
-        if let Some(m) = &mut s.mask {
-            m.data = coarsen(&m.data, axis, low, true);
-        }
-    }
-    let shape = s.src.shape();
-    let start = if rng.random_bool(cfg.random_crop) {
-        let mut start = [0i64; 3];
-        for k in 0..3 {
-            let (n, c) = (shape[k] as i64, size[k] as i64);
-            start[k] = if n >= c { rng.random_range(0..=n - c) } else { -rng.random_range(0..=c - n) };
-        }
-        start
+    let mut set = Aligned { images: vec![s.src, s.dst], labels: s.mask.into_iter().collect() };
+    set.spatial(size, cfg, rng);
+    let (mut images, mut labels) = (set.images.into_iter(), set.labels.into_iter());
+    let mut src = images.next().expect("input");
+    let dst = images.next().expect("target");
+    corrupt(&mut src, cfg, rng);
+    Sample { pid: s.pid, src, dst, mask: labels.next() }
+}
+
+/// Augment an image and its label map and fit both to `size`: the spatial steps move both
+/// (labels by nearest neighbour, padded with 0), blur and noise touch the image only.
+pub fn augment_labelled(image: Volume, labels: Volume, size: [usize; 3], cfg: &AugmentConfig, rng: &mut impl Rng) -> (Volume, Volume) {
+    let mut set = Aligned { images: vec![image], labels: vec![labels] };
+    if cfg.enabled {
+        set.spatial(size, cfg, rng);
     } else {
-        centred_start(shape, size)
-    };
-    let mut s = place(s, start, size, cfg.pad_value);
+        set.place(centred_start(set.images[0].shape(), size), size, cfg.pad_value);
+    }
+    let (mut image, labels) = (set.images.pop().expect("image"), set.labels.pop().expect("labels"));
+    if cfg.enabled {
+        corrupt(&mut image, cfg, rng);
+    }
+    (image, labels)
+}
+
+/// Volumes on one grid transformed together: images interpolate linearly and pad with the
+/// configured value, label maps use nearest neighbour and pad with 0.
+struct Aligned {
+    images: Vec<Volume>,
+    labels: Vec<Volume>,
+}
+
+impl Aligned {
+    /// Flips, anisotropy, and the random (else centred) crop-or-pad window.
+    fn spatial(&mut self, size: [usize; 3], cfg: &AugmentConfig, rng: &mut impl Rng) {
+        for axis in 0..3 {
+            if rng.random_bool(cfg.flip) && cfg.flip_axes[axis] {
+                for v in self.images.iter_mut().chain(self.labels.iter_mut()) {
+                    *v = v.flip(axis);
+                }
+            }
+        }
+        if rng.random_bool(cfg.anisotropy) {
+            let axis = rng.random_range(0..3);
+            let factor = uniform(rng, cfg.anisotropy_factor);
+            let n = self.images[0].shape()[axis];
+            let low = ((n as f64 / factor).round() as usize).clamp(1, n);
+            for v in &mut self.images {
+                v.data = coarsen(&v.data, axis, low, false);
+            }
+            for v in &mut self.labels {
+                v.data = coarsen(&v.data, axis, low, true);
+            }
+        }
+        let shape = self.images[0].shape();
+        let start = if rng.random_bool(cfg.random_crop) {
+            let mut start = [0i64; 3];
+            for k in 0..3 {
+                let (n, c) = (shape[k] as i64, size[k] as i64);
+                start[k] = if n >= c { rng.random_range(0..=n - c) } else { -rng.random_range(0..=c - n) };
+                if cfg.max_shift > 0 {
+                    let m = cfg.max_shift as i64;
+                    start[k] += rng.random_range(-m..=m);
+                }
+            }
+            start
+        } else {
+            centred_start(shape, size)
+        };
+        self.place(start, size, cfg.pad_value);
+    }
+
+    fn place(&mut self, start: [i64; 3], size: [usize; 3], pad_value: f32) {
+        for v in &mut self.images {
+            *v = v.extract(start, size, pad_value);
+        }
+        for v in &mut self.labels {
+            *v = v.extract(start, size, 0.0);
+        }
+    }
+}
+
+/// Gaussian blur and Gaussian noise of the network input, each with its probability.
+fn corrupt(src: &mut Volume, cfg: &AugmentConfig, rng: &mut impl Rng) {
     if rng.random_bool(cfg.blur) {
         let sigma = [uniform(rng, cfg.blur_std_mm), uniform(rng, cfg.blur_std_mm), uniform(rng, cfg.blur_std_mm)];
-        s.src = s.src.gaussian_blur(sigma);
+        *src = src.gaussian_blur(sigma);
     }
     if rng.random_bool(cfg.noise) {
         let std = uniform(rng, cfg.noise_std);
         if std > 0.0 {
             let normal = Normal::new(0.0, std).expect("finite std");
-            s.src.data.mapv_inplace(|v| v + normal.sample(rng) as f32);
+            src.data.mapv_inplace(|v| v + normal.sample(rng) as f32);
         }
     }
-    s
 }
 
 fn uniform(rng: &mut impl Rng, r: [f64; 2]) -> f64 {
@@ -238,5 +301,31 @@ mod tests {
         let l = Array3::from_shape_fn((9, 2, 2), |(i, _, _)| (i / 3) as f32);
         let c = coarsen(&l, 0, 4, true);
         assert!(c.iter().all(|v| [0.0, 1.0, 2.0].contains(v)));
+    }
+
+    #[test]
+    fn labelled_augmentation_keeps_labels_and_never_flips_a_forbidden_axis() {
+        let cfg = AugmentConfig { flip: 1.0, flip_axes: [false, true, true], max_shift: 2, anisotropy: 0.0, blur: 1.0, noise: 1.0, ..Default::default() };
+        let image = sample([8, 6, 4]).src;
+        let labels = image.map(|v| ((v as usize) % 4) as f32);
+        for seed in 0..10 {
+            let (img, lab) = augment_labelled(image.clone(), labels.clone(), [8, 6, 4], &cfg, &mut ChaCha8Rng::seed_from_u64(seed));
+            assert_eq!(img.shape(), [8, 6, 4]);
+            assert!(lab.data.iter().all(|v| [0.0, 1.0, 2.0, 3.0].contains(v)));
+            // y and z always flip, x never: where the label map is not padding, the voxel at
+            // (i, j, k) came from (i + dx, 5 − j + dy, 3 − k + dz) for one shift (dx, dy, dz).
+            let found = (-2i64..=2).any(|dx| {
+                (-2i64..=2).any(|dy| {
+                    (-2i64..=2).any(|dz| {
+                        lab.data.indexed_iter().all(|((i, j, k), &v)| {
+                            let (x, y, z) = (i as i64 + dx, 5 - (j as i64 + dy), 3 - (k as i64 + dz));
+                            let inside = (0..8).contains(&x) && (0..6).contains(&y) && (0..4).contains(&z);
+                            !inside || v == labels.data[[x as usize, y as usize, z as usize]]
+                        })
+                    })
+                })
+            });
+            assert!(found, "seed {seed}: labels are not a y/z flip plus a shift of the input");
+        }
     }
 }

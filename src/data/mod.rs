@@ -7,9 +7,9 @@ pub mod dataset;
 pub mod intensity;
 pub mod prefetch;
 
-pub use augment::{AugmentConfig, augment};
+pub use augment::{AugmentConfig, augment, augment_labelled};
 pub use batch::{Batch, Sample, volume_to_tensor, tensor_to_array};
-pub use intensity::IntensityMap;
+pub use intensity::{ClipNormalize, IntensityMap};
 pub use dataset::{PairPattern, PairedDataset, Pair};
 pub use prefetch::Prefetcher;
 pub use augment::center;

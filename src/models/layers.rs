@@ -33,6 +33,18 @@ impl Conv3 {
         }
     }
 
+    /// A `k³` convolution `c_in → c_out` with He-normal weights, N(0, 2 / (c_in·k³)), the
+    /// scale that keeps activations of (leaky) ReLU networks from shrinking layer by layer.
+    pub fn he(init: &mut Initializer, c_in: usize, c_out: usize, k: usize, stride: usize, padding: usize, bias: bool) -> Self {
+        let std = (2.0 / (c_in * k * k * k) as f64).sqrt();
+        Self {
+            weight: init.normal([c_out, c_in, k, k, k], 0.0, std),
+            bias: bias.then(|| init.constant([c_out], 0.0)),
+            stride,
+            padding,
+        }
+    }
+
     /// Output channels.
     pub fn channels_out(&self) -> usize {
         self.weight.dims()[0]

@@ -1,5 +1,6 @@
 //! The networks, written natively in Burn: the normalization layer with an explicit
-//! train/eval mode, the CTA→MBF ResNet generator and the PatchGAN/pixel discriminators.
+//! train/eval mode, the CTA→MBF ResNet generator, the PatchGAN/pixel discriminators and the
+//! chamber-segmentation U-Net.
 //!
 //! Tensors are `[batch, channel, x, y, z]`, as TorchIO feeds the reference network.
 
@@ -8,7 +9,9 @@ pub mod generator;
 pub mod init;
 pub mod layers;
 pub mod norm;
+pub mod unet3d;
 
 pub use discriminator::{Discriminator, DiscriminatorConfig, DiscriminatorKind};
 pub use generator::{Generator, GeneratorConfig, UpsampleKind};
 pub use norm::{Norm, NormKind, NormMode};
+pub use unet3d::{UNet3d, UNet3dConfig};

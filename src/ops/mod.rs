@@ -3,4 +3,4 @@
 
 pub mod resize;
 
-pub use resize::{resize_trilinear, upsample_nearest2};
+pub use resize::{resize_axis_range, resize_trilinear, upsample_nearest2};

@@ -6,6 +6,7 @@
 //! respect to the input on an autodiff device.
 
 use burn::tensor::{Int, Tensor, TensorData};
+use std::ops::Range;
 
 /// Where output sample `i` of `n_out` falls on an input axis of `n_in` samples.
 ///
@@ -21,18 +22,20 @@ fn source_coordinate(i: usize, n_in: usize, n_out: usize, align_corners: bool) -
     }
 }
 
-/// Linear interpolation of `x` along `axis` (2, 3 or 4) to `n_out` samples.
-fn resize_axis(x: Tensor<5>, axis: usize, n_out: usize, align_corners: bool) -> Tensor<5> {
-    let dims = x.dims();
-    let n_in = dims[axis];
+/// Samples `range` of `x` linearly interpolated along `axis` (2, 3 or 4) to `n_out` samples:
+/// the slab `range` of the full resize, so a large output can be produced piece by piece.
+pub fn resize_axis_range(x: Tensor<5>, axis: usize, n_out: usize, range: Range<usize>, align_corners: bool) -> Tensor<5> {
+    let n_in = x.dims()[axis];
+    assert!((2..5).contains(&axis) && range.start < range.end && range.end <= n_out, "resize range {range:?} of {n_out} on axis {axis}");
     if n_in == n_out {
-        return x;
+        return x.narrow(axis, range.start, range.len());
     }
     let device = x.device();
-    let mut lower = Vec::with_capacity(n_out);
-    let mut upper = Vec::with_capacity(n_out);
-    let mut weight = Vec::with_capacity(n_out);
-    for i in 0..n_out {
+    let n = range.len();
+    let mut lower = Vec::with_capacity(n);
+    let mut upper = Vec::with_capacity(n);
+    let mut weight = Vec::with_capacity(n);
+    for i in range {
         let s = source_coordinate(i, n_in, n_out, align_corners).min((n_in - 1) as f64);
         let i0 = s.floor() as usize;
         let i1 = (i0 + 1).min(n_in - 1);
@@ -40,11 +43,11 @@ fn resize_axis(x: Tensor<5>, axis: usize, n_out: usize, align_corners: bool) -> 
         upper.push(i1 as i64);
         weight.push((s - i0 as f64) as f32);
     }
-    let lo: Tensor<1, Int> = Tensor::from_data(TensorData::new(lower, [n_out]), &device);
-    let hi: Tensor<1, Int> = Tensor::from_data(TensorData::new(upper, [n_out]), &device);
+    let lo: Tensor<1, Int> = Tensor::from_data(TensorData::new(lower, [n]), &device);
+    let hi: Tensor<1, Int> = Tensor::from_data(TensorData::new(upper, [n]), &device);
     let mut shape = [1usize; 5];
-    shape[axis] = n_out;
-    let w: Tensor<5> = Tensor::<1>::from_data(TensorData::new(weight, [n_out]), &device).reshape(shape);
+    shape[axis] = n;
+    let w: Tensor<5> = Tensor::<1>::from_data(TensorData::new(weight, [n]), &device).reshape(shape);
     let a = x.clone().select(axis, lo);
     let b = x.select(axis, hi);
     a.clone() + (b - a) * w
@@ -54,7 +57,7 @@ fn resize_axis(x: Tensor<5>, axis: usize, n_out: usize, align_corners: bool) -> 
 pub fn resize_trilinear(x: Tensor<5>, size: [usize; 3], align_corners: bool) -> Tensor<5> {
     let mut out = x;
     for (k, &n) in size.iter().enumerate() {
-        out = resize_axis(out, 2 + k, n, align_corners);
+        out = resize_axis_range(out, 2 + k, n, 0..n, align_corners);
     }
     out
 }

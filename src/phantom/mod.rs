@@ -299,13 +299,11 @@ pub fn write_case(cohort: &Cohort, case: &PhantomCase) -> Result<()> {
     write_nifti(cohort.registration(pid, cohort::registration::MIP), mip, I16)?;
     write_nifti(cohort.registration(pid, cohort::registration::AVG), avg, I16)?;
     write_nifti(cohort.registration(pid, cohort::registration::BF), bf, I16)?;
-    let mbf = myocardium::extract_myocardium_mbf(bf, &case.mask_connected, myocardium::MYOCARDIUM_LABEL)?;
-    write_nifti(cohort.cropped(pid, cohort::cropped::MYOCARDIUM_BF), &mbf, I16)?;
-    let c = crop::crop_to_heart(&case.cta, &mbf, &case.mask_connected)?;
-    write_nifti(cohort.cropped(pid, cohort::cropped::CTA), &c.cta, I16)?;
-    write_nifti(cohort.cropped(pid, cohort::cropped::MBF), &c.mbf, I16)?;
-    write_nifti(cohort.cropped(pid, cohort::cropped::MASK), &c.mask, U8)?;
-    write_nifti(cohort.cropped(pid, cohort::cropped::MBF_MASK), &c.mbf_mask, U8)?;
+    // The training folder comes from the files just written, through the library's own
+    // stages, so it is exactly what `myocardium` + `crop` make of this cohort (geometry as the
+    // files store it, in float32).
+    myocardium::myocardium_patient(cohort, pid)?;
+    crop::crop_patient(cohort, pid)?;
     let json = serde_json::to_vec_pretty(&case.truth).expect("truth serialises");
     let path = cohort.phantom_truth(pid);
     crate::io::atomic::write_bytes_atomically(&path, &json)

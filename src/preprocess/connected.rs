@@ -5,7 +5,14 @@
 //! over a raster scan). Ties are broken like ITK's ConnectedComponent + RelabelComponent:
 //! the component met first in raster order (x fastest, then y, then z) wins.
 
+use super::stage::{StageReport, for_each_patient};
+use super::{read_input, require_label_map};
+use crate::cohort;
+use crate::error::Result;
+use crate::io::{NiftiDtype, write_nifti};
 use crate::volume::Volume;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 /// The labels the reference cleans: LV, RV, LA, RA blood pools and the LV myocardium.
 pub const DEFAULT_LABELS: [u8; 5] = [1, 2, 3, 4, 6];
@@ -96,6 +103,36 @@ pub fn keep_largest_components(mask: &Volume, labels: &[u8]) -> Volume {
         }
     }
     out
+}
+
+/// Read the label map `input`, keep the largest component of each of `labels`, write
+/// `output` as uint8. Returns the time spent on the components alone (no file I/O).
+pub fn connected_file(input: &Path, output: &Path, labels: &[u8]) -> Result<Duration> {
+    let mask = read_input(input, "mask")?;
+    require_label_map(&mask, input)?;
+    let start = Instant::now();
+    let cleaned = keep_largest_components(&mask, labels);
+    let elapsed = start.elapsed();
+    write_nifti(output, &cleaned, NiftiDtype::U8)?;
+    Ok(elapsed)
+}
+
+/// [`connected_file`] for every patient of a `3.sorted_mask` folder:
+/// `<pid>/CTA/CTA_MASK.nii.gz` → `<pid>/CTA/CTA_MASK_connected.nii.gz`.
+pub fn connected_cohort(sorted_mask: &Path, labels: &[u8]) -> Result<StageReport> {
+    let dir = |pid: &str| sorted_mask.join(pid).join("CTA");
+    for_each_patient("connected", sorted_mask, true, |pid| {
+        let output = dir(pid).join(cohort::mask::CONNECTED);
+        connected_file(&dir(pid).join(cohort::mask::MASK), &output, labels)?;
+        Ok(vec![output])
+    })
+}
+
+/// The `3.sorted_mask` folder a path names: a cohort root's `3.sorted_mask` when it has
+/// one, else the path itself.
+pub fn sorted_mask_folder(path: &Path) -> PathBuf {
+    let inside = path.join(cohort::SORTED_MASK);
+    if inside.is_dir() { inside } else { path.to_path_buf() }
 }
 
 #[cfg(test)]

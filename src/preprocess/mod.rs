@@ -1,5 +1,6 @@
 //! Cohort preprocessing stages (DESIGN §3), each a library module: the DICOM stages
-//! (sort, extract, convert) and the volume stages (connected components, myocardium MBF, crop).
+//! (sort, extract, convert) and the volume stages (chamber segmentation, connected components,
+//! myocardium MBF, crop).
 
 pub mod annotation;
 pub mod connected;
@@ -7,6 +8,7 @@ pub mod convert;
 pub mod crop;
 pub mod extract;
 pub mod myocardium;
+pub mod segment;
 pub mod sort;
 pub mod stage;
 
@@ -25,4 +27,20 @@ pub(crate) fn require_same_grid(a: &Volume, a_name: &str, b: &Volume, b_name: &s
         )));
     }
     Ok(())
+}
+
+/// Error unless `mask` is a label map: integer values in 0..=255 (the file is named).
+pub(crate) fn require_label_map(mask: &Volume, path: &std::path::Path) -> Result<()> {
+    if let Some(v) = mask.data.iter().find(|&&v| !(0.0..=255.0).contains(&v) || v.fract() != 0.0) {
+        return Err(Error::format(path, format!("holds the value {v}: not a label map (integers 0-255)")));
+    }
+    Ok(())
+}
+
+/// Read a file that must exist, saying which input it is when it is missing.
+pub(crate) fn read_input(path: &std::path::Path, what: &str) -> Result<Volume> {
+    if !path.is_file() {
+        return Err(Error::format(path, format!("missing {what}")));
+    }
+    crate::io::read_nifti(path)
 }

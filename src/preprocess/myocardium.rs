@@ -1,8 +1,12 @@
 //! Myocardial blood flow from the registered BF map (DESIGN §3 step 6).
 
-use super::require_same_grid;
-use crate::error::Result;
+use super::stage::{StageReport, for_each_patient};
+use super::{read_input, require_label_map, require_same_grid};
+use crate::cohort::{self, Cohort};
+use crate::error::{Error, Result};
+use crate::io::{NiftiDtype, write_nifti};
 use crate::volume::Volume;
+use std::path::{Path, PathBuf};
 
 /// The LV myocardium label of the chamber mask.
 pub const MYOCARDIUM_LABEL: u8 = 6;
@@ -10,9 +14,12 @@ pub const MYOCARDIUM_LABEL: u8 = 6;
 pub const OUTSIDE: f32 = -1024.0;
 
 /// Registered BF kept where `mask == label` and BF ≥ 0; every other voxel is −1024.
-/// Both volumes must be on the same (CTA) grid.
+/// Both volumes must be on the same (CTA) grid, and the mask must hold the label.
 pub fn extract_myocardium_mbf(bf: &Volume, mask: &Volume, label: u8) -> Result<Volume> {
     require_same_grid(bf, "registered BF", mask, "mask")?;
+    if !mask.data.iter().any(|&m| m.round() == label as f32) {
+        return Err(Error::invalid(format!("the mask has no voxel of label {label} (myocardium)")));
+    }
     let mut out = bf.clone();
     ndarray::Zip::from(&mut out.data).and(&mask.data).for_each(|v, &m| {
         if m.round() != label as f32 || *v < 0.0 {
@@ -20,4 +27,25 @@ pub fn extract_myocardium_mbf(bf: &Volume, mask: &Volume, label: u8) -> Result<V
         }
     });
     Ok(out)
+}
+
+/// Step 6 for one patient of a cohort: `4.registration_batch/<pid>/cta_mip_bf` and
+/// `3.sorted_mask/<pid>/CTA/CTA_MASK_connected` →
+/// `5.mbf_myocardium/<pid>/registration_cta_mip_bf_myocardium.nii.gz` (int16).
+pub fn myocardium_patient(c: &Cohort, pid: &str) -> Result<PathBuf> {
+    let (bf_path, mask_path) = (c.registration(pid, cohort::registration::BF), c.mask(pid, cohort::mask::CONNECTED));
+    let bf = read_input(&bf_path, "registered BF")?;
+    let mask = read_input(&mask_path, "connected chamber mask")?;
+    require_label_map(&mask, &mask_path)?;
+    let mbf = extract_myocardium_mbf(&bf, &mask, MYOCARDIUM_LABEL)
+        .map_err(|e| Error::format(&mask_path, format!("{e} (registered BF {})", bf_path.display())))?;
+    let out = c.cropped(pid, cohort::cropped::MYOCARDIUM_BF);
+    write_nifti(&out, &mbf, NiftiDtype::I16)?;
+    Ok(out)
+}
+
+/// [`myocardium_patient`] for every patient of `ROOT/3.sorted_mask`.
+pub fn myocardium_cohort(root: &Path) -> Result<StageReport> {
+    let c = Cohort::new(root);
+    for_each_patient("myocardium", &root.join(cohort::SORTED_MASK), true, |pid| Ok(vec![myocardium_patient(&c, pid)?]))
 }

@@ -1,7 +1,11 @@
-//! What the cohort-level DICOM stages share: checking that input and output folders are
-//! apart, validating patient folder names, listing patient folders, copying a file atomically.
+//! What the cohort-level stages share: checking that input and output folders are apart,
+//! validating patient folder names, listing patient folders, copying a file atomically, and
+//! running a per-patient volume stage over a cohort with one report line per patient (a
+//! failing patient is reported and the others go on).
 
 use crate::error::{Error, Result};
+use rayon::prelude::*;
+use std::fmt;
 use std::path::{Path, PathBuf};
 
 /// True when `name` can be used as a patient folder name: non-empty, not `.` or `..`,
@@ -67,6 +71,65 @@ pub fn with_jobs<T: Send>(jobs: Option<usize>, f: impl FnOnce() -> T + Send) -> 
             Ok(pool.install(f))
         }
     }
+}
+
+/// What a per-patient stage did: for each patient, the files written or why it failed.
+#[derive(Debug)]
+pub struct StageReport {
+    /// The stage's name, as the command line spells it.
+    pub stage: String,
+    /// `(patient id, files written or the error)`, sorted by id.
+    pub patients: Vec<(String, Result<Vec<PathBuf>>)>,
+    /// Entries of the patient folder that are not patient folders, with the reason.
+    pub ignored: Vec<(PathBuf, String)>,
+}
+
+impl StageReport {
+    /// Number of patients that failed.
+    pub fn failed(&self) -> usize {
+        self.patients.iter().filter(|(_, r)| r.is_err()).count()
+    }
+
+    /// `Ok` when every patient succeeded, else one error counting the failures.
+    pub fn check(&self) -> Result<()> {
+        match self.failed() {
+            0 => Ok(()),
+            n => Err(Error::invalid(format!("{}: {n} of {} patients failed (see above)", self.stage, self.patients.len()))),
+        }
+    }
+}
+
+impl fmt::Display for StageReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (path, why) in &self.ignored {
+            writeln!(f, "ignored {}: {why}", path.display())?;
+        }
+        for (pid, r) in &self.patients {
+            match r {
+                Ok(files) => {
+                    let names: Vec<String> = files.iter().map(|p| p.display().to_string()).collect();
+                    writeln!(f, "patient {pid}: wrote {}", names.join(", "))?;
+                }
+                Err(e) => writeln!(f, "patient {pid} FAILED: {e}")?,
+            }
+        }
+        write!(f, "{}: {} patients, {} done, {} failed", self.stage, self.patients.len(), self.patients.len() - self.failed(), self.failed())
+    }
+}
+
+/// Run `work(pid)` for every patient folder of `folder` (in parallel when `parallel`),
+/// collecting each patient's outcome. A folder without any patient folder is an error.
+pub fn for_each_patient(stage: &str, folder: &Path, parallel: bool, work: impl Fn(&str) -> Result<Vec<PathBuf>> + Sync) -> Result<StageReport> {
+    if !folder.is_dir() {
+        return Err(Error::format(folder, format!("{stage}: no such folder")));
+    }
+    let (patients, ignored) = patient_folders(folder)?;
+    if patients.is_empty() {
+        return Err(Error::format(folder, format!("{stage}: the folder holds no patient folders")));
+    }
+    let run = |(pid, _): &(String, PathBuf)| (pid.clone(), work(pid));
+    let patients = if parallel { patients.par_iter().map(run).collect() } else { patients.iter().map(run).collect() };
+    Ok(StageReport { stage: stage.to_string(), patients, ignored })
 }
 
 #[cfg(test)]

@@ -69,21 +69,25 @@ pub struct CheckpointParts<'a> {
 
 /// Write a checkpoint folder `run_dir/label` atomically (temporary folder, then rename).
 pub fn save(run_dir: &Path, label: &str, parts: &CheckpointParts) -> Result<PathBuf> {
-    let final_dir = run_dir.join(label);
-    let tmp = run_dir.join(format!(".tmp-{label}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    let written = (|| {
+    save_folder(run_dir, label, |tmp| {
         save_module(parts.generator, &tmp.join(NET_G))?;
         save_optim(parts.optim_g, &tmp.join(OPTIM_G))?;
         if let (Some(d), Some(o)) = (parts.discriminator, parts.optim_d) {
             save_module(d, &tmp.join(NET_D))?;
             save_optim(o, &tmp.join(OPTIM_D))?;
         }
-        let json = serde_json::to_string_pretty(parts.state).expect("state serializes");
-        std::fs::write(tmp.join(STATE), json).map_err(|e| Error::io(tmp.join(STATE), e))
-    })();
-    if let Err(e) = written {
+        write_json(&tmp.join(STATE), parts.state)
+    })
+}
+
+/// Create the folder `run_dir/label` whole: `write` fills a temporary folder, which then
+/// replaces the old one, so a checkpoint folder is either complete or absent.
+pub fn save_folder(run_dir: &Path, label: &str, write: impl FnOnce(&Path) -> Result<()>) -> Result<PathBuf> {
+    let final_dir = run_dir.join(label);
+    let tmp = run_dir.join(format!(".tmp-{label}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    if let Err(e) = write(&tmp) {
         let _ = std::fs::remove_dir_all(&tmp);
         return Err(e);
     }
@@ -99,12 +103,26 @@ pub fn save(run_dir: &Path, label: &str, parts: &CheckpointParts) -> Result<Path
     Ok(final_dir)
 }
 
-fn save_module<M: ModuleSnapshot>(m: &M, path: &Path) -> Result<()> {
+/// Write `value` as pretty JSON to `path`.
+pub fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
+    let json = serde_json::to_string_pretty(value).expect("state serializes");
+    std::fs::write(path, json).map_err(|e| Error::io(path, e))
+}
+
+/// Read a JSON file into `T`; a parse error names the file.
+pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    serde_json::from_str(&text).map_err(|e| Error::format(path, e.to_string()))
+}
+
+/// Save a network's parameters to a burnpack file.
+pub fn save_module<M: ModuleSnapshot>(m: &M, path: &Path) -> Result<()> {
     let mut store = BurnpackStore::from_file(path).auto_extension(false).overwrite(true);
     m.save_into(&mut store).map_err(|e| Error::format(path, format!("cannot save network: {e}")))
 }
 
-fn save_optim(o: &ModuleOptimizer, path: &Path) -> Result<()> {
+/// Save an optimizer's state.
+pub fn save_optim(o: &ModuleOptimizer, path: &Path) -> Result<()> {
     o.save(path).map_err(|e| Error::format(path, format!("cannot save optimizer state: {e:?}")))
 }
 
@@ -124,9 +142,7 @@ pub fn resolve(path: &Path) -> Result<PathBuf> {
 
 /// Read a checkpoint's progress and configuration.
 pub fn load_state(dir: &Path) -> Result<TrainState> {
-    let path = dir.join(STATE);
-    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-    serde_json::from_str(&text).map_err(|e| Error::format(&path, e.to_string()))
+    read_json(&dir.join(STATE))
 }
 
 /// Load the generator of a checkpoint folder onto `device`.
@@ -153,7 +169,8 @@ pub fn load_optimizer(path: &Path, adam: &AdamConfig) -> Result<ModuleOptimizer>
     adam.init().load(path).map_err(|e| Error::format(path, format!("cannot read optimizer state: {e:?}")))
 }
 
-fn load_module<M: ModuleSnapshot>(m: &mut M, path: &Path) -> Result<()> {
+/// Load a network's parameters from a burnpack file; every parameter must match.
+pub fn load_module<M: ModuleSnapshot>(m: &mut M, path: &Path) -> Result<()> {
     if !path.is_file() {
         return Err(Error::format(path, "missing network file"));
     }

@@ -7,6 +7,7 @@ use super::checkpoint::{self, CheckpointParts, TrainState};
 use super::config::TrainConfig;
 use super::loss::{gan_loss, l1, masked_l1};
 use super::progress::Progress;
+use super::run::{append_metrics, scalar, stream_seed, trim_metrics};
 use super::tensorboard::EventWriter;
 use super::validate::{CaseMetrics, evaluate_case};
 use crate::analysis::{ColorMap, Window, axial_slice};
@@ -22,7 +23,6 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -149,22 +149,8 @@ impl Trainer {
     }
 }
 
-fn scalar(t: &Tensor<1>) -> f64 {
-    t.clone().into_scalar::<f32>() as f64
-}
-
 fn adam(cfg: &TrainConfig) -> AdamConfig {
     AdamConfig::new().with_beta_1(cfg.beta1 as f32).with_beta_2(cfg.beta2 as f32).with_epsilon(ADAM_EPS)
-}
-
-/// Mix the run seed with an epoch and an index into one stream seed.
-fn stream_seed(seed: u64, epoch: usize, index: usize) -> u64 {
-    let mut h = seed ^ 0x9E37_79B9_7F4A_7C15;
-    for v in [epoch as u64, index as u64] {
-        h = (h ^ v).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        h ^= h >> 31;
-    }
-    h
 }
 
 /// Train a generator as `opts` says; returns where the checkpoints are.
@@ -377,27 +363,6 @@ fn log_images(tb: &mut EventWriter, sample: &Sample, fake: Tensor<5>, cfg: &Trai
     tb.image("real_a", &axial_slice(&sample.src.data, z, w, ColorMap::Gray), step)?;
     tb.image("fake_b", &axial_slice(&fake, z, w, ColorMap::Jet), step)?;
     tb.image("real_b", &axial_slice(&sample.dst.data, z, w, ColorMap::Jet), step)
-}
-
-fn append_metrics(run_dir: &Path, m: &EpochMetrics) -> Result<()> {
-    let path = run_dir.join("metrics.jsonl");
-    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&path).map_err(|e| Error::io(&path, e))?;
-    writeln!(f, "{}", serde_json::to_string(m).expect("metrics serialize")).map_err(|e| Error::io(&path, e))
-}
-
-/// Keep only the `metrics.jsonl` lines of epochs up to `epoch` (the checkpoint resumed from).
-fn trim_metrics(run_dir: &Path, epoch: usize) -> Result<()> {
-    let path = run_dir.join("metrics.jsonl");
-    let Ok(text) = std::fs::read_to_string(&path) else { return Ok(()) };
-    let kept: String = text
-        .lines()
-        .filter(|l| serde_json::from_str::<serde_json::Value>(l).ok().and_then(|v| v["epoch"].as_u64()).is_some_and(|e| e as usize <= epoch))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    if kept != text {
-        crate::io::atomic::write_bytes_atomically(&path, kept.as_bytes())?;
-    }
-    Ok(())
 }
 
 fn epoch_line(m: &EpochMetrics, total: usize) -> String {

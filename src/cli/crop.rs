@@ -1,0 +1,26 @@
+//! `cta2mbf crop`: crop CTA, myocardium MBF and mask to the heart for every patient of a
+//! cohort (DESIGN §3 step 7).
+
+use super::print_report;
+use cta2mbf::preprocess::crop::crop_cohort;
+use cta2mbf::preprocess::stage::with_jobs;
+use std::path::PathBuf;
+
+/// Arguments of `cta2mbf crop`.
+#[derive(Debug, clap::Args)]
+pub struct CropArgs {
+    /// Cohort root: reads `4.registration_batch`, `3.sorted_mask` and the myocardium MBF of
+    /// `5.mbf_myocardium`, writes the cropped volumes into `5.mbf_myocardium`.
+    #[arg(long)]
+    pub root: PathBuf,
+    /// Worker threads (default: one per core).
+    #[arg(long)]
+    pub jobs: Option<usize>,
+}
+
+/// Run `cta2mbf crop`.
+pub fn run(args: CropArgs) -> cta2mbf::Result<()> {
+    let report = with_jobs(args.jobs, || crop_cohort(&args.root))??;
+    print_report(&report);
+    report.check()
+}

@@ -1,0 +1,43 @@
+//! Step 5, **segment** (DESIGN §3): each patient's CTA through the chamber-segmentation
+//! network into `3.sorted_mask/<pid>/CTA/`: the CTA itself (`CTA.nii.gz`, copied), the label
+//! map (`CTA_MASK.nii.gz`, uint8, CTA geometry), and the map after keeping the largest
+//! component of each cleaned label (`CTA_MASK_connected.nii.gz`).
+
+use super::connected::{DEFAULT_LABELS, keep_largest_components};
+use super::read_input;
+use super::stage::{StageReport, copy_atomically, for_each_patient, prepare_folders};
+use crate::cohort;
+use crate::error::Result;
+use crate::infer::Segmenter;
+use crate::io::{NiftiDtype, write_nifti};
+use std::path::{Path, PathBuf};
+
+/// Segment the CTA file `input` into `output` (uint8 labels, the CTA's geometry); when
+/// `connected` is given, also write the connected-component version there.
+pub fn segment_file(model: &Segmenter, input: &Path, output: &Path, connected: Option<&Path>) -> Result<Vec<PathBuf>> {
+    let cta = read_input(input, "CTA")?;
+    let mask = model.segment(&cta);
+    let cleaned = connected.map(|p| (p, keep_largest_components(&mask, &DEFAULT_LABELS)));
+    write_nifti(output, &mask, NiftiDtype::U8)?;
+    let mut written = vec![output.to_path_buf()];
+    if let Some((path, volume)) = cleaned {
+        write_nifti(path, &volume, NiftiDtype::U8)?;
+        written.push(path.to_path_buf());
+    }
+    Ok(written)
+}
+
+/// Segment every patient of `input` (`3.sorted_nii/<pid>/CTA.nii.gz`) into `output`
+/// (`3.sorted_mask`), one patient at a time (the network uses every core).
+pub fn segment_cohort(model: &Segmenter, input: &Path, output: &Path) -> Result<StageReport> {
+    prepare_folders(input, output)?;
+    for_each_patient("segment", input, false, |pid| {
+        let cta = input.join(pid).join("CTA.nii.gz");
+        let dir = output.join(pid).join("CTA");
+        let mut written = segment_file(model, &cta, &dir.join(cohort::mask::MASK), Some(&dir.join(cohort::mask::CONNECTED)))?;
+        let copy = dir.join(cohort::mask::CTA);
+        copy_atomically(&cta, &copy)?;
+        written.insert(0, copy);
+        Ok(written)
+    })
+}

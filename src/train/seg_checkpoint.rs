@@ -1,0 +1,83 @@
+//! Segmentation checkpoints, in the same atomic folder layout as the generator's
+//! ([`super::checkpoint`]):
+//!
+//! ```text
+//! <checkpoints-dir>/<name>/
+//!   config.json        the effective configuration
+//!   latest/            the last finished epoch
+//!   best/              the epoch with the highest mean validation Dice so far
+//!   epoch_<NNN>/       every `save_epoch_freq` epochs
+//!     net_seg.bpk      the U-Net (burnpack)
+//!     optim_seg.bpk    Adam state (absent from a shipped model)
+//!     state.json       epoch, step, schedule, best Dice, and the configuration (network,
+//!                      fixed grid, CTA clip + normalization)
+//! ```
+//! A shipped model (`models/<name>/`) is such a folder with `net_seg.bpk` and `state.json`.
+
+use super::checkpoint::{LATEST, STATE, load_module, read_json, save_folder, save_module, save_optim, write_json};
+use super::schedule::LrSchedule;
+use super::seg_config::SegConfig;
+use crate::error::{Error, Result};
+use crate::models::UNet3d;
+use crate::models::init::Initializer;
+use burn::optim::ModuleOptimizer;
+use burn::tensor::Device;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// The network file.
+pub const NET: &str = "net_seg.bpk";
+/// The optimizer state file.
+pub const OPTIM: &str = "optim_seg.bpk";
+/// Folder name of the best checkpoint.
+pub const BEST: &str = "best";
+
+/// Where segmentation training stands after an epoch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SegState {
+    /// Last finished epoch (1-based).
+    pub epoch: usize,
+    /// Optimizer steps taken so far.
+    pub global_step: usize,
+    /// The learning-rate schedule, with its state.
+    pub schedule: LrSchedule,
+    /// Highest mean validation Dice so far and its epoch.
+    pub best: Option<(f64, usize)>,
+    /// The run's configuration.
+    pub config: SegConfig,
+}
+
+/// Write `run_dir/label` with the network, its optimizer state (when given) and `state`.
+pub fn save(run_dir: &Path, label: &str, net: &UNet3d, optim: Option<&ModuleOptimizer>, state: &SegState) -> Result<PathBuf> {
+    save_folder(run_dir, label, |tmp| {
+        save_module(net, &tmp.join(NET))?;
+        if let Some(o) = optim {
+            save_optim(o, &tmp.join(OPTIM))?;
+        }
+        write_json(&tmp.join(STATE), state)
+    })
+}
+
+/// The segmentation checkpoint a path names: a checkpoint folder itself, or a run folder
+/// (its `best/`, else its `latest/`).
+pub fn resolve_model(path: &Path) -> Result<PathBuf> {
+    for candidate in [path.to_path_buf(), path.join(BEST), path.join(LATEST), path.join(format!(".old-{LATEST}"))] {
+        if candidate.join(STATE).is_file() && candidate.join(NET).is_file() {
+            return Ok(candidate);
+        }
+    }
+    if !path.exists() {
+        return Err(Error::format(path, "no such checkpoint"));
+    }
+    Err(Error::format(path, format!("not a segmentation checkpoint: no {STATE} and {NET} here or in best/ or latest/")))
+}
+
+/// Load the network and state of a checkpoint folder (or run folder) onto `device`.
+pub fn load(path: &Path, device: &Device) -> Result<(UNet3d, SegState)> {
+    let dir = resolve_model(path)?;
+    let state: SegState = read_json(&dir.join(STATE))?;
+    state.config.net.validate().map_err(|e| Error::format(dir.join(STATE), e.to_string()))?;
+    let mut net = state.config.net.init(&mut Initializer::new(0, device));
+    load_module(&mut net, &dir.join(NET))?;
+    Ok((net, state))
+}
