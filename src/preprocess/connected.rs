@@ -78,8 +78,8 @@ pub fn keep_largest_components(mask: &Volume, labels: &[u8]) -> Volume {
     }
     // Component sizes, indexed by root; then the largest components of each label.
     let mut size = vec![0u32; n];
-    for m in 0..n {
-        if label(v[m]).is_some() {
+    for (m, &val) in v.iter().enumerate() {
+        if label(val).is_some() {
             let root = find(&mut parent, m as u32);
             size[root as usize] += 1;
         }
@@ -137,7 +137,7 @@ pub fn keep_largest_components(mask: &Volume, labels: &[u8]) -> Volume {
         }
     }
     let data = ndarray::Array3::from_shape_vec((nx, ny, nz), out).expect("shape");
-    Volume::new(data, mask.geometry.clone())
+    Volume::new(data, mask.geometry)
 }
 
 /// Read the label map `input`, keep the largest component of each of `labels`, write
