@@ -57,9 +57,16 @@ fn connected_equals_simpleitk_on_random_masks() {
     let dir = tempfile::tempdir().unwrap();
     let mut rng = ChaCha8Rng::seed_from_u64(7);
     let label_sets: [&[u8]; 3] = [&DEFAULT_LABELS, &[1, 2, 3, 4, 5, 6, 7], &[7]];
-    for i in 0..6 {
+    // Mask 0: a tie between two single voxels of label 6, where the first in raster order
+    // (x fastest) is not the first in memory order (z fastest): SimpleITK keeps (3, 0, 0).
+    let mut tie = Array3::<f32>::zeros([4, 4, 4]);
+    tie[[3, 0, 0]] = 6.0;
+    tie[[0, 0, 1]] = 6.0;
+    let tie = Volume::new(tie, Geometry::default());
+    for i in 0..7 {
         let shape = [rng.random_range(5..30), rng.random_range(5..30), rng.random_range(3..20)];
-        let mask = random_mask(&mut rng, shape);
+        let mask = if i == 0 { tie.clone() } else { random_mask(&mut rng, shape) };
+        let shape = mask.shape();
         let labels = label_sets[i % 3];
         let input = dir.path().join(format!("m{i}.nii.gz"));
         write_nifti(&input, &mask, NiftiDtype::U8).unwrap();
@@ -75,6 +82,9 @@ fn connected_equals_simpleitk_on_random_masks() {
         let status = cta2mbf().args(["connected", "--in"]).arg(&input).arg("--out").arg(&out).arg("--labels").arg(list.join(",")).output().unwrap();
         assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
         assert_eq!(read_nifti(&out).unwrap().data, theirs.data);
+        if i == 0 {
+            assert_eq!((theirs.data[[3, 0, 0]], theirs.data[[0, 0, 1]]), (6.0, 0.0), "SimpleITK's tie-break");
+        }
     }
 }
 

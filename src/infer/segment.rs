@@ -62,7 +62,7 @@ fn segment_in_slabs(net: &UNet3d, cta: &Volume, intensity: &ClipNormalize, devic
         let block = Array3::from_shape_vec((nx, ny, z1 - z0), values.into_iter().map(|v| v as f32).collect()).expect("slab shape");
         labels.slice_mut(s![.., .., z0..z1]).assign(&block);
     }
-    Volume::new(labels, cta.geometry.clone())
+    Volume::new(labels, cta.geometry)
 }
 
 #[cfg(test)]

@@ -2,8 +2,8 @@
 //!
 //! For each listed label, only its largest 6-connected component is kept; the other
 //! voxels of that label become 0. Unlisted labels are untouched. Linear time (union-find
-//! over a raster scan). Ties are broken like ITK's ConnectedComponent + RelabelComponent:
-//! the component met first in raster order (x fastest, then y, then z) wins.
+//! over one scan in memory order). Ties are broken like ITK's ConnectedComponent +
+//! RelabelComponent: the component met first in raster order (x fastest, then y, then z) wins.
 
 use super::stage::{StageReport, for_each_patient};
 use super::{read_input, require_label_map};
@@ -29,7 +29,7 @@ fn find(parent: &mut [u32], mut i: u32) -> u32 {
 fn union(parent: &mut [u32], a: u32, b: u32) {
     let (ra, rb) = (find(parent, a), find(parent, b));
     if ra != rb {
-        // Keep the smaller index as root: roots then stay the raster-first voxel's index.
+        // The smaller index becomes the root, so a root is its component's first voxel in memory.
         let (lo, hi) = if ra < rb { (ra, rb) } else { (rb, ra) };
         parent[hi as usize] = lo;
     }
@@ -37,72 +37,107 @@ fn union(parent: &mut [u32], a: u32, b: u32) {
 
 /// A copy of `mask` (integer labels stored as floats) in which every label of `labels`
 /// keeps only its largest face-connected component.
+///
+/// Voxels are visited in memory order (`[x, y, z]`, z fastest) and joined with their three
+/// preceding face neighbours; components are then counted and the largest of each label kept.
+/// When several components of a label share the largest size, the one whose first voxel in
+/// ITK's raster order (x fastest) comes first wins, as ITK's RelabelComponent orders them.
 pub fn keep_largest_components(mask: &Volume, labels: &[u8]) -> Volume {
     let [nx, ny, nz] = mask.shape();
     let n = nx * ny * nz;
     assert!(n < u32::MAX as usize, "volume too large for 32-bit component indices");
-    let listed = |v: f32| v > 0.0 && v <= 255.0 && labels.contains(&(v.round() as u8));
-    // Raster order index r = x + nx * (y + ny * z); values read through the [x, y, z] array.
-    let value = |r: usize| {
-        let (x, rest) = (r % nx, r / nx);
-        mask.data[[x, rest % ny, rest / ny]]
-    };
+    let data = mask.data.as_standard_layout();
+    let v = data.as_slice().expect("standard layout");
+    let mut cleaned = [false; 256];
+    for &l in labels {
+        cleaned[l as usize] = true;
+    }
+    let label = |x: f32| (x > 0.0 && x <= 255.0 && cleaned[x.round() as usize]).then(|| x.round() as usize);
+    let (sx, sy) = (ny * nz, nz);
     let mut parent: Vec<u32> = (0..n as u32).collect();
-    for z in 0..nz {
+    for x in 0..nx {
         for y in 0..ny {
-            for x in 0..nx {
-                let r = x + nx * (y + ny * z);
-                let v = mask.data[[x, y, z]];
-                if !listed(v) {
+            let row = x * sx + y * sy;
+            for z in 0..nz {
+                let m = row + z;
+                let val = v[m];
+                if label(val).is_none() {
                     continue;
                 }
-                if x > 0 && mask.data[[x - 1, y, z]] == v {
-                    union(&mut parent, r as u32, (r - 1) as u32);
+                if z > 0 && v[m - 1] == val {
+                    union(&mut parent, m as u32, (m - 1) as u32);
                 }
-                if y > 0 && mask.data[[x, y - 1, z]] == v {
-                    union(&mut parent, r as u32, (r - nx) as u32);
+                if y > 0 && v[m - sy] == val {
+                    union(&mut parent, m as u32, (m - sy) as u32);
                 }
-                if z > 0 && mask.data[[x, y, z - 1]] == v {
-                    union(&mut parent, r as u32, (r - nx * ny) as u32);
+                if x > 0 && v[m - sx] == val {
+                    union(&mut parent, m as u32, (m - sx) as u32);
                 }
             }
         }
     }
-    // Component sizes, indexed by root (the raster-first voxel of each component).
+    // Component sizes, indexed by root; then the largest components of each label.
     let mut size = vec![0u32; n];
-    for r in 0..n {
-        if listed(value(r)) {
-            let root = find(&mut parent, r as u32);
+    for (m, &val) in v.iter().enumerate() {
+        if label(val).is_some() {
+            let root = find(&mut parent, m as u32);
             size[root as usize] += 1;
         }
     }
-    // Winner per label: largest size, ties to the smallest root (met first in raster order).
-    let mut best: [Option<(u32, u32)>; 256] = [None; 256];
-    for r in 0..n {
-        let v = value(r);
-        if listed(v) && parent[r] == r as u32 {
-            let l = v.round() as usize;
-            if best[l].is_none_or(|(_, s)| size[r] > s) {
-                best[l] = Some((r as u32, size[r]));
+    let mut largest = [0u32; 256];
+    let mut candidates: Vec<Vec<u32>> = vec![Vec::new(); 256];
+    for m in 0..n {
+        if let Some(l) = label(v[m])
+            && parent[m] == m as u32
+        {
+            let s = size[m];
+            if s > largest[l] {
+                largest[l] = s;
+                candidates[l].clear();
+            }
+            if s == largest[l] {
+                candidates[l].push(m as u32);
             }
         }
     }
-    let mut out = mask.clone();
-    for z in 0..nz {
-        for y in 0..ny {
-            for x in 0..nx {
-                let v = mask.data[[x, y, z]];
-                if listed(v) {
-                    let r = x + nx * (y + ny * z);
-                    let root = find(&mut parent, r as u32);
-                    if best[v.round() as usize].map(|(b, _)| b) != Some(root) {
-                        out.data[[x, y, z]] = 0.0;
+    drop(size);
+    // Ties: the component whose first voxel in raster order (x + nx·(y + ny·z)) is smallest.
+    let mut winner = [u32::MAX; 256];
+    let tied: Vec<usize> = (0..256).filter(|&l| candidates[l].len() > 1).collect();
+    for l in 0..256 {
+        if candidates[l].len() == 1 {
+            winner[l] = candidates[l][0];
+        }
+    }
+    if !tied.is_empty() {
+        let mut first: std::collections::HashMap<u32, usize> = tied.iter().flat_map(|&l| candidates[l].iter().map(|&r| (r, usize::MAX))).collect();
+        for x in 0..nx {
+            for y in 0..ny {
+                for z in 0..nz {
+                    let m = x * sx + y * sy + z;
+                    if label(v[m]).is_some_and(|l| candidates[l].len() > 1) {
+                        let root = find(&mut parent, m as u32);
+                        if let Some(f) = first.get_mut(&root) {
+                            *f = (*f).min(x + nx * (y + ny * z));
+                        }
                     }
                 }
             }
         }
+        for &l in &tied {
+            winner[l] = *candidates[l].iter().min_by_key(|r| first[r]).expect("candidates");
+        }
     }
-    out
+    let mut out: Vec<f32> = v.to_vec();
+    for (m, o) in out.iter_mut().enumerate() {
+        if let Some(l) = label(*o)
+            && find(&mut parent, m as u32) != winner[l]
+        {
+            *o = 0.0;
+        }
+    }
+    let data = ndarray::Array3::from_shape_vec((nx, ny, nz), out).expect("shape");
+    Volume::new(data, mask.geometry)
 }
 
 /// Read the label map `input`, keep the largest component of each of `labels`, write
