@@ -100,7 +100,6 @@ fn tiny_training_checkpoints_resumes_and_segments() {
 }
 
 #[test]
-#[ignore = "models/chamber_seg_phantom is not shipped yet (issue 5); run with --ignored once it is"]
 fn shipped_model_segments_fresh_phantom_cases() {
     let model = repo().join("models/chamber_seg_phantom");
     let dir = tempfile::tempdir().unwrap();
