@@ -71,9 +71,10 @@ pub struct SegConfig {
     /// Period of the `step` policy, epochs.
     #[serde(default = "fifty")]
     pub lr_decay_iters: usize,
-    /// Passes over the training cases per epoch.
-    #[serde(default = "one")]
-    pub repeats_per_epoch: usize,
+    /// Augmented crops of each training case per epoch (as the generator's config; the
+    /// key `repeats_per_epoch` of earlier configs is still read).
+    #[serde(default = "one", alias = "repeats_per_epoch")]
+    pub samples_per_volume: usize,
     /// Keep a numbered checkpoint every this many epochs (`latest` every epoch, `best` when
     /// the mean validation Dice improves).
     #[serde(default = "five")]
@@ -175,7 +176,7 @@ impl SegConfig {
             ("save_epoch_freq", self.save_epoch_freq),
             ("display_freq", self.display_freq),
             ("lr_decay_iters", self.lr_decay_iters),
-            ("repeats_per_epoch", self.repeats_per_epoch),
+            ("samples_per_volume", self.samples_per_volume),
         ] {
             if v == 0 {
                 return bad(format!("{n} must be at least 1"));

@@ -33,7 +33,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 /// PyTorch's Adam ε.
-const ADAM_EPS: f32 = 1e-8;
 /// Index salt of the dropout stream of an epoch.
 const DROPOUT_STREAM: usize = usize::MAX - 1;
 
@@ -96,7 +95,7 @@ pub struct SegTrainReport {
 }
 
 fn adam(cfg: &SegConfig) -> AdamConfig {
-    AdamConfig::new().with_beta_1(cfg.beta1 as f32).with_beta_2(cfg.beta2 as f32).with_epsilon(ADAM_EPS)
+    super::run::adam(cfg.beta1, cfg.beta2)
 }
 
 /// Training and held-out cases: `val_cases` when given; else the lists `train_list` /
@@ -262,7 +261,7 @@ pub fn train_seg(opts: &SegTrainOptions) -> Result<SegTrainReport> {
     crate::io::atomic::write_bytes_atomically(&run_dir.join("config.json"), cfg.to_json().as_bytes())?;
     let mut tb = EventWriter::create(&run_dir.join("tb"))?;
     let total_epochs = cfg.total_epochs();
-    let cases_per_epoch = train_pairs.len() * cfg.repeats_per_epoch;
+    let cases_per_epoch = train_pairs.len() * cfg.samples_per_volume;
     let steps_per_epoch = cases_per_epoch.div_ceil(cfg.batch_size);
     let progress = Progress::new((total_epochs * steps_per_epoch) as u64, (state.epoch * steps_per_epoch) as u64, opts.quiet);
     for (pid, why) in &skipped {

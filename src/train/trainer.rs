@@ -28,7 +28,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 /// PyTorch's Adam ε.
-const ADAM_EPS: f32 = 1e-8;
 /// Salt separating the discriminator's initialization stream from the generator's.
 const DISCRIMINATOR_SEED_SALT: u64 = 0x0D15C;
 
@@ -150,7 +149,7 @@ impl Trainer {
 }
 
 fn adam(cfg: &TrainConfig) -> AdamConfig {
-    AdamConfig::new().with_beta_1(cfg.beta1 as f32).with_beta_2(cfg.beta2 as f32).with_epsilon(ADAM_EPS)
+    super::run::adam(cfg.beta1, cfg.beta2)
 }
 
 /// Train a generator as `opts` says; returns where the checkpoints are.
