@@ -8,31 +8,17 @@ use common::{cta2mbf, repo};
 use cta2mbf::io::nifti::read_nifti;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
 /// A phantom cohort of `cases` patients at 64×64×48 in `dir`; returns its root.
 fn phantom(dir: &Path, cases: usize) -> PathBuf {
-    let status = cta2mbf()
-        .args(["phantom", "--cases", &cases.to_string(), "--size", "64,64,48", "--seed", "5", "--out"])
-        .arg(dir)
-        .stderr(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success());
+    common::phantom(dir, cases, "64,64,48", 5);
     dir.to_path_buf()
 }
 
 /// A tiny config (ngf 4, 2 blocks, 1 epoch) written to `dir/name.json`.
 fn tiny_config(dir: &Path, name: &str) -> PathBuf {
-    let mut cfg: Value = serde_json::from_str(&std::fs::read_to_string(repo().join("configs/phantom_small.json")).unwrap()).unwrap();
-    cfg["name"] = name.into();
-    cfg["generator"]["ngf"] = 4.into();
-    cfg["generator"]["n_blocks"] = 2.into();
-    cfg["n_epochs"] = 1.into();
-    cfg["samples_per_volume"] = 1.into();
-    let path = dir.join(format!("{name}.json"));
-    std::fs::write(&path, serde_json::to_string_pretty(&cfg).unwrap()).unwrap();
-    path
+    common::tiny_generator_config(dir, name, &[("n_epochs", 1.into())])
 }
 
 fn run(cmd: &mut Command) -> Output {

@@ -11,11 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 fn phantom(root: &Path, cases: usize) -> Vec<String> {
-    let out = cta2mbf().args(["phantom", "--cases", &cases.to_string(), "--size", "48,48,32", "--seed", "9", "--out"]).arg(root).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let mut pids: Vec<String> = std::fs::read_dir(root.join("3.sorted_mask")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
-    pids.sort();
-    pids
+    common::phantom(root, cases, "48,48,32", 9)
 }
 
 fn stage(name: &str, root: &Path) -> Output {

@@ -9,35 +9,18 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A phantom cohort of `cases` patients at 64×64×48 in `dir`.
+/// A phantom cohort of `cases` patients at 64×64×48 in `dir`; returns its training folder.
 fn phantom(dir: &Path, cases: usize) -> PathBuf {
-    let status = cta2mbf()
-        .args(["phantom", "--cases", &cases.to_string(), "--size", "64,64,48", "--seed", "3", "--out"])
-        .arg(dir)
-        .stderr(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success());
+    common::phantom(dir, cases, "64,64,48", 3);
     dir.join("5.mbf_myocardium")
 }
 
-/// A tiny config (ngf 4, 2 blocks) written to `dir/name.json`.
+/// A tiny config (ngf 4, 2 blocks) written to `dir/name.json`, with what the assertions
+/// below count on (lr, checkpoint and image frequencies) before `extra`.
 fn tiny_config(dir: &Path, name: &str, extra: &[(&str, Value)]) -> PathBuf {
-    let mut cfg: Value = serde_json::from_str(&std::fs::read_to_string(repo().join("configs/phantom_small.json")).unwrap()).unwrap();
-    cfg["name"] = name.into();
-    cfg["generator"]["ngf"] = 4.into();
-    cfg["generator"]["n_blocks"] = 2.into();
-    cfg["display_freq"] = 2.into();
-    cfg["save_epoch_freq"] = 2.into();
-    // What the assertions below count on, whatever phantom_small.json says.
-    cfg["lr"] = 0.002.into();
-    cfg["samples_per_volume"] = 1.into();
-    for (k, v) in extra {
-        cfg[*k] = v.clone();
-    }
-    let path = dir.join(format!("{name}.json"));
-    std::fs::write(&path, serde_json::to_string_pretty(&cfg).unwrap()).unwrap();
-    path
+    let mut keys: Vec<(&str, Value)> = vec![("display_freq", 2.into()), ("save_epoch_freq", 2.into()), ("lr", 0.002.into())];
+    keys.extend(extra.iter().cloned());
+    common::tiny_generator_config(dir, name, &keys)
 }
 
 fn train_cmd(config: &Path, data: &Path, ckpt: &Path, epochs: usize) -> Command {

@@ -11,14 +11,6 @@ use cta2mbf::io::{read_nifti, read_nifti_image};
 use serde_json::Value;
 use std::path::Path;
 
-fn phantom(root: &Path, cases: usize, size: &str, seed: u64) -> Vec<String> {
-    let out = cta2mbf().args(["phantom", "--cases", &cases.to_string(), "--size", size, "--seed", &seed.to_string(), "--out"]).arg(root).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let mut pids: Vec<String> = std::fs::read_dir(root.join("3.sorted_mask")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
-    pids.sort();
-    pids
-}
-
 fn metrics(run: &Path) -> Vec<Value> {
     std::fs::read_to_string(run.join("metrics.jsonl")).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
 }
@@ -27,7 +19,7 @@ fn metrics(run: &Path) -> Vec<Value> {
 fn tiny_training_checkpoints_resumes_and_segments() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("cohort");
-    let pids = phantom(&root, 3, "32,32,16", 2);
+    let pids = common::phantom(&root, 3, "32,32,16", 2);
     // A tiny network on a 16×16×16 grid; the split comes from config/{train,val}.txt in the
     // working directory.
     let mut cfg: Value = serde_json::from_str(&std::fs::read_to_string(repo().join("configs/chamber_seg_phantom.json")).unwrap()).unwrap();
@@ -105,7 +97,7 @@ fn shipped_model_segments_fresh_phantom_cases() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("cohort");
     // A seed the model never saw (it was trained on seed 11).
-    let pids = phantom(&root, 2, "64,64,48", 1234);
+    let pids = common::phantom(&root, 2, "64,64,48", 1234);
     let out_root = dir.path().join("3.sorted_mask");
     let out = cta2mbf().args(["segment", "--checkpoint"]).arg(&model).arg("--in").arg(root.join("3.sorted_nii")).arg("--out").arg(&out_root).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

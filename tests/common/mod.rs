@@ -116,3 +116,34 @@ pub fn walk(dir: &Path) -> Vec<PathBuf> {
     out.sort();
     out
 }
+
+/// Write a phantom cohort of `cases` patients (`size` "X,Y,Z", `seed`) under `root`;
+/// returns the patient ids, sorted.
+pub fn phantom(root: &Path, cases: usize, size: &str, seed: u64) -> Vec<String> {
+    let out = cta2mbf()
+        .args(["phantom", "--cases", &cases.to_string(), "--size", size, "--seed", &seed.to_string(), "--out"])
+        .arg(root)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut pids: Vec<String> =
+        std::fs::read_dir(root.join("3.sorted_mask")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    pids.sort();
+    pids
+}
+
+/// `configs/phantom_small.json` shrunk to a tiny generator (ngf 4, 2 blocks, one crop per
+/// case per epoch) with `extra` keys set on top, written to `dir/name.json`.
+pub fn tiny_generator_config(dir: &Path, name: &str, extra: &[(&str, Value)]) -> PathBuf {
+    let mut cfg: Value = serde_json::from_str(&std::fs::read_to_string(repo().join("configs/phantom_small.json")).unwrap()).unwrap();
+    cfg["name"] = name.into();
+    cfg["generator"]["ngf"] = 4.into();
+    cfg["generator"]["n_blocks"] = 2.into();
+    cfg["samples_per_volume"] = 1.into();
+    for (k, v) in extra {
+        cfg[*k] = v.clone();
+    }
+    let path = dir.join(format!("{name}.json"));
+    std::fs::write(&path, serde_json::to_string_pretty(&cfg).unwrap()).unwrap();
+    path
+}
