@@ -51,9 +51,22 @@ impl Conv3 {
     }
 
     /// Apply the convolution.
+    ///
+    /// A stride-1 convolution to a single channel (the generator's 7³ head) runs as the
+    /// equivalent transposed convolution of the spatially flipped kernel: the same values,
+    /// but Burn's CPU backend then builds the weight gradient in one pass instead of one per
+    /// input channel (measured at 32×32×40, 8→1, 7³: forward 0.05 → 0.012 s, backward
+    /// 0.31 → 0.11 s).
     pub fn forward(&self, x: Tensor<5>) -> Tensor<5> {
+        let [c_out, _, k, _, _] = self.weight.dims();
+        let bias = self.bias.as_ref().map(|b| b.val());
+        if self.stride == 1 && c_out == 1 && k > 1 && self.padding < k {
+            let kernel = self.weight.val().swap_dims(0, 1).flip([2, 3, 4]);
+            let opts = ConvTransposeOptions::new([1; 3], [k - 1 - self.padding; 3], [0; 3], [1; 3], 1);
+            return conv_transpose3d(x, kernel, bias, opts);
+        }
         let opts = ConvOptions::new([self.stride; 3], [self.padding; 3], [1; 3], 1);
-        conv3d(x, self.weight.val(), self.bias.as_ref().map(|b| b.val()), opts)
+        conv3d(x, self.weight.val(), bias, opts)
     }
 
     /// Floating-point operations (multiply and add counted separately) for an input of
@@ -110,5 +123,45 @@ impl ConvTranspose3 {
         let out = input.map(|n| (n - 1) * self.stride + k + self.output_padding - 2 * self.padding);
         let voxels: usize = input.iter().product();
         (2.0 * (c_in * c_out * k * k * k) as f64 * voxels as f64, out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::{Device, Distribution};
+
+    /// The single-output-channel path equals a direct `conv3d`, values and gradients.
+    #[test]
+    fn single_output_head_matches_direct_convolution() {
+        let device = Device::flex().autodiff();
+        for (k, padding) in [(7, 3), (5, 0), (3, 2)] {
+            let mut init = Initializer::new(3, &device);
+            let mut conv = Conv3::new(&mut init, 4, 1, k, 1, padding, true);
+            conv.bias = Some(init.normal([1], 0.0, 1.0));
+            let x: Tensor<5> = Tensor::random([2, 4, 9, 8, 10], Distribution::Normal(0.0, 1.0), &device).require_grad();
+            let direct = conv3d(
+                x.clone(),
+                conv.weight.val(),
+                conv.bias.as_ref().map(|b| b.val()),
+                ConvOptions::new([1; 3], [padding; 3], [1; 3], 1),
+            );
+            let ours = conv.forward(x.clone());
+            assert_eq!(ours.dims(), direct.dims());
+            let close = |a: Tensor<5>, b: Tensor<5>, what: &str| {
+                let err = (a.clone() - b.clone()).abs().max().into_scalar::<f32>();
+                let scale = b.abs().max().into_scalar::<f32>();
+                assert!(err <= 1e-4 * scale.max(1.0), "k {k} padding {padding}: {what} differs by {err}");
+            };
+            close(ours.clone(), direct.clone(), "output");
+            let weight = |t: Tensor<5>| {
+                let g = (t.clone() * t).sum().backward();
+                (conv.weight.grad(&g).unwrap(), x.grad(&g).unwrap())
+            };
+            let (gw_ours, gx_ours) = weight(ours);
+            let (gw_direct, gx_direct) = weight(direct);
+            close(Tensor::from_inner(gw_ours), Tensor::from_inner(gw_direct), "weight gradient");
+            close(Tensor::from_inner(gx_ours), Tensor::from_inner(gx_direct), "input gradient");
+        }
     }
 }
