@@ -125,11 +125,13 @@ fn render<T: Send + Clone + Default>(shape: [usize; 3], geometry: &Geometry, f: 
     out
 }
 
-/// Blur by 0.45 voxel (scanner resolution), add the modality's noise, round to integers.
+/// Blur by 0.45 voxel (scanner resolution), add the modality's noise for this voxel size,
+/// round to integers.
 fn finish(values: Array3<f32>, geometry: Geometry, modality: Modality, rng: &mut ChaCha8Rng) -> Volume {
     let sigma = geometry.spacing.map(|s| 0.45 * s);
     let mut v = Volume::new(values, geometry).gaussian_blur(sigma);
-    let s = intensity::noise_sigma(modality) as f32;
+    let voxel_mm3 = geometry.spacing.iter().product::<f64>();
+    let s = intensity::noise_sigma(modality, voxel_mm3) as f32;
     for x in v.data.iter_mut() {
         let n: f32 = rng.sample(StandardNormal);
         *x = match modality {
