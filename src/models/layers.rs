@@ -154,12 +154,12 @@ mod tests {
                 assert!(err <= 1e-4 * scale.max(1.0), "k {k} padding {padding}: {what} differs by {err}");
             };
             close(ours.clone(), direct.clone(), "output");
-            let weight = |t: Tensor<5>| {
+            let grads = |t: Tensor<5>| {
                 let g = (t.clone() * t).sum().backward();
                 (conv.weight.grad(&g).unwrap(), x.grad(&g).unwrap())
             };
-            let (gw_ours, gx_ours) = weight(ours);
-            let (gw_direct, gx_direct) = weight(direct);
+            let (gw_ours, gx_ours) = grads(ours);
+            let (gw_direct, gx_direct) = grads(direct);
             close(Tensor::from_inner(gw_ours), Tensor::from_inner(gw_direct), "weight gradient");
             close(Tensor::from_inner(gx_ours), Tensor::from_inner(gx_direct), "input gradient");
         }
