@@ -2,9 +2,9 @@
 much it learns with cta2mbf's training on the same data and budget.
 
 usage: python scripts/torch_phantom_train.py ROOT/5.mbf_myocardium train|eval SAMPLES_PER_VOLUME EPOCHS
-Held out: 8861616 and 8877676 (the demo's, seed 1). Settings through the environment:
+Held out: HELD (comma-separated ids; default 8861616,8877676, the demo's, seed 1). Settings through the environment:
 LR (1e-3), B1 (0.9), NGF (8), UP (transposed|trilinear), CLIP (1: window [-200, 400] HU to
-[-1, 1]; 0: divide by SSC, default 500), DOFF/DSC (target offset 0 / scale 100), LOSS (l1|l2),
+[-1, 1]; 0: divide by SSC, default 500), WIN (lo,hi: window [lo, hi] HU to [-1, 1], overrides CLIP), DOFF/DSC (target offset 0 / scale 100), LOSS (l1|l2),
 WL1 (weight of a whole-block L1 term, 0), WARM (1: estimate running stats before training).
 Prints, per epoch, the training loss and the held-out myocardium MAE in both norm modes.
 """
@@ -13,13 +13,16 @@ torch.manual_seed(0); rng=np.random.default_rng(0)
 root, mode, steps_per_vol, epochs = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 lr0=float(os.environ.get('LR','1e-3')); b1=float(os.environ.get('B1','0.9')); ngf=int(os.environ.get('NGF','8'))
 up=os.environ.get('UP','transposed'); doff=float(os.environ.get('DOFF','0')); dsc=float(os.environ.get('DSC','100')); lossk=os.environ.get('LOSS','l1'); clip=os.environ.get('CLIP','1')=='1'; crop=(32,32,40)
-held=['8861616','8877676']
+held=os.environ.get('HELD','8861616,8877676').split(',')
 def load(p):
     g=lambda n: nib.load(f'{root}/{p}/{n}').get_fdata().astype(np.float32)
     return g('cropped_cta.nii.gz'), g('cropped_mbf.nii.gz'), (g('cropped_mbf_mask.nii.gz')==1).astype(np.float32)
 cases={p:load(p) for p in sorted(os.listdir(root))}
 tr=[p for p in cases if p not in held]
-def src(v): return (np.clip(v,-200,400)-100)/300 if clip else v/float(os.environ.get('SSC','500'))
+win=[float(t) for t in os.environ['WIN'].split(',')] if 'WIN' in os.environ else None
+def src(v):
+    if win: return (np.clip(v,win[0],win[1])-0.5*(win[0]+win[1]))/(0.5*(win[1]-win[0]))
+    return (np.clip(v,-200,400)-100)/300 if clip else v/float(os.environ.get('SSC','500'))
 def extract(a, start, size, pad):
     out=np.full(size,pad,np.float32); sl_o=[];sl_i=[]
     for k in range(3):

@@ -25,6 +25,7 @@ pub mod demo;
 pub mod device;
 pub mod error;
 pub mod infer;
+pub mod interop;
 pub mod io;
 pub mod models;
 pub mod ops;

@@ -1,0 +1,152 @@
+//! The generator in the reference's PyTorch layout: its architecture read from a state dict's
+//! names and shapes, a [`Generator`] built from a state dict, and a state dict made from a
+//! [`Generator`] that `load_state_dict(strict=True)` accepts.
+
+use super::state_dict::{StateDict, StoredTensor, StoredValues};
+use crate::error::{Error, Result};
+use crate::models::generator::N_DOWNSAMPLING;
+use crate::models::init::Initializer;
+use crate::models::{Generator, GeneratorConfig, NormKind, UpsampleKind};
+use burn::store::ModuleSnapshot;
+use burn::store::burn_pack::{Bytes, DType, Tensor as PackTensor};
+use burn::tensor::Device;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+/// Suffix of the batch-norm counter PyTorch keeps beside the running statistics.
+const NUM_BATCHES_TRACKED: &str = "num_batches_tracked";
+
+fn shape_of<'a>(sd: &'a StateDict, name: &str) -> Option<&'a [usize]> {
+    sd.tensors.get(name).map(|t| t.shape.as_slice())
+}
+
+/// The generator architecture a state dict in the reference layout holds: ngf from the first
+/// convolution, the number of residual blocks from the `conv_block` entries, the norm kind
+/// from the presence of norm parameters, the up-sampling from where the first up-sampling
+/// weight sits. `path` names the file in errors.
+pub fn infer_config(sd: &StateDict, path: &Path) -> Result<GeneratorConfig> {
+    let not_generator = |why: String| Error::format(path, format!("not a cta2mbf/reference generator state dict: {why}"));
+    let first = shape_of(sd, "model.0.weight").ok_or_else(|| not_generator(format!("no tensor model.0.weight (found {})", preview_names(sd))))?;
+    let ngf = match first {
+        [ngf, 1, 7, 7, 7] => *ngf,
+        other => return Err(not_generator(format!("model.0.weight has shape {other:?}, expected [ngf, 1, 7, 7, 7]"))),
+    };
+    let norm = if sd.tensors.contains_key("model.1.weight") || sd.tensors.contains_key("model.1.running_mean") {
+        NormKind::Batch
+    } else if sd.tensors.contains_key("model.0.bias") {
+        NormKind::Instance
+    } else {
+        NormKind::None
+    };
+    let first_block = 3 * (N_DOWNSAMPLING + 1);
+    let blocks: BTreeSet<usize> = sd
+        .tensors
+        .keys()
+        .filter_map(|k| {
+            let rest = k.strip_prefix("model.")?;
+            let (i, rest) = rest.split_once('.')?;
+            rest.starts_with("conv_block.").then(|| i.parse::<usize>().ok()).flatten()
+        })
+        .collect();
+    let n_blocks = blocks.len();
+    if n_blocks == 0 {
+        return Err(not_generator("no residual blocks (model.<i>.conv_block.*)".into()));
+    }
+    let expected: BTreeSet<usize> = (first_block..first_block + n_blocks).collect();
+    if blocks != expected {
+        return Err(not_generator(format!("residual blocks at model indices {blocks:?}, expected {expected:?}")));
+    }
+    let up = first_block + n_blocks;
+    let d = ngf << N_DOWNSAMPLING;
+    let upsample = match (shape_of(sd, &format!("model.{up}.weight")), shape_of(sd, &format!("model.{}.weight", up + 1))) {
+        (Some([a, b, 3, 3, 3]), _) if *a == d && *b == d / 2 => UpsampleKind::Transposed,
+        (None, Some([a, b, 3, 3, 3])) if *a == d / 2 && *b == d => UpsampleKind::Trilinear,
+        _ => {
+            return Err(not_generator(format!(
+                "no up-sampling weight of [{d}, {}, 3, 3, 3] at model.{up} (transposed conv) or [{}, {d}, 3, 3, 3] at model.{} (trilinear + conv)",
+                d / 2,
+                d / 2,
+                up + 1
+            )));
+        }
+    };
+    Ok(GeneratorConfig { ngf, n_blocks, norm, upsample })
+}
+
+fn preview_names(sd: &StateDict) -> String {
+    let names: Vec<&str> = sd.tensors.keys().take(4).map(String::as_str).collect();
+    if names.is_empty() { "no tensors".into() } else { format!("{}{}", names.join(", "), if sd.tensors.len() > 4 { ", ..." } else { "" }) }
+}
+
+/// Build the generator a reference-layout state dict holds, on `device`. Every expected
+/// tensor must be present with its shape; anything else is refused, all problems listed in
+/// one error. `num_batches_tracked` counters are accepted and ignored.
+pub fn generator_from_state_dict(sd: &StateDict, path: &Path, device: &Device) -> Result<Generator> {
+    let config = infer_config(sd, path)?;
+    let mut g = config.init(&mut Initializer::new(0, device));
+    let shapes: BTreeMap<String, Vec<usize>> = g.collect(None, None, false).into_iter().map(|t| (t.name.clone(), t.shape.to_vec())).collect();
+    let names = g.torch_names();
+    let mut missing = Vec::new();
+    let mut misshaped = Vec::new();
+    let mut tensors = Vec::new();
+    for (burn, torch) in &names {
+        let want = &shapes[burn];
+        match sd.tensors.get(torch) {
+            None => missing.push(format!("{torch} {want:?}")),
+            Some(t) if &t.shape != want => misshaped.push(format!("{torch} is {:?}, expected {want:?}", t.shape)),
+            Some(StoredTensor { values: StoredValues::Int(_), dtype, .. }) => misshaped.push(format!("{torch} has integer type {dtype}, expected a float tensor")),
+            Some(StoredTensor { values: StoredValues::Float(v), .. }) => {
+                let bytes = Bytes::from_elems(v.clone());
+                tensors.push(PackTensor::new(burn.clone(), DType::F32, want.clone(), None, bytes));
+            }
+        }
+    }
+    let known: BTreeSet<&str> = names.iter().map(|(_, t)| t.as_str()).collect();
+    let counters: BTreeSet<String> = names
+        .iter()
+        .filter_map(|(_, t)| t.strip_suffix(".running_mean").map(|p| format!("{p}.{NUM_BATCHES_TRACKED}")))
+        .collect();
+    let unexpected: Vec<String> = sd.tensors.keys().filter(|k| !known.contains(k.as_str()) && !counters.contains(*k)).cloned().collect();
+    if !missing.is_empty() || !misshaped.is_empty() || !unexpected.is_empty() {
+        let mut parts = Vec::new();
+        if !missing.is_empty() {
+            parts.push(format!("missing {}", missing.join(", ")));
+        }
+        if !misshaped.is_empty() {
+            parts.push(format!("wrong shape: {}", misshaped.join("; ")));
+        }
+        if !unexpected.is_empty() {
+            parts.push(format!("unexpected {}", unexpected.join(", ")));
+        }
+        return Err(Error::format(
+            path,
+            format!("does not match the generator its names describe (ngf {}, {} blocks, {:?} norm): {}", config.ngf, config.n_blocks, config.norm, parts.join("; ")),
+        ));
+    }
+    let result = g.apply(tensors, None, None, false);
+    if !result.is_success() || !result.missing.is_empty() || !result.unused.is_empty() {
+        return Err(Error::format(path, format!("cannot load into the generator: missing {:?}, unused {:?}, errors {:?}", result.missing, result.unused, result.errors)));
+    }
+    Ok(g)
+}
+
+/// The generator's parameters and running statistics under the reference's names, as f32,
+/// plus an int64 `num_batches_tracked` (set to `batches_tracked`) for each batch norm, so that
+/// PyTorch's `load_state_dict(strict=True)` accepts it.
+pub fn state_dict_from_generator(g: &Generator, batches_tracked: i64) -> Result<StateDict> {
+    let by_path: BTreeMap<String, PackTensor> = g.collect(None, None, false).into_iter().map(|t| (t.name.clone(), t)).collect();
+    let mut sd = StateDict::default();
+    for (burn, torch) in g.torch_names() {
+        let t = by_path.get(&burn).ok_or_else(|| Error::invalid(format!("generator has no parameter {burn}")))?;
+        let bytes = t.to_bytes().map_err(|e| Error::invalid(format!("cannot read parameter {burn}: {e:?}")))?;
+        let values: Vec<f32> = match t.dtype {
+            DType::F32 => bytes.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().expect("4"))).collect(),
+            other => return Err(Error::invalid(format!("parameter {burn} has type {other:?}, expected F32"))),
+        };
+        if let Some(prefix) = torch.strip_suffix(".running_mean") {
+            sd.tensors.insert(format!("{prefix}.{NUM_BATCHES_TRACKED}"), StoredTensor::i64(vec![], vec![batches_tracked]));
+        }
+        sd.tensors.insert(torch, StoredTensor::f32(t.shape.to_vec(), values));
+    }
+    Ok(sd)
+}

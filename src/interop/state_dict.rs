@@ -1,0 +1,169 @@
+//! A PyTorch-style state dict held in memory: named tensors as `.pth` and `.safetensors` files
+//! store them, read from and written to either format.
+//!
+//! The format of a file is told by its first bytes, not by its extension: a ZIP archive
+//! (`torch.save` since PyTorch 1.6) or a pickle stream (older `torch.save`) is a PyTorch file,
+//! an 8-byte header length followed by a JSON header is safetensors.
+
+use crate::error::{Error, Result};
+use crate::io::atomic::write_bytes_atomically;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// The container formats a state dict can come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StateDictFormat {
+    /// `torch.save` of a state dict (ZIP or legacy pickle).
+    Pytorch,
+    /// A safetensors file.
+    Safetensors,
+}
+
+/// Values of one stored tensor: floating types are widened or narrowed to `f32`, integer
+/// types kept as `i64`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StoredValues {
+    /// A floating-point tensor (stored as f16, bf16, f32 or f64).
+    Float(Vec<f32>),
+    /// An integer tensor (e.g. batch norm's `num_batches_tracked`).
+    Int(Vec<i64>),
+}
+
+/// One named tensor of a state dict.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredTensor {
+    /// Extents, outermost first (empty for a scalar).
+    pub shape: Vec<usize>,
+    /// Element type as the file stored it (`F32`, `I64`, ...).
+    pub dtype: String,
+    /// The values, row-major.
+    pub values: StoredValues,
+}
+
+impl StoredTensor {
+    /// A float32 tensor.
+    pub fn f32(shape: Vec<usize>, values: Vec<f32>) -> Self {
+        Self { shape, dtype: "F32".into(), values: StoredValues::Float(values) }
+    }
+
+    /// An int64 tensor.
+    pub fn i64(shape: Vec<usize>, values: Vec<i64>) -> Self {
+        Self { shape, dtype: "I64".into(), values: StoredValues::Int(values) }
+    }
+}
+
+/// Named tensors in name order.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StateDict {
+    /// The tensors by name.
+    pub tensors: BTreeMap<String, StoredTensor>,
+}
+
+/// The format of the file at `path`, from its first bytes; `None` when it is neither.
+pub fn sniff_format(path: &Path) -> Result<Option<StateDictFormat>> {
+    use std::io::Read;
+    let mut head = [0u8; 9];
+    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let len = f.metadata().map_err(|e| Error::io(path, e))?.len();
+    let n = f.read(&mut head).map_err(|e| Error::io(path, e))?;
+    if n >= 4 && head[..4] == *b"PK\x03\x04" || n >= 2 && head[0] == 0x80 && (2..=5).contains(&head[1]) {
+        return Ok(Some(StateDictFormat::Pytorch));
+    }
+    if n == 9 {
+        let header = u64::from_le_bytes(head[..8].try_into().expect("8 bytes"));
+        if header > 1 && header <= len.saturating_sub(8) && head[8] == b'{' {
+            return Ok(Some(StateDictFormat::Safetensors));
+        }
+    }
+    Ok(None)
+}
+
+impl StateDict {
+    /// Read a `.pth` or `.safetensors` file, whichever its content is.
+    pub fn read(path: &Path) -> Result<StateDict> {
+        match sniff_format(path)? {
+            Some(StateDictFormat::Pytorch) => Self::read_pytorch(path),
+            Some(StateDictFormat::Safetensors) => Self::read_safetensors(path),
+            None => Err(Error::format(path, "neither a PyTorch state dict (.pth) nor a safetensors file")),
+        }
+    }
+
+    /// Read the state dict saved by `torch.save(model.state_dict(), path)` (also accepted:
+    /// a checkpoint dict holding it under `state_dict`).
+    pub fn read_pytorch(path: &Path) -> Result<StateDict> {
+        use burn::store::pytorch_reader::{DType, PytorchReader};
+        let bad = |e: String| Error::format(path, format!("cannot read as a PyTorch file (truncated or corrupt?): {e}"));
+        let reader = PytorchReader::new(path).map_err(|e| bad(e.to_string()))?;
+        let reader = if reader.keys().iter().all(|k| k.starts_with("state_dict.")) && !reader.is_empty() {
+            PytorchReader::with_top_level_key(path, "state_dict").map_err(|e| bad(e.to_string()))?
+        } else {
+            reader
+        };
+        let mut tensors = BTreeMap::new();
+        for (name, t) in reader.tensors() {
+            let bytes = t.read().map_err(|e| bad(e.to_string()))?;
+            let (dtype, values) = match t.dtype() {
+                DType::F32 => ("F32", StoredValues::Float(bytes.chunks_exact(4).map(|b| f32::from_ne_bytes(b.try_into().expect("4"))).collect())),
+                DType::F64 => ("F64", StoredValues::Float(bytes.chunks_exact(8).map(|b| f64::from_ne_bytes(b.try_into().expect("8")) as f32).collect())),
+                DType::F16 => ("F16", StoredValues::Float(bytes.chunks_exact(2).map(|b| half::f16::from_ne_bytes([b[0], b[1]]).to_f32()).collect())),
+                DType::BF16 => ("BF16", StoredValues::Float(bytes.chunks_exact(2).map(|b| half::bf16::from_ne_bytes([b[0], b[1]]).to_f32()).collect())),
+                DType::I64 => ("I64", StoredValues::Int(bytes.chunks_exact(8).map(|b| i64::from_ne_bytes(b.try_into().expect("8"))).collect())),
+                DType::I32 => ("I32", StoredValues::Int(bytes.chunks_exact(4).map(|b| i32::from_ne_bytes(b.try_into().expect("4")) as i64).collect())),
+                other => return Err(Error::format(path, format!("tensor {name} has unsupported element type {other:?}"))),
+            };
+            tensors.insert(name.clone(), StoredTensor { shape: t.shape().to_vec(), dtype: dtype.into(), values });
+        }
+        Ok(StateDict { tensors })
+    }
+
+    /// Read a safetensors file.
+    pub fn read_safetensors(path: &Path) -> Result<StateDict> {
+        use safetensors::{Dtype, SafeTensors};
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let st = SafeTensors::deserialize(&bytes).map_err(|e| Error::format(path, format!("cannot read as safetensors (truncated or corrupt?): {e}")))?;
+        let mut tensors = BTreeMap::new();
+        for (name, view) in st.tensors() {
+            let data = view.data();
+            let (dtype, values) = match view.dtype() {
+                Dtype::F32 => ("F32", StoredValues::Float(data.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().expect("4"))).collect())),
+                Dtype::F64 => ("F64", StoredValues::Float(data.chunks_exact(8).map(|b| f64::from_le_bytes(b.try_into().expect("8")) as f32).collect())),
+                Dtype::F16 => ("F16", StoredValues::Float(data.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect())),
+                Dtype::BF16 => ("BF16", StoredValues::Float(data.chunks_exact(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect())),
+                Dtype::I64 => ("I64", StoredValues::Int(data.chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().expect("8"))).collect())),
+                Dtype::I32 => ("I32", StoredValues::Int(data.chunks_exact(4).map(|b| i32::from_le_bytes(b.try_into().expect("4")) as i64).collect())),
+                other => return Err(Error::format(path, format!("tensor {name} has unsupported element type {other:?}"))),
+            };
+            tensors.insert(name, StoredTensor { shape: view.shape().to_vec(), dtype: dtype.into(), values });
+        }
+        Ok(StateDict { tensors })
+    }
+
+    /// The safetensors encoding of this state dict (float tensors as F32, integer ones as
+    /// I64), with `metadata` in the header.
+    pub fn to_safetensors_bytes(&self, metadata: Option<std::collections::HashMap<String, String>>) -> Result<Vec<u8>> {
+        use safetensors::{Dtype, tensor::TensorView};
+        let buffers: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = self
+            .tensors
+            .iter()
+            .map(|(name, t)| {
+                let (dtype, bytes) = match &t.values {
+                    StoredValues::Float(v) => (Dtype::F32, v.iter().flat_map(|x| x.to_le_bytes()).collect()),
+                    StoredValues::Int(v) => (Dtype::I64, v.iter().flat_map(|x| x.to_le_bytes()).collect()),
+                };
+                (name.clone(), dtype, t.shape.clone(), bytes)
+            })
+            .collect();
+        let views = buffers
+            .iter()
+            .map(|(name, dtype, shape, bytes)| {
+                TensorView::new(*dtype, shape.clone(), bytes).map(|v| (name.clone(), v)).map_err(|e| Error::invalid(format!("tensor {name}: {e}")))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        safetensors::serialize(views, metadata).map_err(|e| Error::invalid(format!("cannot encode safetensors: {e}")))
+    }
+
+    /// Write this state dict as a safetensors file (atomically).
+    pub fn write_safetensors(&self, path: &Path, metadata: Option<std::collections::HashMap<String, String>>) -> Result<()> {
+        write_bytes_atomically(path, &self.to_safetensors_bytes(metadata)?)
+    }
+}
