@@ -6,17 +6,28 @@ use cta2mbf::device::DeviceChoice;
 use cta2mbf::infer::{InferJob, Tiling, TrainedGenerator, infer_cohort, inference_folder_name};
 use cta2mbf::models::NormMode;
 use cta2mbf::train::progress::Progress;
-use std::path::PathBuf;
+use burn::tensor::Device;
+use cta2mbf::infer::predict_case;
+use cta2mbf::io::{NiftiDtype, read_nifti, write_nifti};
+use std::path::{Path, PathBuf};
 
 /// Arguments of `cta2mbf infer`.
 #[derive(Debug, clap::Args)]
 pub struct InferArgs {
-    /// A cta2mbf checkpoint folder, or a run folder (its `latest`).
+    /// A cta2mbf checkpoint folder (or a run folder: its `latest`), a reference PyTorch
+    /// `.pth` state dict, or a safetensors / burnpack file from `cta2mbf export`.
     #[arg(long)]
     pub checkpoint: PathBuf,
     /// Folder of case folders, e.g. ROOT/5.mbf_myocardium.
-    #[arg(long)]
-    pub data_root: PathBuf,
+    #[arg(long, required_unless_present = "input", conflicts_with = "input")]
+    pub data_root: Option<PathBuf>,
+    /// One input CTA (NIfTI) instead of a folder of cases; needs --output.
+    #[arg(long, requires = "output")]
+    pub input: Option<PathBuf>,
+    /// Where to write the prediction for --input (NIfTI, float32, the input's grid unless
+    /// --block is given).
+    #[arg(long, requires = "input")]
+    pub output: Option<PathBuf>,
     /// Normalization mode of the forward passes: train (the block's own statistics) or eval
     /// (the running statistics).
     #[arg(long)]
@@ -58,13 +69,17 @@ pub fn run(args: InferArgs) -> cta2mbf::Result<()> {
     }
     let device = args.device.device()?;
     let model = TrainedGenerator::load(&args.checkpoint, &device)?;
+    if let (Some(input), Some(output)) = (&args.input, &args.output) {
+        return run_single(&model, input, output, &args, &device);
+    }
+    let data_root = args.data_root.clone().expect("clap requires --data-root without --input");
     let block = args.block.unwrap_or(model.crop_size);
     let out = args.out.clone().unwrap_or_else(|| {
-        let root = args.data_root.parent().unwrap_or(std::path::Path::new("."));
+        let root = data_root.parent().unwrap_or(std::path::Path::new("."));
         root.join(inference_folder_name(block, Some(&args.norm_mode.to_string())))
     });
     let job = InferJob {
-        data_root: args.data_root.clone(),
+        data_root,
         pattern: PairPattern { src: args.src.clone(), dst: args.dst.clone(), mask: None },
         out: out.clone(),
         block,
@@ -88,5 +103,18 @@ pub fn run(args: InferArgs) -> cta2mbf::Result<()> {
     if report.written.is_empty() {
         return Err(cta2mbf::Error::invalid("infer: no case could be predicted"));
     }
+    Ok(())
+}
+
+/// `infer --input CTA --output FAKE`: one volume in, its prediction out.
+fn run_single(model: &TrainedGenerator, input: &Path, output: &Path, args: &InferArgs, device: &Device) -> cta2mbf::Result<()> {
+    if args.sliding_window {
+        return Err(cta2mbf::Error::invalid("--sliding-window applies to folders of cases, not to --input"));
+    }
+    let cta = read_nifti(input)?;
+    let fake = predict_case(model, &cta, args.norm_mode, args.block, device);
+    write_nifti(output, &fake, NiftiDtype::F32)?;
+    let s = fake.shape();
+    println!("infer: {} ({} norm mode) {} → {} ({}x{}x{})", model.source.display(), args.norm_mode, input.display(), output.display(), s[0], s[1], s[2]);
     Ok(())
 }

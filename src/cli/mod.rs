@@ -6,6 +6,7 @@ mod connected;
 mod convert;
 mod crop;
 mod demo;
+mod export;
 mod extract;
 mod infer;
 mod info;
@@ -41,6 +42,8 @@ pub enum Command {
     Train(train::TrainArgs),
     /// Run a trained generator over a folder of cases in train or eval norm mode.
     Infer(infer::InferArgs),
+    /// Write a generator as one safetensors or burnpack file with the reference's PyTorch names.
+    Export(export::ExportArgs),
     /// Score inference folders (MAE, MAE in the myocardium, PSNR, SSIM) and compare variants.
     Analyze(analyze::AnalyzeArgs),
     /// PNG slice maps, montages and a browser page of inference folders.
@@ -73,6 +76,7 @@ pub fn run(cli: Cli) -> cta2mbf::Result<()> {
         Command::Info(args) => info::run(args),
         Command::Train(args) => train::run(args),
         Command::Infer(args) => infer::run(args),
+        Command::Export(args) => export::run(args),
         Command::Analyze(args) => analyze::run(args),
         Command::Slicemap(args) => slicemap::run(args),
         Command::Bench(args) => bench::run(args),

@@ -48,24 +48,62 @@ pub struct TrainedGenerator {
     pub crop_size: [usize; 3],
     /// Pad value of its training data.
     pub pad_value: f32,
+    /// Train-mode forward passes its batch norms have counted (PyTorch's
+    /// `num_batches_tracked`; 0 when unknown).
+    pub batches_tracked: i64,
     /// Where it was loaded from.
     pub source: PathBuf,
 }
 
 impl TrainedGenerator {
-    /// Load the generator of a cta2mbf checkpoint folder (or a run folder: its `latest`).
+    /// Load a generator from a cta2mbf checkpoint folder (or a run folder: its `latest`; or
+    /// the `net_G.bpk` inside one), or from one file: a reference `.pth` state dict, or a
+    /// safetensors / burnpack file as `cta2mbf export` writes them (told apart by content).
     pub fn load(path: &Path, device: &Device) -> Result<Self> {
-        let dir = checkpoint::resolve(path)?;
-        let (generator, state) = checkpoint::load_generator(&dir, device)?;
-        let cfg = state.config;
+        let folder = if path.is_dir() {
+            Some(path.to_path_buf())
+        } else if path.file_name().is_some_and(|n| n == checkpoint::NET_G) && path.with_file_name(checkpoint::STATE).is_file() {
+            path.parent().map(Path::to_path_buf)
+        } else {
+            None
+        };
+        if let Some(folder) = folder {
+            let dir = checkpoint::resolve(&folder)?;
+            let (generator, state) = checkpoint::load_generator(&dir, device)?;
+            let cfg = state.config;
+            return Ok(Self {
+                generator,
+                intensity: cfg.intensity,
+                trained_norm_mode: cfg.norm_mode,
+                crop_size: cfg.crop_size,
+                pad_value: cfg.augment.pad_value,
+                batches_tracked: if cfg.norm_mode == NormMode::Train { state.global_step as i64 } else { 0 },
+                source: dir,
+            });
+        }
+        if !path.exists() {
+            return Err(crate::Error::format(path, "no such checkpoint file or folder"));
+        }
+        let (generator, s, _) = crate::interop::load_generator_file(path, device)?;
         Ok(Self {
             generator,
-            intensity: cfg.intensity,
-            trained_norm_mode: cfg.norm_mode,
-            crop_size: cfg.crop_size,
-            pad_value: cfg.augment.pad_value,
-            source: dir,
+            intensity: s.intensity,
+            trained_norm_mode: s.trained_norm_mode,
+            crop_size: s.crop_size,
+            pad_value: s.pad_value,
+            batches_tracked: 0,
+            source: path.to_path_buf(),
         })
+    }
+
+    /// The settings an exported file records.
+    pub fn settings(&self) -> crate::interop::GeneratorSettings {
+        crate::interop::GeneratorSettings {
+            intensity: self.intensity,
+            trained_norm_mode: self.trained_norm_mode,
+            crop_size: self.crop_size,
+            pad_value: self.pad_value,
+        }
     }
 }
 

@@ -5,9 +5,11 @@
 pub mod block;
 pub mod cohort;
 pub mod predict;
+pub mod single;
 pub mod segment;
 
 pub use block::{Tiling, fit_to_block, predict_tiled};
 pub use cohort::{InferJob, InferReport, TrainedGenerator, infer_cohort, inference_folder_name};
 pub use predict::predict_volume;
+pub use single::predict_case;
 pub use segment::{Segmenter, segment_volume};

@@ -3,7 +3,9 @@
 //!
 //! The format of a file is told by its first bytes, not by its extension: a ZIP archive
 //! (`torch.save` since PyTorch 1.6) or a pickle stream (older `torch.save`) is a PyTorch file,
-//! an 8-byte header length followed by a JSON header is safetensors.
+//! an 8-byte header length followed by a JSON header is safetensors, the `BURN` magic is
+//! Burn's burnpack. Text metadata (cta2mbf writes its training settings there) travels in
+//! the safetensors header and the burnpack metadata; `.pth` files carry none.
 
 use crate::error::{Error, Result};
 use crate::io::atomic::write_bytes_atomically;
@@ -17,6 +19,18 @@ pub enum StateDictFormat {
     Pytorch,
     /// A safetensors file.
     Safetensors,
+    /// A Burn burnpack file.
+    Burnpack,
+}
+
+impl std::fmt::Display for StateDictFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            StateDictFormat::Pytorch => "PyTorch",
+            StateDictFormat::Safetensors => "safetensors",
+            StateDictFormat::Burnpack => "burnpack",
+        })
+    }
 }
 
 /// Values of one stored tensor: floating types are widened or narrowed to `f32`, integer
@@ -52,11 +66,13 @@ impl StoredTensor {
     }
 }
 
-/// Named tensors in name order.
+/// Named tensors in name order, with the file's text metadata.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct StateDict {
     /// The tensors by name.
     pub tensors: BTreeMap<String, StoredTensor>,
+    /// Text metadata (safetensors `__metadata__`, burnpack metadata; empty for `.pth`).
+    pub metadata: BTreeMap<String, String>,
 }
 
 /// The format of the file at `path`, from its first bytes; `None` when it is neither.
@@ -66,6 +82,9 @@ pub fn sniff_format(path: &Path) -> Result<Option<StateDictFormat>> {
     let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let len = f.metadata().map_err(|e| Error::io(path, e))?.len();
     let n = f.read(&mut head).map_err(|e| Error::io(path, e))?;
+    if n >= 4 && u32::from_le_bytes(head[..4].try_into().expect("4 bytes")) == burn::store::burn_pack::MAGIC_NUMBER {
+        return Ok(Some(StateDictFormat::Burnpack));
+    }
     if n >= 4 && head[..4] == *b"PK\x03\x04" || n >= 2 && head[0] == 0x80 && (2..=5).contains(&head[1]) {
         return Ok(Some(StateDictFormat::Pytorch));
     }
@@ -84,7 +103,8 @@ impl StateDict {
         match sniff_format(path)? {
             Some(StateDictFormat::Pytorch) => Self::read_pytorch(path),
             Some(StateDictFormat::Safetensors) => Self::read_safetensors(path),
-            None => Err(Error::format(path, "neither a PyTorch state dict (.pth) nor a safetensors file")),
+            Some(StateDictFormat::Burnpack) => Self::read_burnpack(path),
+            None => Err(Error::format(path, "neither a PyTorch state dict (.pth), a safetensors file nor a burnpack file")),
         }
     }
 
@@ -113,7 +133,7 @@ impl StateDict {
             };
             tensors.insert(name.clone(), StoredTensor { shape: t.shape().to_vec(), dtype: dtype.into(), values });
         }
-        Ok(StateDict { tensors })
+        Ok(StateDict { tensors, metadata: BTreeMap::new() })
     }
 
     /// Read a safetensors file.
@@ -135,12 +155,40 @@ impl StateDict {
             };
             tensors.insert(name, StoredTensor { shape: view.shape().to_vec(), dtype: dtype.into(), values });
         }
-        Ok(StateDict { tensors })
+        let metadata = SafeTensors::read_metadata(&bytes)
+            .ok()
+            .and_then(|(_, m)| m.metadata().clone())
+            .map(|m| m.into_iter().collect())
+            .unwrap_or_default();
+        Ok(StateDict { tensors, metadata })
+    }
+
+    /// Read a burnpack file whose tensors carry state-dict names (as `export --format burn`
+    /// writes them).
+    pub fn read_burnpack(path: &Path) -> Result<StateDict> {
+        use burn::store::burn_pack::{DType, Reader};
+        let bad = |e: String| Error::format(path, format!("cannot read as burnpack (truncated or corrupt?): {e}"));
+        let reader = Reader::from_file(path).map_err(|e| bad(format!("{e:?}")))?;
+        let metadata = reader.metadata().clone();
+        let mut tensors = BTreeMap::new();
+        for t in reader.into_tensors().map_err(|e| bad(format!("{e:?}")))? {
+            let name = t.name.clone();
+            let shape = t.shape.to_vec();
+            let bytes = t.to_bytes().map_err(|e| bad(format!("{e:?}")))?;
+            let (dtype, values) = match t.dtype {
+                DType::F32 => ("F32", StoredValues::Float(bytes.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().expect("4"))).collect())),
+                DType::I64 => ("I64", StoredValues::Int(bytes.chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().expect("8"))).collect())),
+                other => return Err(Error::format(path, format!("tensor {name} has unsupported element type {other:?}"))),
+            };
+            tensors.insert(name, StoredTensor { shape, dtype: dtype.into(), values });
+        }
+        Ok(StateDict { tensors, metadata })
     }
 
     /// The safetensors encoding of this state dict (float tensors as F32, integer ones as
-    /// I64), with `metadata` in the header.
-    pub fn to_safetensors_bytes(&self, metadata: Option<std::collections::HashMap<String, String>>) -> Result<Vec<u8>> {
+    /// I64), its metadata in the header.
+    pub fn to_safetensors_bytes(&self) -> Result<Vec<u8>> {
+        let metadata = (!self.metadata.is_empty()).then(|| self.metadata.clone().into_iter().collect::<std::collections::HashMap<_, _>>());
         use safetensors::{Dtype, tensor::TensorView};
         let buffers: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = self
             .tensors
@@ -163,7 +211,30 @@ impl StateDict {
     }
 
     /// Write this state dict as a safetensors file (atomically).
-    pub fn write_safetensors(&self, path: &Path, metadata: Option<std::collections::HashMap<String, String>>) -> Result<()> {
-        write_bytes_atomically(path, &self.to_safetensors_bytes(metadata)?)
+    pub fn write_safetensors(&self, path: &Path) -> Result<()> {
+        write_bytes_atomically(path, &self.to_safetensors_bytes()?)
+    }
+
+    /// Write this state dict as a burnpack file (atomically): the same names, shapes and
+    /// element types, the metadata as burnpack metadata.
+    pub fn write_burnpack(&self, path: &Path) -> Result<()> {
+        use burn::store::burn_pack::{Bytes, DType, Tensor, Writer};
+        let tensors = self
+            .tensors
+            .iter()
+            .map(|(name, t)| {
+                let (dtype, bytes) = match &t.values {
+                    StoredValues::Float(v) => (DType::F32, Bytes::from_elems(v.clone())),
+                    StoredValues::Int(v) => (DType::I64, Bytes::from_elems(v.clone())),
+                };
+                Tensor::new(name.clone(), dtype, t.shape.clone(), None, bytes)
+            })
+            .collect();
+        let mut writer = Writer::new(tensors);
+        for (k, v) in &self.metadata {
+            writer = writer.with_metadata(k, v);
+        }
+        let bytes = writer.into_bytes().map_err(|e| Error::invalid(format!("cannot encode burnpack: {e:?}")))?;
+        write_bytes_atomically(path, &bytes)
     }
 }
