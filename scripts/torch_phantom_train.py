@@ -5,14 +5,14 @@ usage: python scripts/torch_phantom_train.py ROOT/5.mbf_myocardium train|eval SA
 Held out: HELD (comma-separated ids; default 8861616,8877676, the demo's, seed 1). Settings through the environment:
 LR (1e-3), B1 (0.9), NGF (8), UP (transposed|trilinear), CLIP (1: window [-200, 400] HU to
 [-1, 1]; 0: divide by SSC, default 500), WIN (lo,hi: window [lo, hi] HU to [-1, 1], overrides CLIP), DOFF/DSC (target offset 0 / scale 100), LOSS (l1|l2),
-WL1 (weight of a whole-block L1 term, 0), WARM (1: estimate running stats before training).
+WL1 (weight of a whole-block L1 term, 0), CROP (training crop, 32,32,40), WARM (1: estimate running stats before training).
 Prints, per epoch, the training loss and the held-out myocardium MAE in both norm modes.
 """
 import sys, os, math, json, time, numpy as np, nibabel as nib, torch, torch.nn as nn
 torch.manual_seed(0); rng=np.random.default_rng(0)
 root, mode, steps_per_vol, epochs = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 lr0=float(os.environ.get('LR','1e-3')); b1=float(os.environ.get('B1','0.9')); ngf=int(os.environ.get('NGF','8'))
-up=os.environ.get('UP','transposed'); doff=float(os.environ.get('DOFF','0')); dsc=float(os.environ.get('DSC','100')); lossk=os.environ.get('LOSS','l1'); clip=os.environ.get('CLIP','1')=='1'; crop=(32,32,40)
+up=os.environ.get('UP','transposed'); doff=float(os.environ.get('DOFF','0')); dsc=float(os.environ.get('DSC','100')); lossk=os.environ.get('LOSS','l1'); clip=os.environ.get('CLIP','1')=='1'; crop=tuple(int(t) for t in os.environ.get('CROP','32,32,40').split(','))
 held=os.environ.get('HELD','8861616,8877676').split(',')
 def load(p):
     g=lambda n: nib.load(f'{root}/{p}/{n}').get_fdata().astype(np.float32)
@@ -37,27 +37,10 @@ def sample(p):
         st=[ rng.integers(0,n-s+1) if n>=s else -rng.integers(0,s-n+1) for n,s in zip(c.shape,crop)]
     else: st=centred(c.shape,crop)
     return extract(c,st,crop,-1024), extract(b,st,crop,-1024), extract(m,st,crop,0)
-def norm(c): return nn.BatchNorm3d(c)
-def cnr(i,o,k,s,p): return [nn.Conv3d(i,o,k,s,p,bias=False), norm(o), nn.ReLU(True)]
-class Block(nn.Module):
-    def __init__(s,d):
-        super().__init__(); h=d//2
-        s.conv_block=nn.Sequential(*cnr(d,h,1,1,0),*cnr(h,h,3,1,1),*cnr(h,d,1,1,0))
-    def forward(s,x): return x+s.conv_block(x)
-L=cnr(1,ngf,7,1,3)
-for i in range(3): L+=cnr(ngf<<i, ngf<<(i+1),3,2,1)
-d=ngf<<3
-L+=[Block(d) for _ in range(6)]
-for i in range(3):
-    c=d>>i
-    if up=='transposed': L+=[nn.ConvTranspose3d(c,c//2,3,2,1,1,bias=False), norm(c//2), nn.ReLU(True)]
-    else: L+=[nn.Upsample(scale_factor=2,mode='trilinear'), nn.Conv3d(c,c//2,3,1,1,bias=False), norm(c//2), nn.ReLU(True)]
-L+=[nn.Conv3d(ngf,1,7,1,3)]
-G=nn.Sequential(*L)
-for mod in G.modules():
-    if isinstance(mod,(nn.Conv3d,nn.ConvTranspose3d)): nn.init.normal_(mod.weight,0,0.02); 
-    if isinstance(mod,(nn.Conv3d,nn.ConvTranspose3d)) and mod.bias is not None: nn.init.zeros_(mod.bias)
-    if isinstance(mod,nn.BatchNorm3d): nn.init.normal_(mod.weight,1,0.02); nn.init.zeros_(mod.bias)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from reference_generator import ResnetGenerator, init_weights
+G=ResnetGenerator(ngf, 6, 'batch', up)
+init_weights(G)
 opt=torch.optim.Adam(G.parameters(),lr=lr0,betas=(b1,0.999))
 def evaluate(m_mode):
     maes=[]
