@@ -97,6 +97,39 @@ pub fn sniff_format(path: &Path) -> Result<Option<StateDictFormat>> {
     Ok(None)
 }
 
+/// Element types a stored tensor may have.
+#[derive(Debug, Clone, Copy)]
+enum Elem {
+    F32,
+    F64,
+    F16,
+    Bf16,
+    I64,
+    I32,
+}
+
+/// Decode row-major element bytes (little- or big-endian) into values, with the type's name.
+fn decode(elem: Elem, data: &[u8], little: bool) -> (&'static str, StoredValues) {
+    fn words<const N: usize>(data: &[u8], little: bool) -> impl Iterator<Item = [u8; N]> + '_ {
+        data.chunks_exact(N).map(move |b| {
+            let mut w: [u8; N] = b.try_into().expect("chunk of N bytes");
+            if !little {
+                w.reverse();
+            }
+            w
+        })
+    }
+    use StoredValues::{Float, Int};
+    match elem {
+        Elem::F32 => ("F32", Float(words::<4>(data, little).map(f32::from_le_bytes).collect())),
+        Elem::F64 => ("F64", Float(words::<8>(data, little).map(|w| f64::from_le_bytes(w) as f32).collect())),
+        Elem::F16 => ("F16", Float(words::<2>(data, little).map(|w| half::f16::from_le_bytes(w).to_f32()).collect())),
+        Elem::Bf16 => ("BF16", Float(words::<2>(data, little).map(|w| half::bf16::from_le_bytes(w).to_f32()).collect())),
+        Elem::I64 => ("I64", Int(words::<8>(data, little).map(i64::from_le_bytes).collect())),
+        Elem::I32 => ("I32", Int(words::<4>(data, little).map(|w| i32::from_le_bytes(w) as i64).collect())),
+    }
+}
+
 impl StateDict {
     /// Read a `.pth` or `.safetensors` file, whichever its content is.
     pub fn read(path: &Path) -> Result<StateDict> {
@@ -122,15 +155,17 @@ impl StateDict {
         let mut tensors = BTreeMap::new();
         for (name, t) in reader.tensors() {
             let bytes = t.read().map_err(|e| bad(e.to_string()))?;
-            let (dtype, values) = match t.dtype() {
-                DType::F32 => ("F32", StoredValues::Float(bytes.chunks_exact(4).map(|b| f32::from_ne_bytes(b.try_into().expect("4"))).collect())),
-                DType::F64 => ("F64", StoredValues::Float(bytes.chunks_exact(8).map(|b| f64::from_ne_bytes(b.try_into().expect("8")) as f32).collect())),
-                DType::F16 => ("F16", StoredValues::Float(bytes.chunks_exact(2).map(|b| half::f16::from_ne_bytes([b[0], b[1]]).to_f32()).collect())),
-                DType::BF16 => ("BF16", StoredValues::Float(bytes.chunks_exact(2).map(|b| half::bf16::from_ne_bytes([b[0], b[1]]).to_f32()).collect())),
-                DType::I64 => ("I64", StoredValues::Int(bytes.chunks_exact(8).map(|b| i64::from_ne_bytes(b.try_into().expect("8"))).collect())),
-                DType::I32 => ("I32", StoredValues::Int(bytes.chunks_exact(4).map(|b| i32::from_ne_bytes(b.try_into().expect("4")) as i64).collect())),
+            let elem = match t.dtype() {
+                DType::F32 => Elem::F32,
+                DType::F64 => Elem::F64,
+                DType::F16 => Elem::F16,
+                DType::BF16 => Elem::Bf16,
+                DType::I64 => Elem::I64,
+                DType::I32 => Elem::I32,
                 other => return Err(Error::format(path, format!("tensor {name} has unsupported element type {other:?}"))),
             };
+            // The reader hands out native-endian bytes.
+            let (dtype, values) = decode(elem, &bytes, cfg!(target_endian = "little"));
             tensors.insert(name.clone(), StoredTensor { shape: t.shape().to_vec(), dtype: dtype.into(), values });
         }
         Ok(StateDict { tensors, metadata: BTreeMap::new() })
@@ -143,16 +178,16 @@ impl StateDict {
         let st = SafeTensors::deserialize(&bytes).map_err(|e| Error::format(path, format!("cannot read as safetensors (truncated or corrupt?): {e}")))?;
         let mut tensors = BTreeMap::new();
         for (name, view) in st.tensors() {
-            let data = view.data();
-            let (dtype, values) = match view.dtype() {
-                Dtype::F32 => ("F32", StoredValues::Float(data.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().expect("4"))).collect())),
-                Dtype::F64 => ("F64", StoredValues::Float(data.chunks_exact(8).map(|b| f64::from_le_bytes(b.try_into().expect("8")) as f32).collect())),
-                Dtype::F16 => ("F16", StoredValues::Float(data.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect())),
-                Dtype::BF16 => ("BF16", StoredValues::Float(data.chunks_exact(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect())),
-                Dtype::I64 => ("I64", StoredValues::Int(data.chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().expect("8"))).collect())),
-                Dtype::I32 => ("I32", StoredValues::Int(data.chunks_exact(4).map(|b| i32::from_le_bytes(b.try_into().expect("4")) as i64).collect())),
+            let elem = match view.dtype() {
+                Dtype::F32 => Elem::F32,
+                Dtype::F64 => Elem::F64,
+                Dtype::F16 => Elem::F16,
+                Dtype::BF16 => Elem::Bf16,
+                Dtype::I64 => Elem::I64,
+                Dtype::I32 => Elem::I32,
                 other => return Err(Error::format(path, format!("tensor {name} has unsupported element type {other:?}"))),
             };
+            let (dtype, values) = decode(elem, view.data(), true);
             tensors.insert(name, StoredTensor { shape: view.shape().to_vec(), dtype: dtype.into(), values });
         }
         let metadata = SafeTensors::read_metadata(&bytes)
@@ -175,11 +210,12 @@ impl StateDict {
             let name = t.name.clone();
             let shape = t.shape.to_vec();
             let bytes = t.to_bytes().map_err(|e| bad(format!("{e:?}")))?;
-            let (dtype, values) = match t.dtype {
-                DType::F32 => ("F32", StoredValues::Float(bytes.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().expect("4"))).collect())),
-                DType::I64 => ("I64", StoredValues::Int(bytes.chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().expect("8"))).collect())),
+            let elem = match t.dtype {
+                DType::F32 => Elem::F32,
+                DType::I64 => Elem::I64,
                 other => return Err(Error::format(path, format!("tensor {name} has unsupported element type {other:?}"))),
             };
+            let (dtype, values) = decode(elem, &bytes, true);
             tensors.insert(name, StoredTensor { shape, dtype: dtype.into(), values });
         }
         Ok(StateDict { tensors, metadata })
