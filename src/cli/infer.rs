@@ -1,4 +1,5 @@
-//! `cta2mbf infer`: run a trained generator over a folder of cases in a chosen norm mode.
+//! `cta2mbf infer`: run a trained generator over a folder of cases, or over one volume
+//! (`--input`/`--output`), in a chosen norm mode.
 
 use super::parse_size;
 use cta2mbf::data::PairPattern;

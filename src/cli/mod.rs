@@ -40,7 +40,7 @@ pub enum Command {
     Info(info::InfoArgs),
     /// Train a CTA→MBF generator (pix2pix-style) from a JSON config.
     Train(train::TrainArgs),
-    /// Run a trained generator over a folder of cases in train or eval norm mode.
+    /// Run a trained generator (cta2mbf checkpoint, reference .pth, exported file) over a folder of cases or one volume, in train or eval norm mode.
     Infer(infer::InferArgs),
     /// Write a generator as one safetensors or burnpack file with the reference's PyTorch names.
     Export(export::ExportArgs),
