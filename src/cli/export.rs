@@ -27,7 +27,7 @@ pub fn run(args: ExportArgs) -> cta2mbf::Result<()> {
     let device = DeviceChoice::Cpu.device()?;
     let model = TrainedGenerator::load(&args.checkpoint, &device)?;
     let c = &model.generator.config;
-    export_generator(&model.generator, &model.settings(), model.batches_tracked, args.format, &args.out)?;
+    export_generator(&model.generator, &model.settings, model.batches_tracked, args.format, &args.out)?;
     println!(
         "export: {} (ngf {}, {} blocks, {:?} norm, {:?} up-sampling) → {} ({:?})",
         model.source.display(),

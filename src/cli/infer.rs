@@ -74,7 +74,7 @@ pub fn run(args: InferArgs) -> cta2mbf::Result<()> {
         return run_single(&model, input, output, &args, &device);
     }
     let data_root = args.data_root.clone().expect("clap requires --data-root without --input");
-    let block = args.block.unwrap_or(model.crop_size);
+    let block = args.block.unwrap_or(model.settings.crop_size);
     let out = args.out.clone().unwrap_or_else(|| {
         let root = data_root.parent().unwrap_or(std::path::Path::new("."));
         root.join(inference_folder_name(block, Some(&args.norm_mode.to_string())))

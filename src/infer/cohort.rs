@@ -3,8 +3,9 @@
 //! `<out>/<pid>/` with the block's true geometry (DESIGN §6).
 
 use super::block::{Tiling, fit_to_block, predict_tiled};
-use crate::data::{IntensityMap, PairPattern, PairedDataset};
+use crate::data::{PairPattern, PairedDataset};
 use crate::error::{Error, Result};
+use crate::interop::GeneratorSettings;
 use crate::io::atomic::write_bytes_atomically;
 use crate::io::nifti::{NiftiDtype, lossless_dtype, read_nifti, write_nifti};
 use crate::models::{Generator, NormMode};
@@ -40,14 +41,9 @@ pub fn inference_folder_name(block: [usize; 3], suffix: Option<&str>) -> String 
 pub struct TrainedGenerator {
     /// The network.
     pub generator: Generator,
-    /// Image ↔ network intensity mapping it was trained with.
-    pub intensity: IntensityMap,
-    /// Norm mode it was trained in.
-    pub trained_norm_mode: NormMode,
-    /// Its training crop, the default inference block.
-    pub crop_size: [usize; 3],
-    /// Pad value of its training data.
-    pub pad_value: f32,
+    /// How it was trained: intensity mapping, norm mode, crop (the default inference block),
+    /// pad value.
+    pub settings: GeneratorSettings,
     /// Train-mode forward passes its batch norms have counted (PyTorch's
     /// `num_batches_tracked`; 0 when unknown).
     pub batches_tracked: i64,
@@ -73,10 +69,12 @@ impl TrainedGenerator {
             let cfg = state.config;
             return Ok(Self {
                 generator,
-                intensity: cfg.intensity,
-                trained_norm_mode: cfg.norm_mode,
-                crop_size: cfg.crop_size,
-                pad_value: cfg.augment.pad_value,
+                settings: GeneratorSettings {
+                    intensity: cfg.intensity,
+                    trained_norm_mode: cfg.norm_mode,
+                    crop_size: cfg.crop_size,
+                    pad_value: cfg.augment.pad_value,
+                },
                 batches_tracked: if cfg.norm_mode == NormMode::Train { state.global_step as i64 } else { 0 },
                 source: dir,
             });
@@ -84,26 +82,8 @@ impl TrainedGenerator {
         if !path.exists() {
             return Err(crate::Error::format(path, "no such checkpoint file or folder"));
         }
-        let (generator, s, _) = crate::interop::load_generator_file(path, device)?;
-        Ok(Self {
-            generator,
-            intensity: s.intensity,
-            trained_norm_mode: s.trained_norm_mode,
-            crop_size: s.crop_size,
-            pad_value: s.pad_value,
-            batches_tracked: 0,
-            source: path.to_path_buf(),
-        })
-    }
-
-    /// The settings an exported file records.
-    pub fn settings(&self) -> crate::interop::GeneratorSettings {
-        crate::interop::GeneratorSettings {
-            intensity: self.intensity,
-            trained_norm_mode: self.trained_norm_mode,
-            crop_size: self.crop_size,
-            pad_value: self.pad_value,
-        }
+        let (generator, settings) = crate::interop::load_generator_file(path, device)?;
+        Ok(Self { generator, settings, batches_tracked: 0, source: path.to_path_buf() })
     }
 }
 
@@ -188,14 +168,14 @@ pub fn infer_cohort(
     let total = pairs.len();
     for (i, pair) in pairs.iter().enumerate() {
         let result = (|| -> Result<()> {
-            let src = fit_to_block(&read_nifti(&pair.src)?, job.block, job.tiling, model.pad_value);
-            let dst = fit_to_block(&read_nifti(&pair.dst)?, job.block, job.tiling, model.pad_value);
+            let src = fit_to_block(&read_nifti(&pair.src)?, job.block, job.tiling, model.settings.pad_value);
+            let dst = fit_to_block(&read_nifti(&pair.dst)?, job.block, job.tiling, model.settings.pad_value);
             if !src.same_grid(&dst, 1e-3) {
                 return Err(Error::format(&pair.dst, format!("grid {:?} does not match {}", dst.shape(), pair.src.display())));
             }
             // A fresh copy per case: train-mode passes must not carry statistics across cases.
             let g = model.generator.valid();
-            let fake = predict_tiled(&g, &src, job.block, job.tiling, job.mode, &model.intensity, device);
+            let fake = predict_tiled(&g, &src, job.block, job.tiling, job.mode, &model.settings.intensity, device);
             let dir = job.out.join(&pair.pid);
             write_nifti(dir.join(files::REAL_A), &src, lossless_dtype(&src))?;
             write_nifti(dir.join(files::REAL_B), &dst, lossless_dtype(&dst))?;
@@ -209,7 +189,7 @@ pub fn infer_cohort(
     }
     let manifest = Manifest {
         checkpoint: &model.source,
-        trained_norm_mode: model.trained_norm_mode,
+        trained_norm_mode: model.settings.trained_norm_mode,
         norm_mode: job.mode,
         block: job.block,
         tiling: job.tiling,

@@ -15,13 +15,13 @@ use burn::tensor::Device;
 /// In train mode the batch statistics are those of the (padded) volume.
 pub fn predict_case(model: &TrainedGenerator, input: &Volume, mode: NormMode, block: Option<[usize; 3]>, device: &Device) -> Volume {
     let input = match block {
-        Some(b) => fit_to_block(input, b, Tiling::Centred, model.pad_value),
+        Some(b) => fit_to_block(input, b, Tiling::Centred, model.settings.pad_value),
         None => input.clone(),
     };
     let shape = input.shape();
     let m = Generator::SIZE_MULTIPLE;
     let padded = shape.map(|n| n.div_ceil(m) * m);
-    let src = if padded == shape { input } else { input.extract([0, 0, 0], padded, model.pad_value) };
-    let pred = predict_volume(&model.generator, &src, mode, &model.intensity, device);
+    let src = if padded == shape { input } else { input.extract([0, 0, 0], padded, model.settings.pad_value) };
+    let pred = predict_volume(&model.generator, &src, mode, &model.settings.intensity, device);
     if padded == shape { pred } else { pred.extract([0, 0, 0], shape, 0.0) }
 }

@@ -3,7 +3,7 @@
 //! (those, and the reference's `.pth` state dicts).
 
 use super::generator_layout::{generator_from_state_dict, state_dict_from_generator};
-use super::state_dict::{StateDict, StateDictFormat, sniff_format};
+use super::state_dict::StateDict;
 use crate::data::IntensityMap;
 use crate::error::{Error, Result};
 use crate::models::{Generator, NormMode};
@@ -57,15 +57,14 @@ impl std::str::FromStr for ExportFormat {
 
 /// Load the generator stored in one file (`.pth`, safetensors or burnpack, told apart by
 /// content), with its settings: those in the file's metadata, else the reference's.
-pub fn load_generator_file(path: &Path, device: &Device) -> Result<(Generator, GeneratorSettings, StateDictFormat)> {
-    let format = sniff_format(path)?.ok_or_else(|| Error::format(path, "neither a PyTorch state dict (.pth), a safetensors file nor a burnpack file"))?;
+pub fn load_generator_file(path: &Path, device: &Device) -> Result<(Generator, GeneratorSettings)> {
     let sd = StateDict::read(path)?;
     let generator = generator_from_state_dict(&sd, path, device)?;
     let settings = match sd.metadata.get(SETTINGS_KEY) {
         Some(json) => serde_json::from_str(json).map_err(|e| Error::format(path, format!("unreadable {SETTINGS_KEY} metadata: {e}")))?,
         None => GeneratorSettings::reference(),
     };
-    Ok((generator, settings, format))
+    Ok((generator, settings))
 }
 
 /// Write `generator` to `out` in `format`, under the reference's names, with `settings` in
