@@ -8,7 +8,7 @@ use crate::models::generator::N_DOWNSAMPLING;
 use crate::models::init::Initializer;
 use crate::models::{Generator, GeneratorConfig, NormKind, UpsampleKind};
 use burn::store::ModuleSnapshot;
-use burn::store::burn_pack::{Bytes, DType, Tensor as PackTensor};
+use burn::store::burn_pack::Tensor as PackTensor;
 use burn::tensor::Device;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -95,10 +95,7 @@ pub fn generator_from_state_dict(sd: &StateDict, path: &Path, device: &Device) -
             None => missing.push(format!("{torch} {want:?}")),
             Some(t) if &t.shape != want => misshaped.push(format!("{torch} is {:?}, expected {want:?}", t.shape)),
             Some(StoredTensor { values: StoredValues::Int(_), dtype, .. }) => misshaped.push(format!("{torch} has integer type {dtype}, expected a float tensor")),
-            Some(StoredTensor { values: StoredValues::Float(v), .. }) => {
-                let bytes = Bytes::from_elems(v.clone());
-                tensors.push(PackTensor::new(burn.clone(), DType::F32, want.clone(), None, bytes));
-            }
+            Some(t) => tensors.push(t.to_pack(burn)),
         }
     }
     let known: BTreeSet<&str> = names.iter().map(|(_, t)| t.as_str()).collect();
@@ -138,15 +135,11 @@ pub fn state_dict_from_generator(g: &Generator, batches_tracked: i64) -> Result<
     let mut sd = StateDict::default();
     for (burn, torch) in g.torch_names() {
         let t = by_path.get(&burn).ok_or_else(|| Error::invalid(format!("generator has no parameter {burn}")))?;
-        let bytes = t.to_bytes().map_err(|e| Error::invalid(format!("cannot read parameter {burn}: {e:?}")))?;
-        let values: Vec<f32> = match t.dtype {
-            DType::F32 => bytes.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().expect("4"))).collect(),
-            other => return Err(Error::invalid(format!("parameter {burn} has type {other:?}, expected F32"))),
-        };
+        let stored = StoredTensor::from_pack(t).map_err(Error::invalid)?;
         if let Some(prefix) = torch.strip_suffix(".running_mean") {
             sd.tensors.insert(format!("{prefix}.{NUM_BATCHES_TRACKED}"), StoredTensor::i64(vec![], vec![batches_tracked]));
         }
-        sd.tensors.insert(torch, StoredTensor::f32(t.shape.to_vec(), values));
+        sd.tensors.insert(torch, stored);
     }
     Ok(sd)
 }

@@ -9,6 +9,7 @@
 
 use crate::error::{Error, Result};
 use crate::io::atomic::write_bytes_atomically;
+use burn::store::burn_pack::{Bytes, DType as PackDType, Tensor as PackTensor};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -63,6 +64,28 @@ impl StoredTensor {
     /// An int64 tensor.
     pub fn i64(shape: Vec<usize>, values: Vec<i64>) -> Self {
         Self { shape, dtype: "I64".into(), values: StoredValues::Int(values) }
+    }
+
+    /// The values of a burnpack tensor (a module snapshot or a burnpack file's entry), which
+    /// must be F32 or I64; the error says what it is otherwise.
+    pub fn from_pack(t: &PackTensor) -> std::result::Result<Self, String> {
+        let elem = match t.dtype {
+            PackDType::F32 => Elem::F32,
+            PackDType::I64 => Elem::I64,
+            other => return Err(format!("tensor {} has unsupported element type {other:?}", t.name)),
+        };
+        let bytes = t.to_bytes().map_err(|e| format!("cannot read tensor {}: {e:?}", t.name))?;
+        let (dtype, values) = decode(elem, &bytes, true);
+        Ok(Self { shape: t.shape.to_vec(), dtype: dtype.into(), values })
+    }
+
+    /// This tensor as a burnpack tensor named `name` (F32 or I64).
+    pub fn to_pack(&self, name: &str) -> PackTensor {
+        let (dtype, bytes) = match &self.values {
+            StoredValues::Float(v) => (PackDType::F32, Bytes::from_elems(v.clone())),
+            StoredValues::Int(v) => (PackDType::I64, Bytes::from_elems(v.clone())),
+        };
+        PackTensor::new(name.to_string(), dtype, self.shape.clone(), None, bytes)
     }
 }
 
@@ -201,22 +224,13 @@ impl StateDict {
     /// Read a burnpack file whose tensors carry state-dict names (as `export --format burn`
     /// writes them).
     pub fn read_burnpack(path: &Path) -> Result<StateDict> {
-        use burn::store::burn_pack::{DType, Reader};
         let bad = |e: String| Error::format(path, format!("cannot read as burnpack (truncated or corrupt?): {e}"));
-        let reader = Reader::from_file(path).map_err(|e| bad(format!("{e:?}")))?;
+        let reader = burn::store::burn_pack::Reader::from_file(path).map_err(|e| bad(format!("{e:?}")))?;
         let metadata = reader.metadata().clone();
         let mut tensors = BTreeMap::new();
         for t in reader.into_tensors().map_err(|e| bad(format!("{e:?}")))? {
-            let name = t.name.clone();
-            let shape = t.shape.to_vec();
-            let bytes = t.to_bytes().map_err(|e| bad(format!("{e:?}")))?;
-            let elem = match t.dtype {
-                DType::F32 => Elem::F32,
-                DType::I64 => Elem::I64,
-                other => return Err(Error::format(path, format!("tensor {name} has unsupported element type {other:?}"))),
-            };
-            let (dtype, values) = decode(elem, &bytes, true);
-            tensors.insert(name, StoredTensor { shape, dtype: dtype.into(), values });
+            let stored = StoredTensor::from_pack(&t).map_err(|e| Error::format(path, e))?;
+            tensors.insert(t.name, stored);
         }
         Ok(StateDict { tensors, metadata })
     }
@@ -254,18 +268,8 @@ impl StateDict {
     /// Write this state dict as a burnpack file (atomically): the same names, shapes and
     /// element types, the metadata as burnpack metadata.
     pub fn write_burnpack(&self, path: &Path) -> Result<()> {
-        use burn::store::burn_pack::{Bytes, DType, Tensor, Writer};
-        let tensors = self
-            .tensors
-            .iter()
-            .map(|(name, t)| {
-                let (dtype, bytes) = match &t.values {
-                    StoredValues::Float(v) => (DType::F32, Bytes::from_elems(v.clone())),
-                    StoredValues::Int(v) => (DType::I64, Bytes::from_elems(v.clone())),
-                };
-                Tensor::new(name.clone(), dtype, t.shape.clone(), None, bytes)
-            })
-            .collect();
+        use burn::store::burn_pack::Writer;
+        let tensors = self.tensors.iter().map(|(name, t)| t.to_pack(name)).collect();
         let mut writer = Writer::new(tensors);
         for (k, v) in &self.metadata {
             writer = writer.with_metadata(k, v);
