@@ -39,8 +39,6 @@ pub struct Tissue {
     pub label: u8,
     /// For myocardium: relative flow (1 = normal, down to the defects' flow fraction).
     pub flow: f64,
-    /// For myocardium: CTA attenuation drop from the defects, HU.
-    pub hu_drop: f64,
 }
 
 impl Default for Tissue {
@@ -51,10 +49,10 @@ impl Default for Tissue {
 
 impl Tissue {
     fn of(class: TissueClass) -> Self {
-        Tissue { class, label: 0, flow: 1.0, hu_drop: 0.0 }
+        Tissue { class, label: 0, flow: 1.0 }
     }
     fn labelled(class: TissueClass, label: u8) -> Self {
-        Tissue { class, label, flow: 1.0, hu_drop: 0.0 }
+        Tissue { class, label, flow: 1.0 }
     }
 }
 
@@ -71,8 +69,6 @@ pub struct Defect {
     pub start_fraction: f64,
     /// Flow in the defect core relative to normal (0.2–0.6).
     pub flow_fraction: f64,
-    /// CTA attenuation drop in the defect core, HU (10–30).
-    pub cta_drop_hu: f64,
 }
 
 /// Shape parameters of one patient (world LPS millimetres).
@@ -149,14 +145,12 @@ impl Anatomy {
         for _ in 0..n_defects {
             let (name, angle) = territories.remove(rng.random_range(0..territories.len()));
             let flow_fraction: f64 = rng.random_range(0.2..0.6);
-            let severity = (0.6 - flow_fraction) / 0.4;
             defects.push(Defect {
                 territory: name.to_string(),
                 center_angle_deg: angle + rng.random_range(-20.0..20.0),
                 half_width_deg: rng.random_range(35.0..65.0),
                 start_fraction: rng.random_range(0.15..0.55),
                 flow_fraction,
-                cta_drop_hu: 10.0 + 20.0 * severity,
             });
         }
         let body_center = [heart_center[0] - 20.0 + rng.random_range(-5.0..5.0), heart_center[1] + 28.0 + rng.random_range(-5.0..5.0)];
@@ -209,18 +203,16 @@ impl Anatomy {
         ((d[0] / axes[0]).powi(2) + (d[1] / axes[1]).powi(2) + (d[2] / axes[2]).powi(2)).sqrt()
     }
 
-    /// Myocardial flow factor and CTA drop of the defects at heart-frame angle and level.
-    fn perfusion(&self, theta: f64, level: f64) -> (f64, f64) {
+    /// Myocardial flow factor (relative to normal) at heart-frame angle and level.
+    fn perfusion(&self, theta: f64, level: f64) -> f64 {
         let mut flow = 1.0 + 0.06 * (2.0 * theta + self.flow_phase).sin();
-        let mut drop = 0.0;
         for d in &self.defects {
             let off = wrap_angle(theta - d.center_angle_deg.to_radians()).abs().to_degrees();
             let w = smoothstep(d.half_width_deg + 12.0, d.half_width_deg - 12.0, off)
                 * smoothstep(d.start_fraction - 0.08, d.start_fraction + 0.08, level);
             flow *= 1.0 - (1.0 - d.flow_fraction) * w;
-            drop += d.cta_drop_hu * w;
         }
-        (flow, drop)
+        flow
     }
 
     /// The tissue at world point `p`.
@@ -241,8 +233,8 @@ impl Anatomy {
         }
         if above_base && outer < 1.0 {
             let level = (u + self.base_offset) / (outer_len + self.base_offset);
-            let (flow, hu_drop) = self.perfusion(theta, level);
-            return Tissue { class: TissueClass::Myocardium, label: 6, flow, hu_drop };
+            let flow = self.perfusion(theta, level);
+            return Tissue { class: TissueClass::Myocardium, label: 6, flow };
         }
         // Right ventricle: a crescent on the septal side, wrapped around the LV.
         let rv_c = [-4.0 * k, self.lv_radius + 4.0 * k, 0.0];

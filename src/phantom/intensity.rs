@@ -17,6 +17,12 @@ pub enum Modality {
     Bf,
 }
 
+/// Fraction of the arterial enhancement that myocardium with no flow would show (the
+/// blood and extracellular space of the muscle itself).
+pub const UPTAKE_AT_ZERO_FLOW: f64 = 0.03;
+/// Rise of that fraction per ml/100 g/min of local flow (0.14 more at 250).
+pub const UPTAKE_PER_FLOW: f64 = 0.14 / 250.0;
+
 /// Per-patient contrast and flow parameters.
 #[derive(Debug, Clone, Serialize)]
 pub struct Contrast {
@@ -26,8 +32,9 @@ pub struct Contrast {
     pub blood_right_hu: f64,
     /// Normal myocardial flow, ml/100 g/min (100–250).
     pub mbf_normal: f64,
-    /// CTA attenuation of normally perfused myocardium, HU (about 70–120): its enhancement
-    /// over 40 HU is a flow-dependent fraction of the left-heart blood's.
+    /// This patient's deviation from the cohort's uptake fraction (±0.003).
+    pub uptake_offset: f64,
+    /// CTA attenuation of normally perfused myocardium, HU (about 75–110).
     pub myocardium_hu: f64,
     /// Attenuation of fat, HU.
     pub fat_hu: f64,
@@ -36,24 +43,33 @@ pub struct Contrast {
 }
 
 impl Contrast {
-    /// Random parameters: blood 310–480 HU; the myocardium's enhancement over 40 HU is
-    /// 10–18 % of the left-heart blood's, rising with the normal flow (iodine reaches the
-    /// muscle in proportion to flow and to the arterial concentration). Flow is thus visible
-    /// on the CTA both in absolute HU and relative to the blood pool, as in real CTA, where
-    /// myocardium-to-blood-pool attenuation ratios track perfusion.
+    /// Random parameters. Left-heart blood is 380–460 HU (a bolus-tracked scan starts at a
+    /// fixed aortic threshold, so the arterial level varies little). The myocardium's
+    /// enhancement over 40 HU is a fraction of the arterial enhancement that rises with the
+    /// local flow ([`Contrast::myocardium_cta_hu`]: iodine reaches the muscle in proportion
+    /// to flow), so normal muscle, the ±6 % flow variation and the defects all show on the
+    /// CTA through the flow they carry, as hypo-attenuation does in real first-pass CTA.
     pub fn random(rng: &mut impl Rng) -> Contrast {
         let mbf_normal = rng.random_range(100.0..250.0);
-        let blood_left_hu = rng.random_range(360.0..480.0);
-        let enhancement_fraction = 0.10 + 0.08 * (mbf_normal - 100.0) / 150.0 + rng.random_range(-0.005..0.005);
-        let myocardium_hu = 40.0 + (blood_left_hu - 40.0) * enhancement_fraction;
-        Contrast {
+        let blood_left_hu = rng.random_range(380.0..460.0);
+        let mut contrast = Contrast {
             blood_left_hu,
             blood_right_hu: rng.random_range(310.0..420.0),
             mbf_normal,
-            myocardium_hu,
+            uptake_offset: rng.random_range(-0.003..0.003),
+            myocardium_hu: 0.0,
             fat_hu: rng.random_range(-110.0..-90.0),
             lung_hu: rng.random_range(-870.0..-830.0),
-        }
+        };
+        contrast.myocardium_hu = contrast.myocardium_cta_hu(mbf_normal);
+        contrast
+    }
+
+    /// CTA attenuation of myocardium perfused at `mbf` ml/100 g/min: 40 HU plus the
+    /// arterial enhancement times the uptake fraction at that flow.
+    pub fn myocardium_cta_hu(&self, mbf: f64) -> f64 {
+        let uptake = UPTAKE_AT_ZERO_FLOW + UPTAKE_PER_FLOW * mbf + self.uptake_offset;
+        40.0 + (self.blood_left_hu - 40.0) * uptake
     }
 
     /// The noise-free value of `tissue` in `modality`.
@@ -84,7 +100,7 @@ impl Contrast {
             (BloodLeft, Avg) => 0.5 * self.blood_left_hu,
             (BloodRight, Avg) => 0.5 * self.blood_right_hu,
             (BloodLeft | BloodRight, Bf) => 30.0,
-            (Myocardium, Cta) => self.myocardium_hu - tissue.hu_drop,
+            (Myocardium, Cta) => self.myocardium_cta_hu(self.mbf_normal * tissue.flow),
             (Myocardium, Mip) => 60.0 + 0.45 * self.mbf_normal * tissue.flow,
             (Myocardium, Avg) => 45.0 + 0.2 * self.mbf_normal * tissue.flow,
             (Myocardium, Bf) => self.mbf_normal * tissue.flow,
