@@ -1,7 +1,9 @@
 //! Slice maps of an inference folder (DESIGN §7): every axial slice of `real_a` (grey),
 //! `real_b` and `fake_b` (jet) as PNG under `<out>/<pid>/{real_a,real_b,fake_b}/x_<i>.png`,
 //! one montage per case (real_a | real_b | fake_b | |error|) and an `index.html` that browses
-//! variants, cases and slices with the scores of each case.
+//! variants, cases and slices with the scores of each case. The |error| panel covers only
+//! the voxels where MBF was measured (`real_b` > 0, the myocardium): elsewhere `real_b` holds
+//! the −1024 fill, so an error there would only show how far the prediction is from it.
 
 use super::colormap::Window;
 use super::report::VariantScores;
@@ -58,6 +60,11 @@ pub fn most_myocardium_slice(real_b: &Array3<f32>) -> usize {
     }
 }
 
+/// |fake − real| where `real` was measured (> 0), 0 elsewhere.
+pub fn measured_error(fake: &Array3<f32>, real: &Array3<f32>) -> Array3<f32> {
+    ndarray::Zip::from(fake).and(real).map_collect(|&f, &r| if r > 0.0 { (f - r).abs() } else { 0.0 })
+}
+
 /// Panels side by side, each enlarged `zoom` times (nearest), separated by 2 black pixels.
 pub fn montage(panels: &[RgbImage], zoom: usize) -> RgbImage {
     let gap = 2;
@@ -94,7 +101,7 @@ pub fn write_case(case: &Path, out: &Path, windows: &SlicemapWindows) -> Result<
         }
     }
     let z = most_myocardium_slice(&volumes[1]);
-    let error = (&volumes[2] - &volumes[1]).mapv(f32::abs);
+    let error = measured_error(&volumes[2], &volumes[1]);
     let error_window = Window { width: windows.dst.width, level: windows.dst.width / 2.0 };
     let mut panels: Vec<RgbImage> = LAYERS.iter().zip(&volumes).map(|((_, map), v)| axial_slice(v, z, window_of(*map), *map)).collect();
     panels.push(axial_slice(&error, z, error_window, ColorMap::Jet));
@@ -254,6 +261,13 @@ mod tests {
         v[[1, 0, 3]] = 50.0;
         v[[2, 0, 3]] = 60.0;
         assert_eq!(most_myocardium_slice(&v), 3);
+    }
+
+    #[test]
+    fn error_is_drawn_only_where_mbf_was_measured() {
+        let real = Array3::from_shape_vec((3, 1, 1), vec![-1024.0f32, 120.0, 0.0]).unwrap();
+        let fake = Array3::from_shape_vec((3, 1, 1), vec![90.0f32, 100.0, 30.0]).unwrap();
+        assert_eq!(measured_error(&fake, &real).into_raw_vec_and_offset().0, vec![0.0, 20.0, 0.0]);
     }
 
     #[test]
