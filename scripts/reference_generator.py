@@ -31,17 +31,18 @@ class ResnetBlock(nn.Module):
 
 class ResnetGenerator(nn.Module):
     """conv 7^3, 3 stride-2 convs, n_blocks bottleneck blocks, 3 transposed convs (or trilinear
-    x2 + conv 3^3), conv 7^3 with bias; input and output (batch, 1, x, y, z)."""
+    x2 + conv 3^3), conv 7^3 with bias; input and output (batch, 1, x, y, z). `n_down` other
+    than 3 (not DESIGN §4's layout) is for experiments only."""
 
-    def __init__(self, ngf=32, n_blocks=6, norm="batch", upsample="transposed"):
+    def __init__(self, ngf=32, n_blocks=6, norm="batch", upsample="transposed", n_down=3):
         super().__init__()
         nl = {"batch": nn.BatchNorm3d, "instance": nn.InstanceNorm3d, "none": None}[norm]
         layers = _conv_norm_relu(1, ngf, 7, 1, 3, nl)
-        for i in range(3):
+        for i in range(n_down):
             layers += _conv_norm_relu(ngf << i, ngf << (i + 1), 3, 2, 1, nl)
-        d = ngf << 3
+        d = ngf << n_down
         layers += [ResnetBlock(d, nl) for _ in range(n_blocks)]
-        for i in range(3):
+        for i in range(n_down):
             c = d >> i
             if upsample == "transposed":
                 layers += [nn.ConvTranspose3d(c, c // 2, 3, 2, 1, 1, bias=nl is not nn.BatchNorm3d)]

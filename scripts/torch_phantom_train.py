@@ -6,6 +6,9 @@ Held out: HELD (comma-separated ids; default 8861616,8877676, the demo's, seed 1
 LR (1e-3), B1 (0.9), NGF (8), UP (transposed|trilinear), CLIP (1: window [-200, 400] HU to
 [-1, 1]; 0: divide by SSC, default 500), WIN (lo,hi: window [lo, hi] HU to [-1, 1], overrides CLIP), DOFF/DSC (target offset 0 / scale 100), LOSS (l1|l2),
 WL1 (weight of a whole-block L1 term, 0), CROP (training crop, 32,32,40), WARM (1: estimate running stats before training).
+Probes of what the network can learn in the budget: NDOWN (stride-2 convs, 3 as DESIGN §4),
+ARCH (resnet, or linear: a single 5^3 conv), ORACLE (1: the target inside the myocardium is
+replaced by 115 + 3 x (CTA clipped to [-200, 500] - 90), a pointwise function of the input).
 Prints, per epoch, the training loss and the held-out myocardium MAE in both norm modes.
 """
 import sys, os, math, json, time, numpy as np, nibabel as nib, torch, torch.nn as nn
@@ -16,7 +19,9 @@ up=os.environ.get('UP','transposed'); doff=float(os.environ.get('DOFF','0')); ds
 held=os.environ.get('HELD','8861616,8877676').split(',')
 def load(p):
     g=lambda n: nib.load(f'{root}/{p}/{n}').get_fdata().astype(np.float32)
-    return g('cropped_cta.nii.gz'), g('cropped_mbf.nii.gz'), (g('cropped_mbf_mask.nii.gz')==1).astype(np.float32)
+    c=g('cropped_cta.nii.gz'); b=g('cropped_mbf.nii.gz')
+    if os.environ.get('ORACLE')=='1': b=np.where(b>0, 115+3*(np.clip(c,-200,500)-90), b).astype(np.float32)
+    return c, b, (g('cropped_mbf_mask.nii.gz')==1).astype(np.float32)
 cases={p:load(p) for p in sorted(os.listdir(root))}
 tr=[p for p in cases if p not in held]
 win=[float(t) for t in os.environ['WIN'].split(',')] if 'WIN' in os.environ else None
@@ -39,8 +44,8 @@ def sample(p):
     return extract(c,st,crop,-1024), extract(b,st,crop,-1024), extract(m,st,crop,0)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from reference_generator import ResnetGenerator, init_weights
-G=ResnetGenerator(ngf, 6, 'batch', up)
-init_weights(G)
+if os.environ.get('ARCH','resnet')=='linear': G=nn.Conv3d(1,1,5,padding=2)
+else: G=ResnetGenerator(ngf, 6, 'batch', up, int(os.environ.get('NDOWN','3'))); init_weights(G)
 opt=torch.optim.Adam(G.parameters(),lr=lr0,betas=(b1,0.999))
 def evaluate(m_mode):
     maes=[]
