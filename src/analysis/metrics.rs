@@ -23,6 +23,12 @@ pub struct CaseScores {
     pub ssim: f64,
 }
 
+/// Whether an MBF voxel holds a measurement: the myocardium stage writes −1024 elsewhere and
+/// drops values below 0 (DESIGN §3 step 6).
+pub fn is_measured(mbf: f32) -> bool {
+    mbf > 0.0
+}
+
 /// Mean absolute difference of two equally shaped arrays.
 pub fn mae(fake: &ndarray::Array3<f32>, real: &ndarray::Array3<f32>) -> f64 {
     assert_eq!(fake.dim(), real.dim(), "mae of arrays of different shapes");

@@ -2,7 +2,7 @@
 //! `7.analysis_result/mae_*.csv`, then the extra scores), and a comparison of variants with
 //! one row per variant (mean ± sd per score) and one column per case.
 
-use super::metrics::{CaseScores, score_case};
+use super::metrics::{CaseScores, is_measured, score_case};
 use crate::error::{Error, Result};
 use crate::infer::cohort::files;
 use crate::io::atomic::write_bytes_atomically;
@@ -114,7 +114,7 @@ fn score_folder(pid: &str, case: &Path, mask: &MaskSource) -> Result<CaseScores>
         return Err(Error::format(&fake_path, format!("grid {:?} differs from real_b's {:?}", fake.shape(), real.shape())));
     }
     let inside = match mask {
-        MaskSource::PositiveTarget => real.data.mapv(|v| v > 0.0),
+        MaskSource::PositiveTarget => real.data.mapv(is_measured),
         MaskSource::Pattern { template, label } => {
             let path = PathBuf::from(template.replace("{pid}", pid));
             let m = read_nifti(&path)?.resample_to_grid(real.shape(), &real.geometry, Interpolation::Nearest, 0.0);

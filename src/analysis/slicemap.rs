@@ -6,6 +6,7 @@
 //! the −1024 fill, so an error there would only show how far the prediction is from it.
 
 use super::colormap::Window;
+use super::metrics::is_measured;
 use super::report::VariantScores;
 use super::slice::{ColorMap, axial_slice};
 use crate::error::{Error, Result};
@@ -53,16 +54,16 @@ pub struct CaseSlices {
 /// slice when there is none.
 pub fn most_myocardium_slice(real_b: &Array3<f32>) -> usize {
     let nz = real_b.dim().2;
-    let counts: Vec<usize> = (0..nz).map(|z| real_b.index_axis(ndarray::Axis(2), z).iter().filter(|&&v| v > 0.0).count()).collect();
+    let counts: Vec<usize> = (0..nz).map(|z| real_b.index_axis(ndarray::Axis(2), z).iter().filter(|&&v| is_measured(v)).count()).collect();
     match counts.iter().enumerate().max_by_key(|&(z, &c)| (c, std::cmp::Reverse(z))) {
         Some((z, &c)) if c > 0 => z,
         _ => nz / 2,
     }
 }
 
-/// |fake − real| where `real` was measured (> 0), 0 elsewhere.
+/// |fake − real| where `real` was measured ([`is_measured`]), 0 elsewhere.
 pub fn measured_error(fake: &Array3<f32>, real: &Array3<f32>) -> Array3<f32> {
-    ndarray::Zip::from(fake).and(real).map_collect(|&f, &r| if r > 0.0 { (f - r).abs() } else { 0.0 })
+    ndarray::Zip::from(fake).and(real).map_collect(|&f, &r| if is_measured(r) { (f - r).abs() } else { 0.0 })
 }
 
 /// Panels side by side, each enlarged `zoom` times (nearest), separated by 2 black pixels.

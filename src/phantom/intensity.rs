@@ -23,6 +23,13 @@ pub const UPTAKE_AT_ZERO_FLOW: f64 = 0.03;
 /// Rise of that fraction per ml/100 g/min of local flow (0.14 more at 250).
 pub const UPTAKE_PER_FLOW: f64 = 0.14 / 250.0;
 
+/// CTA attenuation of myocardium perfused at `mbf` ml/100 g/min: 40 HU plus the arterial
+/// enhancement (`blood_left_hu` − 40) times the uptake fraction at that flow.
+fn myocardium_cta_hu(blood_left_hu: f64, uptake_offset: f64, mbf: f64) -> f64 {
+    let uptake = UPTAKE_AT_ZERO_FLOW + UPTAKE_PER_FLOW * mbf + uptake_offset;
+    40.0 + (blood_left_hu - 40.0) * uptake
+}
+
 /// Per-patient contrast and flow parameters.
 #[derive(Debug, Clone, Serialize)]
 pub struct Contrast {
@@ -34,7 +41,7 @@ pub struct Contrast {
     pub mbf_normal: f64,
     /// This patient's deviation from the cohort's uptake fraction (±0.003).
     pub uptake_offset: f64,
-    /// CTA attenuation of normally perfused myocardium, HU (about 75–110).
+    /// CTA attenuation of normally perfused myocardium, HU (about 68–113).
     pub myocardium_hu: f64,
     /// Attenuation of fat, HU.
     pub fat_hu: f64,
@@ -52,24 +59,22 @@ impl Contrast {
     pub fn random(rng: &mut impl Rng) -> Contrast {
         let mbf_normal = rng.random_range(100.0..250.0);
         let blood_left_hu = rng.random_range(380.0..460.0);
-        let mut contrast = Contrast {
+        let blood_right_hu = rng.random_range(310.0..420.0);
+        let uptake_offset = rng.random_range(-0.003..0.003);
+        Contrast {
             blood_left_hu,
-            blood_right_hu: rng.random_range(310.0..420.0),
+            blood_right_hu,
             mbf_normal,
-            uptake_offset: rng.random_range(-0.003..0.003),
-            myocardium_hu: 0.0,
+            uptake_offset,
+            myocardium_hu: myocardium_cta_hu(blood_left_hu, uptake_offset, mbf_normal),
             fat_hu: rng.random_range(-110.0..-90.0),
             lung_hu: rng.random_range(-870.0..-830.0),
-        };
-        contrast.myocardium_hu = contrast.myocardium_cta_hu(mbf_normal);
-        contrast
+        }
     }
 
-    /// CTA attenuation of myocardium perfused at `mbf` ml/100 g/min: 40 HU plus the
-    /// arterial enhancement times the uptake fraction at that flow.
+    /// CTA attenuation of this patient's myocardium perfused at `mbf` ml/100 g/min.
     pub fn myocardium_cta_hu(&self, mbf: f64) -> f64 {
-        let uptake = UPTAKE_AT_ZERO_FLOW + UPTAKE_PER_FLOW * mbf + self.uptake_offset;
-        40.0 + (self.blood_left_hu - 40.0) * uptake
+        myocardium_cta_hu(self.blood_left_hu, self.uptake_offset, mbf)
     }
 
     /// The noise-free value of `tissue` in `modality`.
