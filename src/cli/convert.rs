@@ -20,6 +20,10 @@ pub struct ConvertArgs {
     /// The NIfTI file to write for `--series` (`.nii` or `.nii.gz`).
     #[arg(long, requires = "series")]
     pub output: Option<PathBuf>,
+    /// Refuse series whose slices do not form one volume (different orientations, two slices
+    /// at one position) instead of stacking them as ITK's ImageSeriesReader does.
+    #[arg(long)]
+    pub strict: bool,
     /// Worker threads (default: one per core).
     #[arg(long)]
     pub jobs: Option<usize>,
@@ -28,7 +32,7 @@ pub struct ConvertArgs {
 /// Run `cta2mbf convert`.
 pub fn run(args: ConvertArgs) -> cta2mbf::Result<()> {
     if let (Some(series), Some(output)) = (&args.series, &args.output) {
-        let c = with_jobs(args.jobs, || convert_series(series, output))??;
+        let c = with_jobs(args.jobs, || convert_series(series, output, args.strict))??;
         let mut text = format!("convert: {} -> {} ({}x{}x{}, {})\n", series.display(), c.output.display(), c.size[0], c.size[1], c.size[2], c.dtype.name());
         for w in &c.warnings {
             text.push_str(&format!("  warning: {w}\n"));
@@ -40,7 +44,7 @@ pub fn run(args: ConvertArgs) -> cta2mbf::Result<()> {
         return Ok(());
     }
     let (input, out) = (args.input.as_ref().expect("clap requires --in"), args.out.as_ref().expect("clap requires --out"));
-    let report = with_jobs(args.jobs, || convert_cohort(input, out))??;
+    let report = with_jobs(args.jobs, || convert_cohort(input, out, args.strict))??;
     print_report(&report);
     match report.failed() {
         0 => Ok(()),

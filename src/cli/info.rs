@@ -108,6 +108,7 @@ fn series_info(args: &InfoArgs) -> cta2mbf::Result<()> {
             "mean": mean,
             "fits_int16": series.fits_int16(),
             "warnings": series.warnings,
+            "not_a_volume": series.not_a_volume,
             "skipped": series.skipped.iter().map(|(p, why)| format!("{}: {why}", p.display())).collect::<Vec<_>>(),
         });
         out.push_str(&serde_json::to_string_pretty(&json).expect("json"));

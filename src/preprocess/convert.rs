@@ -29,8 +29,15 @@ pub struct Converted {
 }
 
 /// Read the series folder `dir` and write it to `output` (`.nii` or `.nii.gz`).
-pub fn convert_series(dir: &Path, output: &Path) -> Result<Converted> {
+///
+/// Slices that do not form one volume (different orientations, repeated positions) are
+/// stacked as ITK stacks them, with a warning; with `strict` they are an error instead and
+/// nothing is written.
+pub fn convert_series(dir: &Path, output: &Path, strict: bool) -> Result<Converted> {
     let series = read_series(dir)?;
+    if let (true, Some(why)) = (strict, &series.not_a_volume) {
+        return Err(Error::format(dir, format!("{why} (refused: --strict)")));
+    }
     write_series_volume(&series, output)
 }
 
@@ -110,8 +117,9 @@ impl fmt::Display for ConvertReport {
     }
 }
 
-/// Convert every patient of `input` (`3.sorted_dcm`) into `output` (`3.sorted_nii`).
-pub fn convert_cohort(input: &Path, output: &Path) -> Result<ConvertReport> {
+/// Convert every patient of `input` (`3.sorted_dcm`) into `output` (`3.sorted_nii`);
+/// `strict` as in [`convert_series`].
+pub fn convert_cohort(input: &Path, output: &Path, strict: bool) -> Result<ConvertReport> {
     prepare_folders(input, output)?;
     let (patients, ignored) = patient_folders(input)?;
     let patients = patients
@@ -122,7 +130,7 @@ pub fn convert_cohort(input: &Path, output: &Path) -> Result<ConvertReport> {
                 .filter(|m| folder.join(m).is_dir())
                 .map(|m| {
                     let out = output.join(pid).join(format!("{m}.nii.gz"));
-                    (m.to_string(), single_series_dir(&folder.join(m)).and_then(|dir| convert_series(&dir, &out)))
+                    (m.to_string(), single_series_dir(&folder.join(m)).and_then(|dir| convert_series(&dir, &out, strict)))
                 })
                 .collect();
             PatientConvert { pid: pid.clone(), results }

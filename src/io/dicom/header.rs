@@ -61,7 +61,7 @@ pub fn open_dicom(path: &Path) -> Result<DicomFile> {
 
 /// The header fields of one DICOM image that sorting, extraction and conversion use.
 /// Text values are trimmed of DICOM padding; a field that is absent or malformed is `None`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct SliceHeader {
     /// The file it was read from.
     pub path: PathBuf,

@@ -1,16 +1,22 @@
-//! A DICOM series (one folder of single-frame slices) as a [`Volume`], with the geometry
-//! ITK's `ImageSeriesReader` gives for the file order of `GDCMSeriesFileNames`:
+//! A DICOM series (one folder of single-frame slices) as a [`Volume`], the way SimpleITK's
+//! `ImageSeriesReader` reads the file list of `GetGDCMSeriesFileNames`:
 //!
-//! - slices sorted by ImagePositionPatient projected on the slice normal
-//!   `n = row × column` (ImageOrientationPatient), ascending;
-//! - origin: the position of the first slice; direction: columns `row`, `column`, `n`;
+//! - slices ordered as GDCM orders them: by ImagePositionPatient projected on the normal
+//!   `n = row × column` (ImageOrientationPatient) of the first file the directory lists,
+//!   ascending; when two positions coincide, by InstanceNumber; when those repeat too, by
+//!   file name;
+//! - origin: the position of the first slice; direction: columns `row`, `column`, `n` of the
+//!   first slice (`n` turned round if the last slice lies behind the first);
 //! - in-plane spacing from PixelSpacing (x = column spacing, y = row spacing); slice spacing
-//!   `|p_last − p_first| / (slices − 1)` from the actual positions, not SliceThickness.
+//!   `|p_last − p_first| / (slices − 1)` from the actual positions, not SliceThickness
+//!   (1 mm when first and last coincide).
 //!
 //! A single image without position or orientation is placed at the origin, axis-aligned,
-//! as ITK does. Uneven slice gaps, missing slices and sheared stacks are reported as warnings (ITK reads
-//! them on the mean spacing too); slices at the same position, different sizes or
-//! orientations, and files of another series are errors.
+//! as ITK does. Uneven slice gaps, missing slices and sheared stacks are reported as
+//! warnings (ITK reads them on the mean spacing too). Slices of different orientations or
+//! at one position do not form a volume: they are stacked as ITK stacks them, with a
+//! warning, and [`SeriesVolume::not_a_volume`] says why (`convert --strict` refuses them).
+//! Different slice sizes and files of another series are errors.
 
 use super::header::{SliceHeader, dicm_offset, parse_dicom};
 use super::pixels::{DecodedSlice, decode_slice};
@@ -35,8 +41,11 @@ pub struct SeriesVolume {
     pub slices: Vec<SliceHeader>,
     /// Files of the folder that are not part of the volume, with the reason.
     pub skipped: Vec<(PathBuf, String)>,
-    /// Irregularities that did not stop the conversion (uneven spacing, missing slices).
+    /// Irregularities that did not stop the conversion (uneven spacing, missing slices,
+    /// slices that do not form one volume).
     pub warnings: Vec<String>,
+    /// Why the slices do not form one volume, when they do not (see [`SliceGeometry`]).
+    pub not_a_volume: Option<String>,
 }
 
 impl SeriesVolume {
@@ -48,6 +57,14 @@ impl SeriesVolume {
 
 /// The regular files directly inside `dir` (not hidden), sorted by name.
 pub fn files_in(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut files = files_in_directory_order(dir)?;
+    files.sort();
+    Ok(files)
+}
+
+/// The regular files directly inside `dir` (not hidden), in the order the file system lists
+/// them (as GDCM, and so ITK, sees them).
+pub fn files_in_directory_order(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
         let entry = entry.map_err(|e| Error::io(dir, e))?;
@@ -56,19 +73,34 @@ pub fn files_in(dir: &Path) -> Result<Vec<PathBuf>> {
             files.push(entry.path());
         }
     }
-    files.sort();
     Ok(files)
 }
 
-/// Where the slices of a series sit: their order along the normal and the grid geometry.
+/// Where the slices of a series sit: their order and the grid geometry.
 #[derive(Debug, Clone)]
 pub struct SliceGeometry {
     /// `order[k]` is the index (in the input) of the slice at z index `k`.
     pub order: Vec<usize>,
+    /// How the order was found.
+    pub rule: OrderRule,
     /// The grid.
     pub geometry: Geometry,
     /// Irregularities (uneven gaps, missing slices, shear).
     pub warnings: Vec<String>,
+    /// Why the slices do not form one volume (orientations differ, positions repeat), when
+    /// they do not: they were stacked the way ITK stacks them, but the grid is not true.
+    pub not_a_volume: Option<String>,
+}
+
+/// The rule that ordered the slices, tried in this order as GDCM's `SerieHelper` does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OrderRule {
+    /// Ascending position along the normal of the first slice in directory order.
+    Position,
+    /// Ascending InstanceNumber (positions repeat, instance numbers do not).
+    InstanceNumber,
+    /// File name (positions and instance numbers both repeat).
+    FileName,
 }
 
 fn normalized(v: Vec3) -> Option<Vec3> {
@@ -76,80 +108,146 @@ fn normalized(v: Vec3) -> Option<Vec3> {
     (n > 1e-6).then(|| mat3::scale(v, 1.0 / n))
 }
 
-/// Order and grid of slices with the given headers (all of one series, same size).
+/// Row and column directions (unit vectors) of an ImageOrientationPatient.
+fn row_and_column(h: &SliceHeader, iop: [f64; 6]) -> Result<(Vec3, Vec3)> {
+    let row = normalized([iop[0], iop[1], iop[2]]).ok_or_else(|| Error::format(&h.path, "ImageOrientationPatient has a zero row direction"))?;
+    let col = normalized([iop[3], iop[4], iop[5]]).ok_or_else(|| Error::format(&h.path, "ImageOrientationPatient has a zero column direction"))?;
+    Ok((row, col))
+}
+
+/// The slice order GDCM's `SerieHelper` gives (what SimpleITK's `GetGDCMSeriesFileNames`
+/// returns): by the position along the normal of the *first file in directory order*, when
+/// those positions are all different; else by InstanceNumber, when those are all different;
+/// else by file name. The normal and distances are computed as GDCM does (raw cosines,
+/// exact comparison), so ties are broken the same way. Also returns two slices found at one
+/// position, when the position rule failed.
+fn gdcm_order(headers: &[SliceHeader], iops: &[[f64; 6]], positions: &[Vec3]) -> (Vec<usize>, OrderRule, Option<(usize, usize, f64)>) {
+    let c = iops[0];
+    let normal = [c[1] * c[5] - c[2] * c[4], c[2] * c[3] - c[0] * c[5], c[0] * c[4] - c[1] * c[3]];
+    let distance: Vec<f64> = positions.iter().map(|p| (0..3).fold(0.0, |d, i| d + normal[i] * p[i])).collect();
+    let mut order: Vec<usize> = (0..headers.len()).collect();
+    order.sort_by(|&a, &b| distance[a].total_cmp(&distance[b]));
+    let tie = order.windows(2).find(|w| distance[w[0]] == distance[w[1]]).map(|w| (w[0], w[1], distance[w[0]]));
+    if headers.len() > 1 && tie.is_none() {
+        return (order, OrderRule::Position, None);
+    }
+    // GDCM reads a missing InstanceNumber as -1.
+    let number = |i: usize| headers[i].instance_number.unwrap_or(-1);
+    order.sort_by_key(|&i| number(i));
+    if order.windows(2).all(|w| number(w[0]) != number(w[1])) {
+        return (order, OrderRule::InstanceNumber, tie);
+    }
+    order.sort_by(|&a, &b| headers[a].path.as_os_str().as_encoded_bytes().cmp(headers[b].path.as_os_str().as_encoded_bytes()));
+    (order, OrderRule::FileName, tie)
+}
+
+/// Order and grid of the slices with the given headers (all of one series, same size), in
+/// directory order (the first one sets the normal used for ordering, as in GDCM).
+///
+/// The grid is what ITK's `ImageSeriesReader` builds: origin, row, column and normal of the
+/// first slice in order (the normal turned round when the last slice lies behind the
+/// first), slice spacing `|p_last − p_first| / (n − 1)` (1 mm when that is 0).
+/// Slices of different orientations or at repeated positions do not form one volume: they
+/// are stacked all the same, as ITK does, and `not_a_volume` says why.
 pub fn slice_geometry(headers: &[SliceHeader]) -> Result<SliceGeometry> {
     let first = headers.first().ok_or_else(|| Error::invalid("a series needs at least one slice"))?;
     let missing = |h: &SliceHeader, what: &str| Error::format(&h.path, format!("{what} is missing or malformed"));
     // A lone image without position or orientation (secondary capture) sits at the origin,
     // axis-aligned, as ITK reads it; a stack needs both.
     let lone = headers.len() == 1;
-    let iop = match first.image_orientation {
-        None if lone => [1.0, 0.0, 0.0, 0.0, 1.0, 0.0],
-        other => other.ok_or_else(|| missing(first, "ImageOrientationPatient (0020,0037)"))?,
-    };
-    let row = normalized([iop[0], iop[1], iop[2]]).ok_or_else(|| Error::format(&first.path, "ImageOrientationPatient has a zero row direction"))?;
-    let col = normalized([iop[3], iop[4], iop[5]]).ok_or_else(|| Error::format(&first.path, "ImageOrientationPatient has a zero column direction"))?;
-    let normal = normalized(mat3::cross(row, col)).ok_or_else(|| Error::format(&first.path, "ImageOrientationPatient: row and column directions are parallel"))?;
+    let mut iops = Vec::with_capacity(headers.len());
     let mut positions = Vec::with_capacity(headers.len());
     for h in headers {
-        let p = match h.image_position {
+        let iop = match h.image_orientation {
+            None if lone => [1.0, 0.0, 0.0, 0.0, 1.0, 0.0],
+            other => other.ok_or_else(|| missing(h, "ImageOrientationPatient (0020,0037)"))?,
+        };
+        let (row, col) = row_and_column(h, iop)?;
+        normalized(mat3::cross(row, col)).ok_or_else(|| Error::format(&h.path, "ImageOrientationPatient: row and column directions are parallel"))?;
+        iops.push(iop);
+        positions.push(match h.image_position {
             None if lone => [0.0; 3],
             other => other.ok_or_else(|| missing(h, "ImagePositionPatient (0020,0032)"))?,
-        };
-        let o = h.image_orientation.unwrap_or(iop);
-        let (r, c) = (normalized([o[0], o[1], o[2]]), normalized([o[3], o[4], o[5]]));
-        let parallel = matches!((r, c), (Some(r), Some(c)) if mat3::dot(r, row) > 1.0 - ORIENTATION_TOLERANCE && mat3::dot(c, col) > 1.0 - ORIENTATION_TOLERANCE);
-        if !parallel {
-            return Err(Error::format(
-                &h.path,
-                format!("ImageOrientationPatient {o:?} differs from {iop:?} of {}: the slices do not form one volume", first.path.display()),
-            ));
-        }
-        positions.push(p);
+        });
     }
-    let distance: Vec<f64> = positions.iter().map(|&p| mat3::dot(p, normal)).collect();
-    let mut order: Vec<usize> = (0..headers.len()).collect();
-    order.sort_by(|&a, &b| distance[a].total_cmp(&distance[b]));
-    let ps = first.pixel_spacing.map(|[r, c]| [c, r]).unwrap_or([1.0, 1.0]);
-    let mut warnings = Vec::new();
+    let (order, rule, tie) = gdcm_order(headers, &iops, &positions);
+    let lead = order[0];
+    let (row, col) = row_and_column(&headers[lead], iops[lead])?;
+    let mut normal = normalized(mat3::cross(row, col)).expect("checked above");
+    let ps = headers[lead].pixel_spacing.map(|[r, c]| [c, r]).unwrap_or([1.0, 1.0]);
     let n = order.len();
+    let mut warnings = Vec::new();
+    let mut not_a_volume = None;
     let z_spacing = if n == 1 {
         first.spacing_between_slices.filter(|&s| s > 0.0).unwrap_or(1.0)
     } else {
-        for w in order.windows(2) {
-            if (distance[w[1]] - distance[w[0]]).abs() < 1e-4 {
-                return Err(Error::format(
-                    &headers[w[1]].path,
-                    format!("at the same position as {} (slice position {:.4} mm along the normal)", headers[w[0]].path.display(), distance[w[0]]),
-                ));
-            }
-        }
-        let span = mat3::sub(positions[order[n - 1]], positions[order[0]]);
+        let oblique = (0..n).find(|&i| {
+            let (r, c) = row_and_column(&headers[i], iops[i]).expect("checked above");
+            mat3::dot(r, row) < 1.0 - ORIENTATION_TOLERANCE || mat3::dot(c, col) < 1.0 - ORIENTATION_TOLERANCE
+        });
+        let span = mat3::sub(positions[order[n - 1]], positions[lead]);
         let spacing = mat3::norm(span) / (n - 1) as f64;
-        let along = mat3::dot(span, normal) / mat3::norm(span);
-        if along < 1.0 - ORIENTATION_TOLERANCE {
-            warnings.push(format!(
-                "slices are sheared (gantry tilt?): the stack runs {:.3}° off the slice normal; the grid ignores the shear",
-                along.clamp(-1.0, 1.0).acos().to_degrees()
+        if mat3::dot(span, normal) < 0.0 {
+            normal = mat3::scale(normal, -1.0);
+        }
+        if let Some(i) = oblique {
+            not_a_volume = Some(format!(
+                "ImageOrientationPatient {:?} of {} differs from {:?} of {}: the slices do not form one volume",
+                iops[i],
+                headers[i].path.display(),
+                iops[lead],
+                headers[lead].path.display()
             ));
+        } else if let Some((a, b, at)) = tie {
+            not_a_volume = Some(format!(
+                "{} is at the same position as {} ({at:.4} mm along the normal): the slices do not form one volume",
+                headers[b].path.display(),
+                headers[a].path.display()
+            ));
+        } else {
+            warnings.extend(spacing_warnings(&positions, &order, normal, spacing));
         }
-        let gaps: Vec<f64> = order.windows(2).map(|w| distance[w[1]] - distance[w[0]]).collect();
-        let mut sorted = gaps.clone();
-        sorted.sort_by(f64::total_cmp);
-        let median = sorted[sorted.len() / 2];
-        let (lo, hi) = (sorted[0], sorted[sorted.len() - 1]);
-        let missing_after: Vec<usize> = gaps.iter().enumerate().filter(|(_, g)| **g > 1.5 * median).map(|(k, _)| k).collect();
-        if !missing_after.is_empty() {
-            let shown: Vec<String> = missing_after.iter().take(5).map(|&k| format!("after z index {k} ({:.3} mm gap)", gaps[k])).collect();
-            warnings.push(format!("missing slice(s): {} of {} gaps exceed 1.5x the usual {median:.4} mm: {}", missing_after.len(), gaps.len(), shown.join(", ")));
-        } else if hi - lo > GAP_TOLERANCE * median {
-            warnings.push(format!("uneven slice spacing: gaps from {lo:.4} to {hi:.4} mm; the grid uses their mean {spacing:.4} mm"));
+        if let Some(why) = &not_a_volume {
+            let how = match rule {
+                OrderRule::Position => format!("along the normal of {}, the first file in directory order", first.path.display()),
+                OrderRule::InstanceNumber => "by InstanceNumber".to_string(),
+                OrderRule::FileName => "by file name".to_string(),
+            };
+            warnings.push(format!("{why}; stacked as ITK's ImageSeriesReader does ({how}, geometry of the first slice)"));
         }
-        spacing
+        if spacing > 1e-9 { spacing } else { 1.0 }
     };
     let direction = [0, 1, 2].map(|r| [row[r], col[r], normal[r]]);
-    let geometry = Geometry { spacing: [ps[0], ps[1], z_spacing], origin: positions[order[0]], direction };
-    Ok(SliceGeometry { order, geometry, warnings })
+    let geometry = Geometry { spacing: [ps[0], ps[1], z_spacing], origin: positions[lead], direction };
+    Ok(SliceGeometry { order, rule, geometry, warnings, not_a_volume })
+}
+
+/// Shear, missing slices and uneven gaps of a stack of parallel slices at distinct positions.
+fn spacing_warnings(positions: &[Vec3], order: &[usize], normal: Vec3, spacing: f64) -> Vec<String> {
+    let mut warnings = Vec::new();
+    let n = order.len();
+    let span = mat3::sub(positions[order[n - 1]], positions[order[0]]);
+    let along = mat3::dot(span, normal) / mat3::norm(span);
+    if along < 1.0 - ORIENTATION_TOLERANCE {
+        warnings.push(format!(
+            "slices are sheared (gantry tilt?): the stack runs {:.3}° off the slice normal; the grid ignores the shear",
+            along.clamp(-1.0, 1.0).acos().to_degrees()
+        ));
+    }
+    let distance: Vec<f64> = positions.iter().map(|&p| mat3::dot(p, normal)).collect();
+    let gaps: Vec<f64> = order.windows(2).map(|w| distance[w[1]] - distance[w[0]]).collect();
+    let mut sorted = gaps.clone();
+    sorted.sort_by(f64::total_cmp);
+    let median = sorted[sorted.len() / 2];
+    let (lo, hi) = (sorted[0], sorted[sorted.len() - 1]);
+    let missing_after: Vec<usize> = gaps.iter().enumerate().filter(|(_, g)| **g > 1.5 * median).map(|(k, _)| k).collect();
+    if !missing_after.is_empty() {
+        let shown: Vec<String> = missing_after.iter().take(5).map(|&k| format!("after z index {k} ({:.3} mm gap)", gaps[k])).collect();
+        warnings.push(format!("missing slice(s): {} of {} gaps exceed 1.5x the usual {median:.4} mm: {}", missing_after.len(), gaps.len(), shown.join(", ")));
+    } else if hi - lo > GAP_TOLERANCE * median {
+        warnings.push(format!("uneven slice spacing: gaps from {lo:.4} to {hi:.4} mm; the grid uses their mean {spacing:.4} mm"));
+    }
+    warnings
 }
 
 /// One file of a series folder: its header and decoded pixels, or why it is left out.
@@ -173,13 +271,15 @@ fn read_entry(path: &Path) -> Result<Entry> {
     Ok(Entry::Slice(Box::new(header), pixels))
 }
 
-/// Read the series in folder `dir` (its files, not sub-folders) into a volume.
+/// Read the series in folder `dir` (its files, not sub-folders) into a volume, the way
+/// SimpleITK's `ImageSeriesReader` reads the file list of `GetGDCMSeriesFileNames`.
 ///
 /// Non-DICOM files and DICOM files without pixel data are skipped and listed; any other
-/// unreadable file, a second SeriesInstanceUID, slices of different sizes or orientations,
-/// or two slices at one position is an error naming the file.
+/// unreadable file, a second SeriesInstanceUID or slices of different sizes is an error
+/// naming the file. Slices of different orientations or at one position are stacked as ITK
+/// stacks them, with a warning and [`SeriesVolume::not_a_volume`] set.
 pub fn read_series(dir: &Path) -> Result<SeriesVolume> {
-    let files = files_in(dir)?;
+    let files = files_in_directory_order(dir)?;
     let entries: Vec<Entry> = files.par_iter().map(|p| read_entry(p)).collect::<Result<_>>()?;
     let mut headers = Vec::new();
     let mut pixels = Vec::new();
@@ -193,8 +293,9 @@ pub fn read_series(dir: &Path) -> Result<SeriesVolume> {
             Entry::Skipped(path, why) => skipped.push((path, why)),
         }
     }
+    skipped.sort();
     let first = headers.first().ok_or_else(|| Error::format(dir, format!("is a directory holding no DICOM image ({} other files)", skipped.len())))?;
-    for (h, p) in headers.iter().zip(&pixels) {
+    for h in &headers {
         if h.series_instance_uid != first.series_instance_uid {
             return Err(Error::format(
                 &h.path,
@@ -206,15 +307,20 @@ pub fn read_series(dir: &Path) -> Result<SeriesVolume> {
                 ),
             ));
         }
-        if (p.rows, p.columns) != (pixels[0].rows, pixels[0].columns) {
+    }
+    let SliceGeometry { order, geometry, warnings, not_a_volume, .. } = slice_geometry(&headers)?;
+    // As ITK: every slice must have the size of the first one in order.
+    let lead = order[0];
+    for &i in &order {
+        let (p, q) = (&pixels[i], &pixels[lead]);
+        if (p.rows, p.columns) != (q.rows, q.columns) {
             return Err(Error::format(
-                &h.path,
-                format!("slice of {}x{} pixels (columns x rows) differs from {}x{} of {}", p.columns, p.rows, pixels[0].columns, pixels[0].rows, first.path.display()),
+                &headers[i].path,
+                format!("slice of {}x{} pixels (columns x rows) differs from {}x{} of {}", p.columns, p.rows, q.columns, q.rows, headers[lead].path.display()),
             ));
         }
     }
-    let SliceGeometry { order, geometry, warnings } = slice_geometry(&headers)?;
-    let (nx, ny, nz) = (pixels[0].columns, pixels[0].rows, order.len());
+    let (nx, ny, nz) = (pixels[lead].columns, pixels[lead].rows, order.len());
     let mut data = Array3::<f32>::zeros((nx, ny, nz));
     // data is [x][y][z] with z fastest, slices are row-major [y][x]: transpose in blocks of
     // a few x columns (contiguous in `data`), in parallel.
@@ -232,5 +338,64 @@ pub fn read_series(dir: &Path) -> Result<SeriesVolume> {
         }
     });
     let slices = order.iter().map(|&i| headers[i].clone()).collect();
-    Ok(SeriesVolume { volume: Volume::new(data, geometry), slices, skipped, warnings })
+    Ok(SeriesVolume { volume: Volume::new(data, geometry), slices, skipped, warnings, not_a_volume })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn slice(name: &str, iop: [f64; 6], ipp: Vec3, number: Option<i64>) -> SliceHeader {
+        SliceHeader {
+            path: PathBuf::from(name),
+            image_orientation: Some(iop),
+            image_position: Some(ipp),
+            instance_number: number,
+            pixel_spacing: Some([0.5, 0.5]),
+            ..Default::default()
+        }
+    }
+
+    const AXIAL: [f64; 6] = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0];
+    const CORONAL: [f64; 6] = [1.0, 0.0, 0.0, 0.0, 0.0, -1.0];
+
+    #[test]
+    fn a_true_volume_is_ordered_by_position_with_its_own_spacing() {
+        let s = [slice("c", AXIAL, [0.0, 0.0, 5.0], Some(1)), slice("a", AXIAL, [0.0, 0.0, 1.0], Some(3)), slice("b", AXIAL, [0.0, 0.0, 3.0], Some(2))];
+        let g = slice_geometry(&s).unwrap();
+        assert_eq!((g.order, g.rule), (vec![1, 2, 0], OrderRule::Position));
+        assert_eq!(g.geometry.spacing, [0.5, 0.5, 2.0]);
+        assert_eq!(g.geometry.origin, [0.0, 0.0, 1.0]);
+        assert!(g.not_a_volume.is_none() && g.warnings.is_empty());
+    }
+
+    #[test]
+    fn repeated_positions_fall_back_to_instance_number_then_file_name() {
+        let s = [slice("x2", AXIAL, [0.0, 0.0, 4.0], Some(2)), slice("x1", AXIAL, [0.0, 0.0, 4.0], Some(1)), slice("x3", AXIAL, [0.0, 0.0, 0.0], Some(3))];
+        let g = slice_geometry(&s).unwrap();
+        assert_eq!((g.order.clone(), g.rule), (vec![1, 0, 2], OrderRule::InstanceNumber));
+        assert!(g.not_a_volume.as_deref().unwrap().contains("at the same position"));
+        // From x1 (z 4) to x3 (z 0): the stack runs against the slice normal, which turns round.
+        assert_eq!(g.geometry.direction[2][2], -1.0);
+        assert_eq!(g.geometry.spacing[2], 2.0);
+        let same = [slice("b", AXIAL, [0.0; 3], Some(7)), slice("a", AXIAL, [0.0; 3], Some(7))];
+        let g = slice_geometry(&same).unwrap();
+        assert_eq!((g.order, g.rule, g.geometry.spacing[2]), (vec![1, 0], OrderRule::FileName, 1.0));
+    }
+
+    #[test]
+    fn mixed_orientations_are_ordered_along_the_normal_of_the_first_listed_file() {
+        // Normal of the coronal slice is +y: the axial slice (y = -10) comes first.
+        let s = [slice("cor", CORONAL, [0.0, 20.0, 0.0], Some(1)), slice("ax", AXIAL, [0.0, -10.0, 50.0], Some(2))];
+        let g = slice_geometry(&s).unwrap();
+        assert_eq!((g.order.clone(), g.rule), (vec![1, 0], OrderRule::Position));
+        assert!(g.not_a_volume.as_deref().unwrap().contains("do not form one volume"));
+        // Geometry of the first slice in order, the axial one; the coronal slice lies below
+        // it (z 0 < 50), so the normal turns round.
+        assert_eq!(g.geometry.direction.map(|r| r.map(|v| v + 0.0)), [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, -1.0]]);
+        // Listed the other way round, the axial normal (+z) orders them: coronal (z 0) first.
+        let g = slice_geometry(&[s[1].clone(), s[0].clone()]).unwrap();
+        assert_eq!(g.order, vec![1, 0]);
+        assert_eq!(g.geometry.origin, [0.0, 20.0, 0.0]);
+    }
 }
