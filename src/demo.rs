@@ -3,7 +3,7 @@
 //! on held-out cases, their scores side by side, and slice maps to browse.
 
 use crate::analysis::report::{ANALYSIS_FOLDER, Comparison, MaskSource, analyze_folder, default_csv_path, write_csv};
-use crate::analysis::slicemap::{SlicemapWindows, VariantSlices, write_index, write_variant};
+use crate::analysis::slicemap::{SlicemapStyle, VariantSlices, write_index, write_variant};
 use crate::device::DeviceChoice;
 use crate::error::{Error, Result};
 use crate::infer::{InferJob, Tiling, TrainedGenerator, infer_cohort, inference_folder_name};
@@ -173,17 +173,20 @@ pub fn run_demo(opts: &DemoOptions) -> Result<DemoReport> {
     let mut csvs = Vec::new();
     let mut slices = Vec::new();
     let slicemap_root = root.join(SLICEMAP_FOLDER);
+    // Without a whole-block L1 term the generator is trained on the myocardium only: its
+    // output elsewhere is untrained, so the maps show fake_b where MBF was measured.
+    let style = SlicemapStyle { fake_where_measured: opts.config.lambda_l1 == 0.0, ..SlicemapStyle::default() };
     for dir in &dirs {
         let scores = analyze_folder(dir, &MaskSource::PositiveTarget)?;
         let csv = default_csv_path(dir);
         write_csv(&scores, &csv)?;
         csvs.push(csv);
         let name = dir.file_name().expect("variant folder has a name").to_string_lossy().into_owned();
-        let (cases, failed) = write_variant(dir, &slicemap_root.join(&name), &SlicemapWindows::default())?;
+        let (cases, failed) = write_variant(dir, &slicemap_root.join(&name), &style)?;
         slices.push(VariantSlices { label: scores.label.clone(), rel_dir: name, cases, failed, scores: Some(scores.clone()) });
         variants.push(scores);
     }
-    let index = write_index(&slicemap_root, &slices)?;
+    let index = write_index(&slicemap_root, &slices, &style)?;
     let comparison = Comparison::new(variants);
     let train_targets: Vec<PathBuf> =
         ids.iter().filter(|p| !held_out.contains(p)).map(|p| data_root.join(p).join(crate::cohort::cropped::MBF)).collect();

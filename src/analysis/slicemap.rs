@@ -4,6 +4,8 @@
 //! variants, cases and slices with the scores of each case. The |error| panel covers only
 //! the voxels where MBF was measured (`real_b` > 0, the myocardium): elsewhere `real_b` holds
 //! the −1024 fill, so an error there would only show how far the prediction is from it.
+//! With [`SlicemapStyle::fake_where_measured`], `fake_b` is drawn there only too (for a
+//! generator whose loss saw only the myocardium, so that its output elsewhere is untrained).
 
 use super::colormap::Window;
 use super::metrics::is_measured;
@@ -24,18 +26,21 @@ pub const INDEX: &str = "index.html";
 /// The three volumes drawn per slice, their file stem and colour map.
 pub const LAYERS: [(&str, ColorMap); 3] = [("real_a", ColorMap::Gray), ("real_b", ColorMap::Jet), ("fake_b", ColorMap::Jet)];
 
-/// Display windows of the CTA and of the MBF maps.
+/// How the slice maps are drawn: display windows, and where `fake_b` is shown.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct SlicemapWindows {
+pub struct SlicemapStyle {
     /// CTA window (`--src-ww/--src-wl`).
     pub src: Window,
     /// MBF window (`--dst-ww/--dst-wl`), also used for |error| (from 0 to its width).
     pub dst: Window,
+    /// Draw `fake_b` only where `real_b` was measured, with `real_b`'s fill elsewhere
+    /// (`--fake-where-measured`).
+    pub fake_where_measured: bool,
 }
 
-impl Default for SlicemapWindows {
+impl Default for SlicemapStyle {
     fn default() -> Self {
-        Self { src: Window::REFERENCE, dst: Window::REFERENCE }
+        Self { src: Window::REFERENCE, dst: Window::REFERENCE, fake_where_measured: false }
     }
 }
 
@@ -84,8 +89,13 @@ pub fn montage(panels: &[RgbImage], zoom: usize) -> RgbImage {
     out
 }
 
+/// `fake` where `real` was measured ([`is_measured`]), `real`'s fill elsewhere.
+pub fn fake_where_measured(fake: &Array3<f32>, real: &Array3<f32>) -> Array3<f32> {
+    ndarray::Zip::from(fake).and(real).map_collect(|&f, &r| if is_measured(r) { f } else { r })
+}
+
 /// Write the slice maps of one case folder (holding real_a, real_b, fake_b) to `out`.
-pub fn write_case(case: &Path, out: &Path, windows: &SlicemapWindows) -> Result<CaseSlices> {
+pub fn write_case(case: &Path, out: &Path, windows: &SlicemapStyle) -> Result<CaseSlices> {
     let pid = case.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let mut volumes = Vec::new();
     for (stem, _) in LAYERS {
@@ -95,6 +105,10 @@ pub fn write_case(case: &Path, out: &Path, windows: &SlicemapWindows) -> Result<
     if let Some((i, _)) = volumes.iter().enumerate().find(|(_, v)| v.dim() != shape) {
         return Err(Error::format(case.join(format!("{}.nii.gz", LAYERS[i].0)), format!("size {:?} differs from real_a's {:?}", volumes[i].dim(), shape)));
     }
+    let error = measured_error(&volumes[2], &volumes[1]);
+    if windows.fake_where_measured {
+        volumes[2] = fake_where_measured(&volumes[2], &volumes[1]);
+    }
     let window_of = |map: ColorMap| if map == ColorMap::Gray { windows.src } else { windows.dst };
     for ((stem, map), volume) in LAYERS.iter().zip(&volumes) {
         for z in 0..shape.2 {
@@ -102,7 +116,6 @@ pub fn write_case(case: &Path, out: &Path, windows: &SlicemapWindows) -> Result<
         }
     }
     let z = most_myocardium_slice(&volumes[1]);
-    let error = measured_error(&volumes[2], &volumes[1]);
     let error_window = Window { width: windows.dst.width, level: windows.dst.width / 2.0 };
     let mut panels: Vec<RgbImage> = LAYERS.iter().zip(&volumes).map(|((_, map), v)| axial_slice(v, z, window_of(*map), *map)).collect();
     panels.push(axial_slice(&error, z, error_window, ColorMap::Jet));
@@ -127,7 +140,7 @@ pub struct VariantSlices {
 }
 
 /// Write the slice maps of every case folder of `input` under `out`.
-pub fn write_variant(input: &Path, out: &Path, windows: &SlicemapWindows) -> Result<(Vec<CaseSlices>, Vec<(String, String)>)> {
+pub fn write_variant(input: &Path, out: &Path, windows: &SlicemapStyle) -> Result<(Vec<CaseSlices>, Vec<(String, String)>)> {
     let entries = std::fs::read_dir(input).map_err(|e| Error::io(input, e))?;
     let mut cases: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.join(files::REAL_A).is_file()).collect();
     cases.sort();
@@ -150,8 +163,9 @@ fn html_escape(s: &str) -> String {
 }
 
 /// The browser page over `variants`: a table of case scores per variant, and a viewer with a
-/// variant and case choice and a slice slider showing real_a, real_b and fake_b.
-pub fn index_html(variants: &[VariantSlices]) -> String {
+/// variant and case choice and a slice slider showing real_a, real_b and fake_b (drawn as
+/// `style` says; the page says so).
+pub fn index_html(variants: &[VariantSlices], style: &SlicemapStyle) -> String {
     let data: Vec<serde_json::Value> = variants
         .iter()
         .map(|v| {
@@ -182,7 +196,12 @@ pub fn index_html(variants: &[VariantSlices]) -> String {
         }
     }
     table += "</table>";
-    INDEX_TEMPLATE.replace("{{TABLE}}", &table).replace("{{DATA}}", &serde_json::Value::Array(data).to_string().replace("</", "<\\/"))
+    let legend = if style.fake_where_measured {
+        "real_a: CTA (grey); real_b: measured MBF; fake_b: predicted MBF, shown where MBF was measured (the myocardium) only (jet)."
+    } else {
+        "real_a: CTA (grey); real_b: measured MBF; fake_b: predicted MBF (jet)."
+    };
+    INDEX_TEMPLATE.replace("{{LEGEND}}", legend).replace("{{TABLE}}", &table).replace("{{DATA}}", &serde_json::Value::Array(data).to_string().replace("</", "<\\/"))
 }
 
 const INDEX_TEMPLATE: &str = r#"<!doctype html>
@@ -196,7 +215,7 @@ img { image-rendering: pixelated; width: 256px; margin-right: 6px; }
 </style></head>
 <body>
 <h1>cta2mbf slice maps</h1>
-<p>real_a: CTA (grey); real_b: measured MBF; fake_b: predicted MBF (jet).</p>
+<p>{{LEGEND}}</p>
 {{TABLE}}
 <div class="viewer">
 <label>variant <select id="variant"></select></label>
@@ -233,9 +252,9 @@ $('variant').onchange();
 "#;
 
 /// Write `index.html` into `out` for `variants`.
-pub fn write_index(out: &Path, variants: &[VariantSlices]) -> Result<PathBuf> {
+pub fn write_index(out: &Path, variants: &[VariantSlices], style: &SlicemapStyle) -> Result<PathBuf> {
     let path = out.join(INDEX);
-    write_bytes_atomically(&path, index_html(variants).as_bytes())?;
+    write_bytes_atomically(&path, index_html(variants, style).as_bytes())?;
     Ok(path)
 }
 
@@ -265,10 +284,11 @@ mod tests {
     }
 
     #[test]
-    fn error_is_drawn_only_where_mbf_was_measured() {
+    fn error_and_masked_fake_are_drawn_only_where_mbf_was_measured() {
         let real = Array3::from_shape_vec((3, 1, 1), vec![-1024.0f32, 120.0, 0.0]).unwrap();
         let fake = Array3::from_shape_vec((3, 1, 1), vec![90.0f32, 100.0, 30.0]).unwrap();
         assert_eq!(measured_error(&fake, &real).into_raw_vec_and_offset().0, vec![0.0, 20.0, 0.0]);
+        assert_eq!(fake_where_measured(&fake, &real).into_raw_vec_and_offset().0, vec![-1024.0, 100.0, 0.0]);
     }
 
     #[test]
@@ -280,7 +300,7 @@ mod tests {
             failed: vec![],
             scores: None,
         };
-        let html = index_html(&[v]);
+        let html = index_html(&[v], &SlicemapStyle::default());
         assert!(html.contains("a&lt;b"));
         assert!(html.contains(r#""pid":"p1""#));
         assert!(html.contains("v1/p1/montage.png"));

@@ -2,7 +2,7 @@
 
 use cta2mbf::analysis::Window;
 use cta2mbf::analysis::report::{MaskSource, analyze_folder};
-use cta2mbf::analysis::slicemap::{SlicemapWindows, VariantSlices, write_index, write_variant};
+use cta2mbf::analysis::slicemap::{SlicemapStyle, VariantSlices, write_index, write_variant};
 use std::path::PathBuf;
 
 /// Arguments of `cta2mbf slicemap`.
@@ -26,6 +26,10 @@ pub struct SlicemapArgs {
     /// MBF window level.
     #[arg(long, default_value_t = 75.0)]
     pub dst_wl: f32,
+    /// Draw fake_b only where real_b was measured (the myocardium), for a generator trained
+    /// with the masked loss only (lambda_l1 0), whose output elsewhere is untrained.
+    #[arg(long)]
+    pub fake_where_measured: bool,
 }
 
 /// Run `cta2mbf slicemap`.
@@ -35,9 +39,10 @@ pub fn run(args: SlicemapArgs) -> cta2mbf::Result<()> {
             return Err(cta2mbf::Error::invalid(format!("{name} must be positive, got {w}")));
         }
     }
-    let windows = SlicemapWindows {
+    let windows = SlicemapStyle {
         src: Window { width: args.src_ww, level: args.src_wl },
         dst: Window { width: args.dst_ww, level: args.dst_wl },
+        fake_where_measured: args.fake_where_measured,
     };
     let several = args.input.len() > 1;
     let mut variants = Vec::new();
@@ -53,7 +58,7 @@ pub fn run(args: SlicemapArgs) -> cta2mbf::Result<()> {
         println!("slicemap: {} cases of {} written", cases.len(), dir.display());
         variants.push(VariantSlices { label, rel_dir, cases, failed, scores });
     }
-    let index = write_index(&args.out, &variants)?;
+    let index = write_index(&args.out, &variants, &windows)?;
     println!("slicemap: open {}", index.display());
     Ok(())
 }
