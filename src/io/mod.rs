@@ -2,6 +2,7 @@
 
 pub mod atomic;
 pub mod dicom;
+pub mod gzip;
 pub mod nifti;
 pub mod png;
 
