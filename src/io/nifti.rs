@@ -11,7 +11,7 @@ use crate::io::atomic::write_atomically;
 use crate::io::gzip::gzip_parallel;
 use crate::volume::mat3::{self, Mat3, Vec3};
 use crate::volume::{Geometry, Volume};
-use ndarray::{Array3, ShapeBuilder};
+use ndarray::Array3;
 use rayon::prelude::*;
 use nifti::{Endianness, NiftiHeader};
 use std::io::Read;
@@ -303,52 +303,64 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<NiftiImage> {
             ),
         ));
     }
-    let values = decode(&bytes[offset..offset + need], dtype, header.little_endian);
-    let slope = header.scl_slope;
-    let inter = header.scl_inter;
-    let scaled: Vec<f32> = if slope != 0.0 && slope.is_finite() && (slope != 1.0 || inter != 0.0) {
-        values.into_iter().map(|v| (v * slope + if inter.is_finite() { inter } else { 0.0 }) as f32).collect()
-    } else {
-        values.into_iter().map(|v| v as f32).collect()
-    };
-    // The file stores x fastest (Fortran order); volumes are kept in standard layout.
     let geometry = geometry_from_header(&header);
-    let volumes = scaled
-        .chunks_exact(count)
-        .map(|frame| {
-            let fortran = ndarray::ArrayView3::from_shape(shape.f(), frame).expect("length checked above");
-            let mut data = Array3::zeros(shape);
-            data.assign(&fortran);
-            Volume::new(data, geometry)
-        })
+    let (slope, inter) = (header.scl_slope, header.scl_inter);
+    let scale = (slope != 0.0 && slope.is_finite() && (slope != 1.0 || inter != 0.0)).then_some((slope, if inter.is_finite() { inter } else { 0.0 }));
+    let volumes = bytes[offset..offset + need]
+        .chunks_exact(count * dtype.size())
+        .map(|frame| Volume::new(decode_frame(frame, shape, dtype, header.little_endian, scale), geometry))
         .collect();
     Ok(NiftiImage { volumes, dtype, header })
 }
 
-fn decode(bytes: &[u8], dtype: NiftiDtype, le: bool) -> Vec<f64> {
+/// One frame of voxels stored x fastest (NIfTI order) as cta2mbf's standard-layout `[x, y, z]`
+/// array, each value read as `dtype` in the file's byte order and, when `scale` is given,
+/// mapped to `v * slope + intercept` (computed in f64).
+fn decode_frame(frame: &[u8], shape: [usize; 3], dtype: NiftiDtype, le: bool, scale: Option<(f64, f64)>) -> Array3<f32> {
     macro_rules! conv {
-        ($t:ty, $n:expr) => {
-            bytes
-                .chunks_exact($n)
-                .map(|c| {
-                    let a: [u8; $n] = c.try_into().unwrap();
-                    (if le { <$t>::from_le_bytes(a) } else { <$t>::from_be_bytes(a) }) as f64
-                })
-                .collect()
+        ($t:ty) => {
+            decode_as(frame, shape, |b| {
+                let v = if le { <$t>::from_le_bytes(b) } else { <$t>::from_be_bytes(b) };
+                match scale {
+                    Some((slope, inter)) => (v as f64 * slope + inter) as f32,
+                    None => v as f32,
+                }
+            })
         };
     }
     match dtype {
-        NiftiDtype::U8 => bytes.iter().map(|&b| b as f64).collect(),
-        NiftiDtype::I8 => bytes.iter().map(|&b| b as i8 as f64).collect(),
-        NiftiDtype::I16 => conv!(i16, 2),
-        NiftiDtype::U16 => conv!(u16, 2),
-        NiftiDtype::I32 => conv!(i32, 4),
-        NiftiDtype::F32 => conv!(f32, 4),
-        NiftiDtype::F64 => conv!(f64, 8),
+        NiftiDtype::U8 => conv!(u8),
+        NiftiDtype::I8 => conv!(i8),
+        NiftiDtype::I16 => conv!(i16),
+        NiftiDtype::U16 => conv!(u16),
+        NiftiDtype::I32 => conv!(i32),
+        NiftiDtype::F32 => conv!(f32),
+        NiftiDtype::F64 => conv!(f64),
     }
 }
 
-/// RAS ↔ LPS: negate the first two world axes.
+/// [`decode_frame`] with the value decoder `value`: the inverse of [`encode_as`], in parallel
+/// slabs of x (contiguous in the output) and tiles of y rows.
+fn decode_as<const W: usize>(frame: &[u8], [nx, ny, nz]: [usize; 3], value: impl Fn([u8; W]) -> f32 + Sync) -> Array3<f32> {
+    let mut out = vec![0f32; nx * ny * nz];
+    let x_slab = nx.div_ceil(4 * rayon::current_num_threads()).max(1);
+    out.par_chunks_mut(x_slab * ny * nz).enumerate().for_each(|(slab, chunk)| {
+        let x0 = slab * x_slab;
+        let width = chunk.len() / (ny * nz);
+        for y0 in (0..ny).step_by(Y_TILE) {
+            for z in 0..nz {
+                for y in y0..(y0 + Y_TILE).min(ny) {
+                    let row = &frame[((z * ny + y) * nx + x0) * W..][..width * W];
+                    for (dx, b) in row.chunks_exact(W).enumerate() {
+                        chunk[(dx * ny + y) * nz + z] = value(b.try_into().unwrap());
+                    }
+                }
+            }
+        }
+    });
+    Array3::from_shape_vec([nx, ny, nz], out).expect("length is the product of the shape")
+}
+
 fn flip_xy_rows(m: &Mat3) -> Mat3 {
     [m[0].map(|v| -v), m[1].map(|v| -v), m[2]]
 }
