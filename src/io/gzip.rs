@@ -1,6 +1,6 @@
 //! Gzip compression on every core, as `pigz` does: the input is cut into blocks that are
-//! deflated independently and in parallel, each block but the last ending on a byte boundary
-//! (a sync flush), and the pieces are joined into **one** standard gzip member. Any gzip
+//! deflated independently and in parallel, each ending on a byte boundary (a sync flush),
+//! and the pieces, closed by an empty final block, are joined into **one** standard gzip member. Any gzip
 //! reader (zlib's `gzread`, Python's `gzip`, ITK, nibabel) reads it as an ordinary file.
 //!
 //! Blocks do not share their 32 KiB history, so the output is a fraction of a percent larger
@@ -8,32 +8,44 @@
 
 use flate2::{Compress, Compression, FlushCompress, Status};
 use rayon::prelude::*;
+use std::io::Write;
 
 /// Bytes of input deflated per task.
 const BLOCK: usize = 1 << 20;
+/// Blocks deflated (in parallel) before their output is written, per thread.
+const BLOCKS_PER_BATCH: usize = 4;
 
-/// `data` as one gzip member (RFC 1952) at compression `level` (0–9), deflated in parallel.
-pub fn gzip_parallel(data: &[u8], level: u32) -> Vec<u8> {
-    let blocks: Vec<&[u8]> = if data.is_empty() { vec![data] } else { data.chunks(BLOCK).collect() };
-    let last = blocks.len() - 1;
-    let deflated: Vec<Vec<u8>> = blocks
-        .par_iter()
-        .enumerate()
-        .map(|(i, block)| deflate_block(block, level, if i == last { FlushCompress::Finish } else { FlushCompress::Sync }))
-        .collect();
-    let mut crc = crc32fast::Hasher::new();
-    crc.update(data);
-    let mut out = Vec::with_capacity(18 + deflated.iter().map(Vec::len).sum::<usize>());
+/// Write `data` to `out` as one gzip member (RFC 1952) at compression `level` (0–9),
+/// deflated in parallel. Output is written as batches finish, so at most a few blocks per
+/// thread of compressed data are held at once.
+pub fn write_gzip_parallel(mut out: impl Write, data: &[u8], level: u32) -> std::io::Result<()> {
     // ID1 ID2, CM = deflate, no flags, no mtime, XFL (2: best, 4: fastest), OS = Unix.
     let xfl = match level {
         9 => 2,
         1 => 4,
         _ => 0,
     };
-    out.extend_from_slice(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, xfl, 3]);
-    deflated.iter().for_each(|d| out.extend_from_slice(d));
-    out.extend_from_slice(&crc.finalize().to_le_bytes());
-    out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    out.write_all(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, xfl, 3])?;
+    let batch = BLOCK * BLOCKS_PER_BATCH * rayon::current_num_threads();
+    let mut crc = crc32fast::Hasher::new();
+    for part in data.chunks(batch) {
+        let (deflated, ()) = rayon::join(
+            || part.par_chunks(BLOCK).map(|block| deflate_block(block, level, FlushCompress::Sync)).collect::<Vec<_>>(),
+            || crc.update(part),
+        );
+        deflated.iter().try_for_each(|d| out.write_all(d))?;
+    }
+    // An empty final block closes the deflate stream.
+    out.write_all(&deflate_block(&[], level, FlushCompress::Finish))?;
+    out.write_all(&crc.finalize().to_le_bytes())?;
+    out.write_all(&(data.len() as u32).to_le_bytes())?;
+    out.flush()
+}
+
+/// `data` as one gzip member, in memory (see [`write_gzip_parallel`]).
+pub fn gzip_parallel(data: &[u8], level: u32) -> Vec<u8> {
+    let mut out = Vec::with_capacity(data.len() / 2 + 64);
+    write_gzip_parallel(&mut out, data, level).expect("writing to memory cannot fail");
     out
 }
 

@@ -8,13 +8,13 @@
 
 use crate::error::{Error, Result};
 use crate::io::atomic::write_atomically;
-use crate::io::gzip::gzip_parallel;
+use crate::io::gzip::write_gzip_parallel;
 use crate::volume::mat3::{self, Mat3, Vec3};
 use crate::volume::{Geometry, Volume};
 use ndarray::Array3;
 use rayon::prelude::*;
 use nifti::{Endianness, NiftiHeader};
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::Path;
 
 /// Voxel datatypes cta2mbf reads (all of them) and writes (`U8`, `I16`, `F32`).
@@ -506,7 +506,12 @@ fn header_for(geometry: &Geometry) -> NiftiHeader {
 /// The smallest lossless storage type of `volume` among those [`write_nifti`] offers:
 /// int16 when every value is an integer in its range, float32 otherwise.
 pub fn lossless_dtype(volume: &Volume) -> NiftiDtype {
-    let int16 = volume.data.iter().all(|&v| v.fract() == 0.0 && (-32768.0..=32767.0).contains(&v));
+    // In that range, `v as i32` is exact for integers and truncates anything else; NaN fails.
+    let fits = |v: &f32| (-32768.0..=32767.0).contains(v) && (*v as i32) as f32 == *v;
+    let int16 = match volume.data.as_slice() {
+        Some(values) => values.par_chunks(1 << 16).all(|c| c.iter().all(fits)),
+        None => volume.data.iter().all(fits),
+    };
     if int16 { NiftiDtype::I16 } else { NiftiDtype::F32 }
 }
 
@@ -545,12 +550,12 @@ pub fn write_nifti(path: impl AsRef<Path>, volume: &Volume, dtype: NiftiDtype) -
     header.bitpix = 8 * dtype.size() as i16;
     header.scl_slope = 1.0;
     header.magic = *b"n+1\0";
-    let mut bytes = encode_header(&header).to_vec();
-    bytes.extend(encode_voxels(volume, dtype));
+    let bytes = encode_voxels(&encode_header(&header), volume, dtype);
     let gzip = name.ends_with(".gz");
     write_atomically(path, |tmp| {
-        let contents = if gzip { gzip_parallel(&bytes, 1) } else { std::mem::take(&mut bytes) };
-        std::fs::write(tmp, contents).map_err(|e| Error::io(tmp, e))
+        let file = std::fs::File::create(tmp).map_err(|e| Error::io(tmp, e))?;
+        let written = if gzip { write_gzip_parallel(std::io::BufWriter::new(file), &bytes, 1) } else { (&file).write_all(&bytes) };
+        written.map_err(|e| Error::io(tmp, e))
     })
 }
 
@@ -603,26 +608,27 @@ fn round_half_away(v: f32) -> f64 {
     (v as f64 + 0.5f64.copysign(v as f64)).trunc()
 }
 
-/// The voxels of `volume` as little-endian `dtype` values in NIfTI order (x varies fastest).
-/// Values were checked to fit `dtype`.
-fn encode_voxels(volume: &Volume, dtype: NiftiDtype) -> Vec<u8> {
+/// `prefix` followed by the voxels of `volume` as little-endian `dtype` values in NIfTI order
+/// (x varies fastest). Values were checked to fit `dtype`.
+fn encode_voxels(prefix: &[u8], volume: &Volume, dtype: NiftiDtype) -> Vec<u8> {
     match dtype {
-        NiftiDtype::U8 => encode_as(volume, |v| [round_half_away(v) as u8]),
-        NiftiDtype::I16 => encode_as(volume, |v| (round_half_away(v) as i16).to_le_bytes()),
-        _ => encode_as(volume, f32::to_le_bytes),
+        NiftiDtype::U8 => encode_as(prefix, volume, |v| [round_half_away(v) as u8]),
+        NiftiDtype::I16 => encode_as(prefix, volume, |v| (round_half_away(v) as i16).to_le_bytes()),
+        _ => encode_as(prefix, volume, f32::to_le_bytes),
     }
 }
 
 /// [`encode_voxels`] with the value encoder `encode`, converted in parallel slabs of z planes.
-fn encode_as<const W: usize>(volume: &Volume, encode: impl Fn(f32) -> [u8; W] + Sync) -> Vec<u8> {
+fn encode_as<const W: usize>(prefix: &[u8], volume: &Volume, encode: impl Fn(f32) -> [u8; W] + Sync) -> Vec<u8> {
     let [nx, ny, nz] = volume.shape();
     let plane = nx * ny * W;
     let data = volume.data.as_standard_layout();
     let data = data.as_slice().expect("standard layout");
-    let mut out = vec![0u8; plane * nz];
+    let mut out = vec![0u8; prefix.len() + plane * nz];
+    out[..prefix.len()].copy_from_slice(prefix);
     // A few slabs per thread; each reads long runs of z (contiguous) from every column.
     let z_slab = nz.div_ceil(4 * rayon::current_num_threads()).max(1);
-    out.par_chunks_mut(plane * z_slab).enumerate().for_each(|(slab, chunk)| {
+    out[prefix.len()..].par_chunks_mut(plane * z_slab).enumerate().for_each(|(slab, chunk)| {
         let z0 = slab * z_slab;
         let depth = chunk.len() / plane;
         for y0 in (0..ny).step_by(Y_TILE) {

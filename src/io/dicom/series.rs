@@ -321,22 +321,24 @@ pub fn read_series(dir: &Path) -> Result<SeriesVolume> {
         }
     }
     let (nx, ny, nz) = (pixels[lead].columns, pixels[lead].rows, order.len());
-    let mut data = Array3::<f32>::zeros((nx, ny, nz));
-    // data is [x][y][z] with z fastest, slices are row-major [y][x]: transpose in blocks of
-    // a few x columns (contiguous in `data`), in parallel.
-    const BLOCK: usize = 16;
-    data.axis_chunks_iter_mut(ndarray::Axis(0), BLOCK).into_par_iter().enumerate().for_each(|(b, mut block)| {
-        let x0 = b * BLOCK;
-        let width = block.shape()[0];
+    // data is [x][y][z] with z fastest, slices are row-major [y][x]: each task fills a few
+    // x columns (contiguous in `data`), writing runs along z and reading each slice's row once.
+    const X_BLOCK: usize = 16;
+    let planes: Vec<&[f32]> = order.iter().map(|&i| pixels[i].values.as_slice()).collect();
+    let mut data = vec![0f32; nx * ny * nz];
+    data.par_chunks_mut(X_BLOCK * ny * nz).enumerate().for_each(|(b, block)| {
+        let x0 = b * X_BLOCK;
+        let width = block.len() / (ny * nz);
         for y in 0..ny {
-            for (k, &i) in order.iter().enumerate() {
-                let row = &pixels[i].values[y * nx + x0..y * nx + x0 + width];
-                for (dx, &v) in row.iter().enumerate() {
-                    block[[dx, y, k]] = v;
+            for dx in 0..width {
+                let run = &mut block[(dx * ny + y) * nz..][..nz];
+                for (v, plane) in run.iter_mut().zip(&planes) {
+                    *v = plane[y * nx + x0 + dx];
                 }
             }
         }
     });
+    let data = Array3::from_shape_vec((nx, ny, nz), data).expect("length is the product of the shape");
     let slices = order.iter().map(|&i| headers[i].clone()).collect();
     Ok(SeriesVolume { volume: Volume::new(data, geometry), slices, skipped, warnings, not_a_volume })
 }
