@@ -18,7 +18,7 @@
 //! warning, and [`SeriesVolume::not_a_volume`] says why (`convert --strict` refuses them).
 //! Different slice sizes and files of another series are errors.
 
-use super::header::{SliceHeader, dicm_offset, parse_dicom};
+use super::header::{DicomFile, SliceHeader, dicm_offset, parse_dicom};
 use super::pixels::{DecodedSlice, decode_slice};
 use crate::error::{Error, Result};
 use crate::volume::mat3::{self, Vec3};
@@ -250,26 +250,48 @@ fn spacing_warnings(positions: &[Vec3], order: &[usize], normal: Vec3, spacing: 
     warnings
 }
 
-/// One file of a series folder: its header and decoded pixels, or why it is left out.
+/// One file of a series folder: its header, or why it is left out. The pixel data is
+/// decoded later, a batch of slices at a time, so that the encoded copies of all the files
+/// are never held at once.
 enum Entry {
-    Slice(Box<SliceHeader>, DecodedSlice),
+    Slice(Box<SliceHeader>),
     Skipped(PathBuf, String),
 }
 
-fn read_entry(path: &Path) -> Result<Entry> {
+/// The parsed file at `path`, or `None` when it is not DICOM (no `DICM` marker).
+fn parse_file(path: &Path) -> Result<Option<DicomFile>> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     if dicm_offset(&bytes).is_none() {
-        return Ok(Entry::Skipped(path.to_path_buf(), "not a DICOM file".into()));
+        return Ok(None);
     }
-    let file = parse_dicom(path, &bytes, true)?;
-    drop(bytes);
-    let header = SliceHeader::from_object(path, &file);
+    parse_dicom(path, &bytes, true).map(Some)
+}
+
+fn read_entry(path: &Path) -> Result<Entry> {
+    let Some(file) = parse_file(path)? else {
+        return Ok(Entry::Skipped(path.to_path_buf(), "not a DICOM file".into()));
+    };
     if file.get(dicom_dictionary_std::tags::PIXEL_DATA).is_none() {
         return Ok(Entry::Skipped(path.to_path_buf(), "DICOM without pixel data".into()));
     }
-    let pixels = decode_slice(path, &file, &header)?;
-    Ok(Entry::Slice(Box::new(header), pixels))
+    Ok(Entry::Slice(Box::new(SliceHeader::from_object(path, &file))))
 }
+
+/// Read `header.path` again and decode its pixels.
+fn decode_file(header: &SliceHeader) -> Result<DecodedSlice> {
+    let path = &header.path;
+    let file = parse_file(path)?.ok_or_else(|| Error::format(path, "is no longer a DICOM file"))?;
+    decode_slice(path, &file, header)
+}
+
+/// The error for a slice whose size differs from the first slice's.
+fn size_mismatch(path: &Path, (columns, rows): (usize, usize), (lead_columns, lead_rows): (usize, usize), lead: &Path) -> Error {
+    Error::format(path, format!("slice of {columns}x{rows} pixels (columns x rows) differs from {lead_columns}x{lead_rows} of {}", lead.display()))
+}
+
+/// Slices decoded at a time while the volume is filled: enough for every thread, few
+/// enough that the decoded copies stay small beside the volume.
+const DECODE_BATCH: usize = 32;
 
 /// Read the series in folder `dir` (its files, not sub-folders) into a volume, the way
 /// SimpleITK's `ImageSeriesReader` reads the file list of `GetGDCMSeriesFileNames`.
@@ -282,14 +304,10 @@ pub fn read_series(dir: &Path) -> Result<SeriesVolume> {
     let files = files_in_directory_order(dir)?;
     let entries: Vec<Entry> = files.par_iter().map(|p| read_entry(p)).collect::<Result<_>>()?;
     let mut headers = Vec::new();
-    let mut pixels = Vec::new();
     let mut skipped = Vec::new();
     for entry in entries {
         match entry {
-            Entry::Slice(h, p) => {
-                headers.push(*h);
-                pixels.push(p);
-            }
+            Entry::Slice(h) => headers.push(*h),
             Entry::Skipped(path, why) => skipped.push((path, why)),
         }
     }
@@ -309,38 +327,55 @@ pub fn read_series(dir: &Path) -> Result<SeriesVolume> {
         }
     }
     let SliceGeometry { order, geometry, warnings, not_a_volume, .. } = slice_geometry(&headers)?;
-    // As ITK: every slice must have the size of the first one in order.
+    // As ITK: every slice must have the size of the first one in order. The headers say it
+    // before anything is decoded; the decoded images are checked again below.
     let lead = order[0];
+    let lead_path = headers[lead].path.clone();
+    let header_size = |h: &SliceHeader| h.columns.zip(h.rows).map(|(c, r)| (c as usize, r as usize));
     for &i in &order {
-        let (p, q) = (&pixels[i], &pixels[lead]);
-        if (p.rows, p.columns) != (q.rows, q.columns) {
-            return Err(Error::format(
-                &headers[i].path,
-                format!("slice of {}x{} pixels (columns x rows) differs from {}x{} of {}", p.columns, p.rows, q.columns, q.rows, headers[lead].path.display()),
-            ));
+        if let (Some(size), Some(lead_size)) = (header_size(&headers[i]), header_size(&headers[lead])) {
+            if size != lead_size {
+                return Err(size_mismatch(&headers[i].path, size, lead_size, &lead_path));
+            }
         }
     }
-    let (nx, ny, nz) = (pixels[lead].columns, pixels[lead].rows, order.len());
-    // data is [x][y][z] with z fastest, slices are row-major [y][x]: each task fills a few
-    // x columns (contiguous in `data`), writing runs along z and reading each slice's row once.
+    // Decode the slices in volume order, a batch at a time, and copy each batch into place.
+    let mut volume: Option<(usize, usize, Vec<f32>)> = None;
+    let nz = order.len();
+    for (batch_index, batch) in order.chunks(DECODE_BATCH).enumerate() {
+        let decoded: Vec<DecodedSlice> = batch.par_iter().map(|&i| decode_file(&headers[i])).collect::<Result<_>>()?;
+        let (nx, ny, data) = volume.get_or_insert_with(|| (decoded[0].columns, decoded[0].rows, vec![0f32; decoded[0].columns * decoded[0].rows * nz]));
+        let (nx, ny) = (*nx, *ny);
+        for (slice, &i) in decoded.iter().zip(batch) {
+            if (slice.columns, slice.rows) != (nx, ny) {
+                return Err(size_mismatch(&headers[i].path, (slice.columns, slice.rows), (nx, ny), &lead_path));
+            }
+        }
+        fill_z_range(data, [nx, ny, nz], batch_index * DECODE_BATCH, &decoded);
+    }
+    let (nx, ny, data) = volume.expect("a series has at least one slice");
+    let data = Array3::from_shape_vec((nx, ny, nz), data).expect("length is the product of the shape");
+    let slices = order.iter().map(|&i| headers[i].clone()).collect();
+    Ok(SeriesVolume { volume: Volume::new(data, geometry), slices, skipped, warnings, not_a_volume })
+}
+
+/// Copy `slices` (row-major `[y][x]` images) into planes `z0..` of `data`, a standard-layout
+/// `[x][y][z]` array of `shape` (z fastest). Each task fills a few x columns, writing runs
+/// along z and reading each slice's row once.
+fn fill_z_range(data: &mut [f32], [nx, ny, nz]: [usize; 3], z0: usize, slices: &[DecodedSlice]) {
     const X_BLOCK: usize = 16;
-    let planes: Vec<&[f32]> = order.iter().map(|&i| pixels[i].values.as_slice()).collect();
-    let mut data = vec![0f32; nx * ny * nz];
     data.par_chunks_mut(X_BLOCK * ny * nz).enumerate().for_each(|(b, block)| {
         let x0 = b * X_BLOCK;
         let width = block.len() / (ny * nz);
         for y in 0..ny {
             for dx in 0..width {
-                let run = &mut block[(dx * ny + y) * nz..][..nz];
-                for (v, plane) in run.iter_mut().zip(&planes) {
-                    *v = plane[y * nx + x0 + dx];
+                let run = &mut block[(dx * ny + y) * nz + z0..][..slices.len()];
+                for (v, slice) in run.iter_mut().zip(slices) {
+                    *v = slice.values[y * nx + x0 + dx];
                 }
             }
         }
     });
-    let data = Array3::from_shape_vec((nx, ny, nz), data).expect("length is the product of the shape");
-    let slices = order.iter().map(|&i| headers[i].clone()).collect();
-    Ok(SeriesVolume { volume: Volume::new(data, geometry), slices, skipped, warnings, not_a_volume })
 }
 
 #[cfg(test)]
