@@ -159,13 +159,43 @@ fn a_broken_case_is_reported_and_the_others_are_written() {
     let bytes = std::fs::read(&broken).unwrap();
     std::fs::write(&broken, &bytes[..bytes.len() / 3]).unwrap();
     let out_dir = tmp.path().join("out");
-    let out = infer(&run_dir, &root, "eval", &["--out", out_dir.to_str().unwrap()]);
+    let out = cta2mbf()
+        .args(["infer", "--quiet", "--norm-mode", "eval", "--checkpoint"])
+        .arg(&run_dir)
+        .arg("--data-root")
+        .arg(&data)
+        .args(["--out", out_dir.to_str().unwrap()])
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("2 case(s) written"), "{stdout}");
     assert!(stdout.contains(&ids[1]) && stdout.contains("cropped_cta.nii.gz"), "{stdout}");
     assert!(out_dir.join(&ids[0]).join("fake_b.nii.gz").is_file());
     assert!(out_dir.join(&ids[2]).join("fake_b.nii.gz").is_file());
     assert!(!out_dir.join(&ids[1]).join("fake_b.nii.gz").exists());
+    // The others were written, and the exit status still says that one failed.
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("infer: 1 of 3 cases failed"), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // analyze and slicemap on a folder with one corrupt fake_b: that case is reported, the
+    // others are scored and drawn, and the exit status is 1.
+    let fake = out_dir.join(&ids[2]).join("fake_b.nii.gz");
+    let bytes = std::fs::read(&fake).unwrap();
+    std::fs::write(&fake, &bytes[..bytes.len() / 2]).unwrap();
+    let csv_path = tmp.path().join("scores.csv");
+    let out = cta2mbf().args(["analyze", "--in"]).arg(&out_dir).arg("--out").arg(&csv_path).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(&format!("case {} skipped", ids[2])) && stderr.contains("corrupt or truncated gzip"), "{stderr}");
+    assert!(stderr.contains("analyze: 1 of 2 cases failed"), "{stderr}");
+    let csv = std::fs::read_to_string(&csv_path).unwrap();
+    assert_eq!(csv.lines().count(), 2, "{csv}");
+    assert!(csv.lines().nth(1).unwrap().starts_with(&format!("{},", ids[0])), "{csv}");
+    let maps = tmp.path().join("maps");
+    let out = cta2mbf().args(["slicemap", "--in"]).arg(&out_dir).arg("--out").arg(&maps).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(maps.join(&ids[0]).join("montage.png").is_file() && maps.join("index.html").is_file());
+    assert!(!maps.join(&ids[2]).join("montage.png").exists());
 
     // A checkpoint that is not one, and a block that is not a multiple of 8: one clear error.
     let bad = cta2mbf().args(["infer", "--norm-mode", "eval", "--checkpoint"]).arg(tmp.path()).arg("--data-root").arg(&data).output().unwrap();

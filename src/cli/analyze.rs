@@ -39,8 +39,11 @@ pub fn run(args: AnalyzeArgs) -> cta2mbf::Result<()> {
         (None, None) => unreachable!("clap requires --in or --compare"),
     };
     let mut variants = Vec::new();
+    let (mut failed, mut total) = (0, 0);
     for dir in &dirs {
         let scores = analyze_folder(dir, &mask)?;
+        failed += scores.failed.len();
+        total += scores.failed.len() + scores.rows.len();
         for (pid, why) in &scores.failed {
             eprintln!("analyze: {}: case {pid} skipped: {why}", dir.display());
         }
@@ -64,5 +67,5 @@ pub fn run(args: AnalyzeArgs) -> cta2mbf::Result<()> {
         println!("analyze: comparison → {} and {}", csv.display(), mdp.display());
     }
     print!("{md}");
-    Ok(())
+    super::cases_failed("analyze", failed, total)
 }

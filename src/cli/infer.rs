@@ -104,7 +104,7 @@ pub fn run(args: InferArgs) -> cta2mbf::Result<()> {
     if report.written.is_empty() {
         return Err(cta2mbf::Error::invalid("infer: no case could be predicted"));
     }
-    Ok(())
+    super::cases_failed("infer", report.failed.len(), report.failed.len() + report.written.len())
 }
 
 /// `infer --input CTA --output FAKE`: one volume in, its prediction out.

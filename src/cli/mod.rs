@@ -91,6 +91,15 @@ pub fn run(cli: Cli) -> cta2mbf::Result<()> {
     }
 }
 
+/// The end of a command that went on past failing cases: an error (exit status 1) when
+/// `failed` of the `total` cases failed, after everything else was written.
+pub fn cases_failed(command: &str, failed: usize, total: usize) -> cta2mbf::Result<()> {
+    match failed {
+        0 => Ok(()),
+        n => Err(cta2mbf::Error::invalid(format!("{command}: {n} of {total} cases failed (see above)"))),
+    }
+}
+
 /// Print a stage's report on standard output (a closed pipe is not an error).
 pub fn print_report(report: impl std::fmt::Display) {
     use std::io::Write as _;

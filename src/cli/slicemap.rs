@@ -46,10 +46,13 @@ pub fn run(args: SlicemapArgs) -> cta2mbf::Result<()> {
     };
     let several = args.input.len() > 1;
     let mut variants = Vec::new();
+    let (mut failed_cases, mut total) = (0, 0);
     for dir in &args.input {
         let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "variant".into());
         let rel_dir = if several { name.clone() } else { String::new() };
         let (cases, failed) = write_variant(dir, &args.out.join(&rel_dir), &windows)?;
+        failed_cases += failed.len();
+        total += failed.len() + cases.len();
         for (pid, why) in &failed {
             eprintln!("slicemap: {}: case {pid} skipped: {why}", dir.display());
         }
@@ -60,5 +63,5 @@ pub fn run(args: SlicemapArgs) -> cta2mbf::Result<()> {
     }
     let index = write_index(&args.out, &variants, &windows)?;
     println!("slicemap: open {}", index.display());
-    Ok(())
+    super::cases_failed("slicemap", failed_cases, total)
 }
