@@ -542,6 +542,9 @@ pub fn write_nifti(path: impl AsRef<Path>, volume: &Volume, dtype: NiftiDtype) -
     }
     let mut header = header_for(&volume.geometry);
     let [nx, ny, nz] = volume.shape();
+    if nx * ny * nz == 0 {
+        return Err(Error::format(path, format!("cannot write an empty {nx}x{ny}x{nz} volume")));
+    }
     if [nx, ny, nz].iter().any(|&n| n > i16::MAX as usize) {
         return Err(Error::format(path, format!("a {nx}x{ny}x{nz} grid does not fit NIfTI-1 (at most 32767 voxels per axis)")));
     }
@@ -727,5 +730,14 @@ mod tests {
             let _ = std::fs::remove_file(&path);
         }
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn an_empty_volume_is_an_error_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("empty.nii");
+        let err = write_nifti(&path, &Volume::filled([4, 0, 3], 0.0, Geometry::default()), NiftiDtype::F32).unwrap_err().to_string();
+        assert!(err.contains("empty 4x0x3"), "{err}");
+        assert!(!path.exists());
     }
 }

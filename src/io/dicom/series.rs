@@ -364,6 +364,9 @@ pub fn read_series(dir: &Path) -> Result<SeriesVolume> {
 /// along z and reading each slice's row once.
 fn fill_z_range(data: &mut [f32], [nx, ny, nz]: [usize; 3], z0: usize, slices: &[DecodedSlice]) {
     const X_BLOCK: usize = 16;
+    if data.is_empty() {
+        return;
+    }
     data.par_chunks_mut(X_BLOCK * ny * nz).enumerate().for_each(|(b, block)| {
         let x0 = b * X_BLOCK;
         let width = block.len() / (ny * nz);
