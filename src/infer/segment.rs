@@ -1,14 +1,14 @@
 //! Chamber segmentation of one CTA volume: clip and normalize as in training, resize to the
 //! network's fixed grid, run the U-Net, resize the logits back to the CTA grid and take the
-//! most likely class per voxel. The logits are brought back slab by slab along z, so that a
-//! 512×512×300 CTA never holds all eight full-size logit volumes at once.
+//! most likely class per voxel. The last two steps are one CPU pass
+//! ([`argmax_of_resized`]), so that a 512×512×300 CTA never holds the eight full-size logit
+//! volumes.
 
 use crate::data::{ClipNormalize, volume_to_tensor};
 use crate::models::UNet3d;
-use crate::ops::{resize_axis_range, resize_trilinear};
+use crate::ops::{argmax_of_resized, resize_trilinear};
 use crate::volume::Volume;
-use burn::tensor::{Device, Int, Tensor};
-use ndarray::{Array3, s};
+use burn::tensor::Device;
 
 /// A trained segmentation network ready to label CTA volumes.
 #[derive(Debug)]
@@ -35,33 +35,15 @@ impl Segmenter {
     }
 }
 
-/// At most this many logit values per slab of the final resize.
-const SLAB_VALUES: usize = 1 << 25;
-
 /// The label map (`0..classes`, stored as floats) of `cta`, on the CTA's grid and geometry.
 pub fn segment_volume(net: &UNet3d, cta: &Volume, intensity: &ClipNormalize, device: &Device) -> Volume {
-    segment_in_slabs(net, cta, intensity, device, SLAB_VALUES)
-}
-
-fn segment_in_slabs(net: &UNet3d, cta: &Volume, intensity: &ClipNormalize, device: &Device, slab_values: usize) -> Volume {
     let input = cta.map(|v| intensity.apply(v));
     let x = volume_to_tensor(&[&input], device);
-    let [nx, ny, nz] = cta.shape();
     let logits = net.forward(resize_trilinear(x, net.config.input_size, true), false);
-    // x and y first on the coarse z grid, then z in slabs: the same separable resize, in the
-    // same axis order, as `UNet3d::forward_resampled`.
-    let xy = resize_axis_range(resize_axis_range(logits, 2, nx, 0..nx, true), 3, ny, 0..ny, true);
-    let classes = net.config.classes;
-    let slab = (slab_values / (classes * nx * ny)).clamp(1, nz);
-    let mut labels = Array3::<f32>::zeros([nx, ny, nz]);
-    for z0 in (0..nz).step_by(slab) {
-        let z1 = (z0 + slab).min(nz);
-        let part = resize_axis_range(xy.clone(), 4, nz, z0..z1, true);
-        let best: Tensor<5, Int> = part.argmax(1);
-        let values = best.into_data().convert::<i64>().try_to_vec::<i64>().expect("integer labels");
-        let block = Array3::from_shape_vec((nx, ny, z1 - z0), values.into_iter().map(|v| v as f32).collect()).expect("slab shape");
-        labels.slice_mut(s![.., .., z0..z1]).assign(&block);
-    }
+    let [_, classes, sx, sy, sz] = logits.dims();
+    let scores = logits.into_data().convert::<f32>().try_into_vec::<f32>().expect("float logits");
+    // The same separable resize, in the same axis order, as `UNet3d::forward_resampled`.
+    let labels = argmax_of_resized(&scores, [classes, sx, sy, sz], cta.shape(), true);
     Volume::new(labels, cta.geometry)
 }
 
@@ -71,18 +53,19 @@ mod tests {
     use crate::models::UNet3dConfig;
     use crate::models::init::Initializer;
     use crate::volume::Geometry;
+    use burn::tensor::{Int, Tensor};
+    use ndarray::Array3;
 
     #[test]
-    fn slabs_give_the_argmax_of_the_resampled_logits() {
+    fn labels_are_the_argmax_of_the_resampled_logits() {
         let device = Device::flex();
         let cfg = UNet3dConfig { in_channels: 1, classes: 4, base_n_filter: 2, dropout: 0.0, input_size: [16, 16, 16] };
         let net = cfg.init(&mut Initializer::new(3, &device));
         let data = Array3::from_shape_fn((23, 19, 11), |(i, j, k)| ((i * 7 + j * 13 + k * 29) % 17) as f32 * 60.0 - 300.0);
         let cta = Volume::new(data, Geometry::axial([0.7, 0.8, 2.0], [1.0, 2.0, 3.0]));
         let intensity = ClipNormalize::default();
-        let labels = segment_in_slabs(&net, &cta, &intensity, &device, 4 * 23 * 19 * 3);
+        let labels = segment_volume(&net, &cta, &intensity, &device);
         assert_eq!(labels.shape(), [23, 19, 11]);
-        assert_eq!(labels.data, segment_volume(&net, &cta, &intensity, &device).data);
         assert_eq!(labels.geometry, cta.geometry);
         let x = volume_to_tensor(&[&cta.map(|v| intensity.apply(v))], &device);
         let whole: Tensor<5, Int> = net.forward_resampled(x, false).argmax(1);

@@ -22,6 +22,18 @@ fn source_coordinate(i: usize, n_in: usize, n_out: usize, align_corners: bool) -
     }
 }
 
+/// For each output sample of `range` (of `n_out` along an axis of `n_in`), the two input
+/// samples it lies between and the weight of the upper one: output = a + (b − a) · w.
+pub(crate) fn interpolation_table(n_in: usize, n_out: usize, range: Range<usize>, align_corners: bool) -> Vec<(usize, usize, f32)> {
+    range
+        .map(|i| {
+            let s = source_coordinate(i, n_in, n_out, align_corners).min((n_in - 1) as f64);
+            let i0 = s.floor() as usize;
+            (i0, (i0 + 1).min(n_in - 1), (s - i0 as f64) as f32)
+        })
+        .collect()
+}
+
 /// Samples `range` of `x` linearly interpolated along `axis` (2, 3 or 4) to `n_out` samples:
 /// the slab `range` of the full resize, so a large output can be produced piece by piece.
 pub fn resize_axis_range(x: Tensor<5>, axis: usize, n_out: usize, range: Range<usize>, align_corners: bool) -> Tensor<5> {
@@ -32,17 +44,10 @@ pub fn resize_axis_range(x: Tensor<5>, axis: usize, n_out: usize, range: Range<u
     }
     let device = x.device();
     let n = range.len();
-    let mut lower = Vec::with_capacity(n);
-    let mut upper = Vec::with_capacity(n);
-    let mut weight = Vec::with_capacity(n);
-    for i in range {
-        let s = source_coordinate(i, n_in, n_out, align_corners).min((n_in - 1) as f64);
-        let i0 = s.floor() as usize;
-        let i1 = (i0 + 1).min(n_in - 1);
-        lower.push(i0 as i64);
-        upper.push(i1 as i64);
-        weight.push((s - i0 as f64) as f32);
-    }
+    let table = interpolation_table(n_in, n_out, range, align_corners);
+    let lower = table.iter().map(|t| t.0 as i64).collect();
+    let upper = table.iter().map(|t| t.1 as i64).collect();
+    let weight = table.iter().map(|t| t.2).collect();
     let lo: Tensor<1, Int> = Tensor::from_data(TensorData::new(lower, [n]), &device);
     let hi: Tensor<1, Int> = Tensor::from_data(TensorData::new(upper, [n]), &device);
     let mut shape = [1usize; 5];
