@@ -12,8 +12,8 @@ use crate::io::gzip::write_gzip_parallel;
 use crate::volume::mat3::{self, Mat3, Vec3};
 use crate::volume::{Geometry, Volume};
 use ndarray::Array3;
-use rayon::prelude::*;
 use nifti::{Endianness, NiftiHeader};
+use rayon::prelude::*;
 use std::io::{Read, Write};
 use std::path::Path;
 
@@ -361,6 +361,7 @@ fn decode_as<const W: usize>(frame: &[u8], [nx, ny, nz]: [usize; 3], value: impl
     Array3::from_shape_vec([nx, ny, nz], out).expect("length is the product of the shape")
 }
 
+/// RAS ↔ LPS: negate the first two world axes.
 fn flip_xy_rows(m: &Mat3) -> Mat3 {
     [m[0].map(|v| -v), m[1].map(|v| -v), m[2]]
 }
@@ -605,18 +606,19 @@ fn encode_header(h: &NiftiHeader) -> [u8; 352] {
 /// Rows (y) handled together, so that each output plane's part of them is a page or two.
 const Y_TILE: usize = 4;
 
-/// `v` rounded to the nearest integer, halves away from zero (as `f32::round`), computed
-/// without a libm call: `v ± 0.5` is exact in f64 and the cast truncates toward zero.
-fn round_half_away(v: f32) -> f64 {
-    (v as f64 + 0.5f64.copysign(v as f64)).trunc()
+/// `v + ½·sign(v)`, exact in f64. Cast to an integer type, which truncates toward zero, it
+/// is `v` rounded to nearest with halves away from zero, as `f32::round` rounds, without a
+/// libm call per voxel.
+fn plus_half_away(v: f32) -> f64 {
+    v as f64 + 0.5f64.copysign(v as f64)
 }
 
 /// `prefix` followed by the voxels of `volume` as little-endian `dtype` values in NIfTI order
 /// (x varies fastest). Values were checked to fit `dtype`.
 fn encode_voxels(prefix: &[u8], volume: &Volume, dtype: NiftiDtype) -> Vec<u8> {
     match dtype {
-        NiftiDtype::U8 => encode_as(prefix, volume, |v| [round_half_away(v) as u8]),
-        NiftiDtype::I16 => encode_as(prefix, volume, |v| (round_half_away(v) as i16).to_le_bytes()),
+        NiftiDtype::U8 => encode_as(prefix, volume, |v| [plus_half_away(v) as u8]),
+        NiftiDtype::I16 => encode_as(prefix, volume, |v| (plus_half_away(v) as i16).to_le_bytes()),
         _ => encode_as(prefix, volume, f32::to_le_bytes),
     }
 }
