@@ -3,7 +3,8 @@
 
 use super::init::{INIT_GAIN, Initializer};
 use burn::module::{Module, Param};
-use burn::tensor::Tensor;
+use crate::ops::direct_conv::conv3d_direct;
+use burn::tensor::{Device, Tensor, TensorData};
 use burn::tensor::module::{conv_transpose3d, conv3d};
 use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
 
@@ -57,8 +58,15 @@ impl Conv3 {
     /// but Burn's CPU backend then builds the weight gradient in one pass instead of one per
     /// input channel (measured at 32×32×40, 8→1, 7³: forward 0.05 → 0.012 s, backward
     /// 0.31 → 0.11 s).
+    ///
+    /// On Burn's CPU device without gradients, a stride-1 convolution from or to a single
+    /// channel (the generator's 7³ stem and head) runs as [`conv3d_direct`] instead, which is
+    /// 2–3.5× faster there than im2col + GEMM (BENCHMARKS.md).
     pub fn forward(&self, x: Tensor<5>) -> Tensor<5> {
-        let [c_out, _, k, _, _] = self.weight.dims();
+        let [c_out, c_in, k, _, _] = self.weight.dims();
+        if self.stride == 1 && k > 1 && (c_in == 1 || c_out == 1) && on_cpu_without_gradients(&x) {
+            return self.forward_direct(x);
+        }
         let bias = self.bias.as_ref().map(|b| b.val());
         if self.stride == 1 && c_out == 1 && k > 1 && self.padding < k {
             let kernel = self.weight.val().swap_dims(0, 1).flip([2, 3, 4]);
@@ -69,6 +77,23 @@ impl Conv3 {
         conv3d(x, self.weight.val(), bias, opts)
     }
 
+    /// [`Conv3::forward`] through [`conv3d_direct`], one batch item at a time.
+    fn forward_direct(&self, x: Tensor<5>) -> Tensor<5> {
+        let [batch, c_in, nx, ny, nz] = x.dims();
+        let [c_out, _, k, _, _] = self.weight.dims();
+        let device = x.device();
+        let host = |t: TensorData| t.convert::<f32>().try_into_vec::<f32>().expect("float tensor");
+        let weight = host(self.weight.val().into_data());
+        let bias = self.bias.as_ref().map(|b| host(b.val().into_data()));
+        let input = host(x.into_data());
+        let out_size = [nx, ny, nz].map(|n| n + 2 * self.padding + 1 - k);
+        let out: Vec<f32> = input
+            .chunks(c_in * nx * ny * nz)
+            .flat_map(|item| conv3d_direct(item, [c_in, nx, ny, nz], &weight, [c_out, k], self.padding, bias.as_deref()))
+            .collect();
+        Tensor::from_data(TensorData::new(out, [batch, c_out, out_size[0], out_size[1], out_size[2]]), &device)
+    }
+
     /// Floating-point operations (multiply and add counted separately) for an input of
     /// spatial size `input` and batch 1; returns them with the output's spatial size.
     pub fn flops(&self, input: [usize; 3]) -> (f64, [usize; 3]) {
@@ -77,6 +102,12 @@ impl Conv3 {
         let voxels: usize = out.iter().product();
         (2.0 * (c_in * c_out * k * k * k) as f64 * voxels as f64, out)
     }
+}
+
+/// True when `x` lives on Burn's CPU (flex) device and records no gradients.
+fn on_cpu_without_gradients(x: &Tensor<5>) -> bool {
+    let device = x.device();
+    !device.is_autodiff() && device == Device::flex()
 }
 
 /// A cubic 3-D transposed convolution (up-sampling), PyTorch's `ConvTranspose3d`.
@@ -132,6 +163,29 @@ mod tests {
     use burn::tensor::{Device, Distribution};
 
     /// The single-output-channel path equals a direct `conv3d`, values and gradients.
+    #[test]
+    fn cpu_inference_path_matches_the_training_path() {
+        // The same stem-like and head-like layers on flex (direct convolution, batch 2) and on
+        // flex with autodiff (Burn's convolution).
+        for (c_in, c_out, k, padding) in [(1, 8, 7, 3), (8, 1, 7, 3), (1, 3, 3, 0)] {
+            let layer = |device: &Device| {
+                let mut init = Initializer::new(5, device);
+                let mut conv = Conv3::new(&mut init, c_in, c_out, k, 1, padding, true);
+                conv.bias = Some(init.normal([c_out], 0.0, 1.0));
+                conv
+            };
+            let (train_device, infer_device) = (Device::flex().autodiff(), Device::flex());
+            let x: Tensor<5> = Tensor::random([2, c_in, 9, 8, 11], Distribution::Normal(0.0, 1.0), &infer_device);
+            let x_train = Tensor::from_data(x.to_data(), &train_device);
+            assert!(on_cpu_without_gradients(&x) && !on_cpu_without_gradients(&x_train));
+            let reference = layer(&train_device).forward(x_train).into_data().try_to_vec::<f32>().unwrap();
+            let fast = layer(&infer_device).forward(x).into_data().try_to_vec::<f32>().unwrap();
+            let worst = fast.iter().zip(&reference).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+            assert_eq!(fast.len(), reference.len());
+            assert!(worst < 1e-4, "{c_in}->{c_out}: {worst}");
+        }
+    }
+
     #[test]
     fn single_output_head_matches_direct_convolution() {
         let device = Device::flex().autodiff();

@@ -2,6 +2,7 @@
 //! (generator up-sampling, the segmentation wrapper) and the registration stage.
 
 pub mod argmax_resize;
+pub mod direct_conv;
 pub mod resize;
 
 pub use argmax_resize::argmax_of_resized;

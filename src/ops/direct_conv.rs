@@ -1,0 +1,192 @@
+//! A direct 3-D convolution (stride 1, zero padding) for the shapes im2col + GEMM handles
+//! badly: one input channel or one output channel with a large kernel, as the generator's 7³
+//! stem (1 → ngf) and head (ngf → 1). Inference only (no gradients); the networks use it on
+//! Burn's CPU device when no gradient is recorded.
+//!
+//! Each task computes one output x plane; the sums are kept in a block of registers
+//! (output channels × a run of z) while the kernel taps stream through them, so each input
+//! value is loaded once per tap row and used for every output channel of the block.
+
+use rayon::prelude::*;
+
+/// Output values computed together: output channels × consecutive z.
+const ACCUMULATORS: usize = 64;
+
+/// `out[co][x][y][z] = bias[co] + Σ_ci Σ_ijk w[co][ci][i][j][k] · in[ci][x+i−p][y+j−p][z+k−p]`
+/// for `input` of shape `[c_in, nx, ny, nz]` (zero outside), `weight` of shape
+/// `[c_out, c_in, k, k, k]` (standard layout) and padding `p`; the output has shape
+/// `[c_out, nx+2p−k+1, ny+2p−k+1, nz+2p−k+1]`.
+pub fn conv3d_direct(input: &[f32], [c_in, nx, ny, nz]: [usize; 4], weight: &[f32], [c_out, k]: [usize; 2], padding: usize, bias: Option<&[f32]>) -> Vec<f32> {
+    assert_eq!(input.len(), c_in * nx * ny * nz, "input shape");
+    assert_eq!(weight.len(), c_out * c_in * k * k * k, "weight shape");
+    let p = padding;
+    let n = [nx + 2 * p, ny + 2 * p, nz + 2 * p];
+    assert!(k >= 1 && n.iter().all(|&m| k <= m), "kernel {k} larger than the padded input {n:?}");
+    let padded;
+    let input = if p == 0 {
+        input
+    } else {
+        let mut buffer = vec![0f32; c_in * n[0] * n[1] * n[2]];
+        for (c, x, y) in (0..c_in).flat_map(|c| (0..nx).flat_map(move |x| (0..ny).map(move |y| (c, x, y)))) {
+            let from = ((c * nx + x) * ny + y) * nz;
+            let to = ((c * n[0] + x + p) * n[1] + y + p) * n[2] + p;
+            buffer[to..to + nz].copy_from_slice(&input[from..from + nz]);
+        }
+        padded = buffer;
+        &padded
+    };
+    let shape = Shape { c_in, n, c_out, k };
+    let mut out = vec![0f32; c_out * shape.out(0) * shape.out(1) * shape.out(2)];
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2, checked just above.
+        unsafe { run_avx2(&shape, input, weight, bias, &mut out) };
+        return out;
+    }
+    run(&shape, input, weight, bias, &mut out);
+    out
+}
+
+/// Sizes of one convolution.
+struct Shape {
+    c_in: usize,
+    n: [usize; 3],
+    c_out: usize,
+    k: usize,
+}
+
+impl Shape {
+    /// Output size along `axis`.
+    fn out(&self, axis: usize) -> usize {
+        self.n[axis] + 1 - self.k
+    }
+}
+
+/// [`run`] compiled for AVX2, so the accumulator block is updated eight lanes at a time.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn run_avx2(shape: &Shape, input: &[f32], weight: &[f32], bias: Option<&[f32]>, out: &mut [f32]) {
+    run(shape, input, weight, bias, out)
+}
+
+#[inline(always)]
+fn run(shape: &Shape, input: &[f32], weight: &[f32], bias: Option<&[f32]>, out: &mut [f32]) {
+    // Blocks of 8 output channels × 8 z when there are several channels, 1 × 64 for one.
+    if shape.c_out >= 8 {
+        run_blocked::<8, 8>(shape, input, weight, bias, out)
+    } else {
+        run_blocked::<1, ACCUMULATORS>(shape, input, weight, bias, out)
+    }
+}
+
+#[inline(always)]
+fn run_blocked<const CO: usize, const ZC: usize>(shape: &Shape, input: &[f32], weight: &[f32], bias: Option<&[f32]>, out: &mut [f32]) {
+    let Shape { c_in, n: [nx, ny, nz], c_out, k } = *shape;
+    let [ox, oy, oz] = [shape.out(0), shape.out(1), shape.out(2)];
+    let (plane, taps) = (oy * oz, c_in * k * k * k);
+    let blocks = c_out.div_ceil(CO);
+    // Weights regrouped per block of CO output channels as [tap][channel], zero for the
+    // channels past c_out, so one tap's CO weights are adjacent.
+    let mut grouped = vec![0f32; blocks * taps * CO];
+    for co in 0..c_out {
+        for t in 0..taps {
+            grouped[((co / CO) * taps + t) * CO + co % CO] = weight[co * taps + t];
+        }
+    }
+    // Computed x-major ([ox][c_out][oy][oz]), one task per output x, then put in place.
+    let mut by_x = vec![0f32; out.len()];
+    by_x.par_chunks_mut(c_out * plane).enumerate().for_each(|(x, planes)| {
+        let mut padded = vec![0f32; ZC + k];
+        for block in 0..blocks {
+            let (co0, cos) = (block * CO, CO.min(c_out - block * CO));
+            let w_block = &grouped[block * taps * CO..][..taps * CO];
+            for y in 0..oy {
+                for z0 in (0..oz).step_by(ZC) {
+                    let run = ZC.min(oz - z0);
+                    let mut acc = [[0f32; ZC]; CO];
+                    for (c, a) in acc.iter_mut().enumerate().take(cos) {
+                        *a = [bias.map_or(0.0, |b| b[co0 + c]); ZC];
+                    }
+                    for ci in 0..c_in {
+                        for i in 0..k {
+                            for j in 0..k {
+                                let start = ((ci * nx + x + i) * ny + y + j) * nz + z0;
+                                let row: &[f32] = if run == ZC {
+                                    &input[start..start + ZC + k - 1]
+                                } else {
+                                    // The last, partial run: copy it beside zeros.
+                                    padded.fill(0.0);
+                                    padded[..run + k - 1].copy_from_slice(&input[start..start + run + k - 1]);
+                                    &padded[..ZC + k - 1]
+                                };
+                                let tap0 = ((ci * k + i) * k + j) * k;
+                                accumulate_row(&mut acc, row, &w_block[tap0 * CO..][..k * CO]);
+                            }
+                        }
+                    }
+                    for (c, a) in acc.iter().enumerate().take(cos) {
+                        planes[(co0 + c) * plane + y * oz + z0..][..run].copy_from_slice(&a[..run]);
+                    }
+                }
+            }
+        }
+    });
+    out.par_chunks_mut(ox * plane).enumerate().for_each(|(co, channel)| {
+        for (x, dst) in channel.chunks_mut(plane).enumerate() {
+            dst.copy_from_slice(&by_x[(x * c_out + co) * plane..][..plane]);
+        }
+    });
+}
+
+/// One row of kernel taps along z: `acc[c][l] += Σ_kk w[kk][c] · row[l + kk]`.
+#[inline(always)]
+fn accumulate_row<const CO: usize, const ZC: usize>(acc: &mut [[f32; ZC]; CO], row: &[f32], w: &[f32]) {
+    let k = w.len() / CO;
+    for kk in 0..k {
+        let v: &[f32; ZC] = row[kk..kk + ZC].try_into().unwrap();
+        let wk: &[f32; CO] = w[kk * CO..kk * CO + CO].try_into().unwrap();
+        for c in 0..CO {
+            for l in 0..ZC {
+                acc[c][l] += wk[c] * v[l];
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::module::conv3d;
+    use burn::tensor::ops::ConvOptions;
+    use burn::tensor::{Device, Tensor, TensorData};
+
+    fn noise(n: usize, seed: u64) -> Vec<f32> {
+        let mut state = seed;
+        (0..n)
+            .map(|_| {
+                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+            })
+            .collect()
+    }
+
+    #[test]
+    fn equals_burns_convolution() {
+        let device = Device::flex();
+        // Stem-like (1 → 9, so a block of 8 and a rest of 1), head-like (5 → 1), both padded
+        // by 3 as the generator's, and two unpadded cases; z sizes that leave partial runs.
+        for (c_in, c_out, k, pad, n) in [(1, 9, 7, 3, [12, 10, 75]), (5, 1, 7, 3, [11, 9, 80]), (2, 3, 3, 0, [6, 5, 4]), (1, 8, 7, 0, [9, 8, 20])] {
+            let input = noise(c_in * n.iter().product::<usize>(), 1);
+            let weight = noise(c_out * c_in * k * k * k, 2);
+            let bias = noise(c_out, 3);
+            let got = conv3d_direct(&input, [c_in, n[0], n[1], n[2]], &weight, [c_out, k], pad, Some(&bias));
+            let x: Tensor<5> = Tensor::<1>::from_data(TensorData::new(input, [c_in * n.iter().product::<usize>()]), &device).reshape([1, c_in, n[0], n[1], n[2]]);
+            let w: Tensor<5> = Tensor::<1>::from_data(TensorData::new(weight, [c_out * c_in * k * k * k]), &device).reshape([c_out, c_in, k, k, k]);
+            let b: Tensor<1> = Tensor::from_data(TensorData::new(bias, [c_out]), &device);
+            let want = conv3d(x, w, Some(b), ConvOptions::new([1; 3], [pad; 3], [1; 3], 1)).into_data().try_to_vec::<f32>().unwrap();
+            assert_eq!(got.len(), want.len());
+            let worst = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+            assert!(worst < 1e-4, "{c_in}->{c_out} k{k}: {worst}");
+        }
+    }
+}
