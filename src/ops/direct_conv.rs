@@ -36,15 +36,8 @@ pub fn conv3d_direct(input: &[f32], [c_in, nx, ny, nz]: [usize; 4], weight: &[f3
         &padded
     };
     let shape = Shape { c_in, n, c_out, k };
-    let mut out = vec![0f32; c_out * shape.out(0) * shape.out(1) * shape.out(2)];
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU has AVX2, checked just above.
-        unsafe { run_avx2(&shape, input, weight, bias, &mut out) };
-        return out;
-    }
-    run(&shape, input, weight, bias, &mut out);
-    out
+    // Blocks of 8 output channels × 8 z when there are several channels, 1 × 64 for one.
+    if c_out >= 8 { run::<8, 8>(&shape, input, weight, bias) } else { run::<1, ACCUMULATORS>(&shape, input, weight, bias) }
 }
 
 /// Sizes of one convolution.
@@ -62,80 +55,96 @@ impl Shape {
     }
 }
 
-/// [`run`] compiled for AVX2, so the accumulator block is updated eight lanes at a time.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn run_avx2(shape: &Shape, input: &[f32], weight: &[f32], bias: Option<&[f32]>, out: &mut [f32]) {
-    run(shape, input, weight, bias, out)
+/// What every task reads: sizes, the (padded) input, the weights grouped per block of `CO`
+/// output channels as `[tap][channel]` (zero past `c_out`, so one tap's weights are
+/// adjacent) and the bias.
+struct Problem<'a> {
+    shape: &'a Shape,
+    input: &'a [f32],
+    grouped: Vec<f32>,
+    bias: Option<&'a [f32]>,
 }
 
-#[inline(always)]
-fn run(shape: &Shape, input: &[f32], weight: &[f32], bias: Option<&[f32]>, out: &mut [f32]) {
-    // Blocks of 8 output channels × 8 z when there are several channels, 1 × 64 for one.
-    if shape.c_out >= 8 {
-        run_blocked::<8, 8>(shape, input, weight, bias, out)
-    } else {
-        run_blocked::<1, ACCUMULATORS>(shape, input, weight, bias, out)
-    }
-}
-
-#[inline(always)]
-fn run_blocked<const CO: usize, const ZC: usize>(shape: &Shape, input: &[f32], weight: &[f32], bias: Option<&[f32]>, out: &mut [f32]) {
-    let Shape { c_in, n: [nx, ny, nz], c_out, k } = *shape;
+fn run<const CO: usize, const ZC: usize>(shape: &Shape, input: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
+    let Shape { c_in, c_out, k, .. } = *shape;
     let [ox, oy, oz] = [shape.out(0), shape.out(1), shape.out(2)];
     let (plane, taps) = (oy * oz, c_in * k * k * k);
-    let blocks = c_out.div_ceil(CO);
-    // Weights regrouped per block of CO output channels as [tap][channel], zero for the
-    // channels past c_out, so one tap's CO weights are adjacent.
-    let mut grouped = vec![0f32; blocks * taps * CO];
+    let mut grouped = vec![0f32; c_out.div_ceil(CO) * taps * CO];
     for co in 0..c_out {
         for t in 0..taps {
             grouped[((co / CO) * taps + t) * CO + co % CO] = weight[co * taps + t];
         }
     }
+    let problem = Problem { shape, input, grouped, bias };
+    #[cfg(target_arch = "x86_64")]
+    let avx2 = std::arch::is_x86_feature_detected!("avx2");
     // Computed x-major ([ox][c_out][oy][oz]), one task per output x, then put in place.
-    let mut by_x = vec![0f32; out.len()];
+    let mut by_x = vec![0f32; c_out * ox * plane];
     by_x.par_chunks_mut(c_out * plane).enumerate().for_each(|(x, planes)| {
-        let mut padded = vec![0f32; ZC + k];
-        for block in 0..blocks {
-            let (co0, cos) = (block * CO, CO.min(c_out - block * CO));
-            let w_block = &grouped[block * taps * CO..][..taps * CO];
-            for y in 0..oy {
-                for z0 in (0..oz).step_by(ZC) {
-                    let run = ZC.min(oz - z0);
-                    let mut acc = [[0f32; ZC]; CO];
-                    for (c, a) in acc.iter_mut().enumerate().take(cos) {
-                        *a = [bias.map_or(0.0, |b| b[co0 + c]); ZC];
-                    }
-                    for ci in 0..c_in {
-                        for i in 0..k {
-                            for j in 0..k {
-                                let start = ((ci * nx + x + i) * ny + y + j) * nz + z0;
-                                let row: &[f32] = if run == ZC {
-                                    &input[start..start + ZC + k - 1]
-                                } else {
-                                    // The last, partial run: copy it beside zeros.
-                                    padded.fill(0.0);
-                                    padded[..run + k - 1].copy_from_slice(&input[start..start + run + k - 1]);
-                                    &padded[..ZC + k - 1]
-                                };
-                                let tap0 = ((ci * k + i) * k + j) * k;
-                                accumulate_row(&mut acc, row, &w_block[tap0 * CO..][..k * CO]);
-                            }
-                        }
-                    }
-                    for (c, a) in acc.iter().enumerate().take(cos) {
-                        planes[(co0 + c) * plane + y * oz + z0..][..run].copy_from_slice(&a[..run]);
-                    }
-                }
-            }
+        #[cfg(target_arch = "x86_64")]
+        if avx2 {
+            // SAFETY: the CPU has AVX2, checked above.
+            return unsafe { output_x_avx2::<CO, ZC>(&problem, x, planes) };
         }
+        output_x::<CO, ZC>(&problem, x, planes)
     });
+    let mut out = vec![0f32; by_x.len()];
     out.par_chunks_mut(ox * plane).enumerate().for_each(|(co, channel)| {
         for (x, dst) in channel.chunks_mut(plane).enumerate() {
             dst.copy_from_slice(&by_x[(x * c_out + co) * plane..][..plane]);
         }
     });
+    out
+}
+
+/// [`output_x`] compiled for AVX2, so the accumulator block is updated eight lanes at a time.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn output_x_avx2<const CO: usize, const ZC: usize>(problem: &Problem, x: usize, planes: &mut [f32]) {
+    output_x::<CO, ZC>(problem, x, planes)
+}
+
+/// Every output channel's plane at output `x` (`planes` is `[c_out][oy][oz]`).
+#[inline(always)]
+fn output_x<const CO: usize, const ZC: usize>(problem: &Problem, x: usize, planes: &mut [f32]) {
+    let Problem { shape, input, grouped, bias } = problem;
+    let Shape { c_in, n: [nx, ny, nz], c_out, k } = **shape;
+    let (oy, oz) = (shape.out(1), shape.out(2));
+    let (plane, taps) = (oy * oz, c_in * k * k * k);
+    let mut padded = vec![0f32; ZC + k];
+    for block in 0..c_out.div_ceil(CO) {
+        let (co0, cos) = (block * CO, CO.min(c_out - block * CO));
+        let w_block = &grouped[block * taps * CO..][..taps * CO];
+        for y in 0..oy {
+            for z0 in (0..oz).step_by(ZC) {
+                let run = ZC.min(oz - z0);
+                let mut acc = [[0f32; ZC]; CO];
+                for (c, a) in acc.iter_mut().enumerate().take(cos) {
+                    *a = [bias.map_or(0.0, |b| b[co0 + c]); ZC];
+                }
+                for ci in 0..c_in {
+                    for i in 0..k {
+                        for j in 0..k {
+                            let start = ((ci * nx + x + i) * ny + y + j) * nz + z0;
+                            let row: &[f32] = if run == ZC {
+                                &input[start..start + ZC + k - 1]
+                            } else {
+                                // The last, partial run: copy it beside zeros.
+                                padded.fill(0.0);
+                                padded[..run + k - 1].copy_from_slice(&input[start..start + run + k - 1]);
+                                &padded[..ZC + k - 1]
+                            };
+                            let tap0 = ((ci * k + i) * k + j) * k;
+                            accumulate_row(&mut acc, row, &w_block[tap0 * CO..][..k * CO]);
+                        }
+                    }
+                }
+                for (c, a) in acc.iter().enumerate().take(cos) {
+                    planes[(co0 + c) * plane + y * oz + z0..][..run].copy_from_slice(&a[..run]);
+                }
+            }
+        }
+    }
 }
 
 /// One row of kernel taps along z: `acc[c][l] += Σ_kk w[kk][c] · row[l + kk]`.
