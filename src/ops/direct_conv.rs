@@ -9,7 +9,7 @@
 
 use rayon::prelude::*;
 
-/// Output values computed together: output channels × consecutive z.
+/// Output values computed together (output channels × consecutive z) for fewer than 8 channels.
 const ACCUMULATORS: usize = 64;
 
 /// `out[co][x][y][z] = bias[co] + Σ_ci Σ_ijk w[co][ci][i][j][k] · in[ci][x+i−p][y+j−p][z+k−p]`
@@ -36,7 +36,7 @@ pub fn conv3d_direct(input: &[f32], [c_in, nx, ny, nz]: [usize; 4], weight: &[f3
         &padded
     };
     let shape = Shape { c_in, n, c_out, k };
-    // Blocks of 8 output channels × 8 z when there are several channels, 1 × 64 for one.
+    // Blocks of 8 output channels × 8 z for 8 channels or more, else 1 × 64.
     if c_out >= 8 { run::<8, 8>(&shape, input, weight, bias) } else { run::<1, ACCUMULATORS>(&shape, input, weight, bias) }
 }
 
