@@ -60,8 +60,8 @@ impl Conv3 {
     /// 0.31 → 0.11 s).
     ///
     /// On Burn's CPU device without gradients, a stride-1 convolution from or to a single
-    /// channel (the generator's 7³ stem and head) runs as [`conv3d_direct`] instead, which is
-    /// 2–3.5× faster there than im2col + GEMM (BENCHMARKS.md).
+    /// channel (the generator's 7³ stem and head) runs as [`conv3d_direct`] instead, several
+    /// times faster there than Burn's im2col + GEMM (BENCHMARKS.md).
     pub fn forward(&self, x: Tensor<5>) -> Tensor<5> {
         let [c_out, c_in, k, _, _] = self.weight.dims();
         if self.stride == 1 && k > 1 && (c_in == 1 || c_out == 1) && on_cpu_without_gradients(&x) {
@@ -162,7 +162,6 @@ mod tests {
     use super::*;
     use burn::tensor::{Device, Distribution};
 
-    /// The single-output-channel path equals a direct `conv3d`, values and gradients.
     #[test]
     fn cpu_inference_path_matches_the_training_path() {
         // The same stem-like and head-like layers on flex (direct convolution, batch 2) and on
@@ -186,6 +185,7 @@ mod tests {
         }
     }
 
+    /// The single-output-channel path equals a direct `conv3d`, values and gradients.
     #[test]
     fn single_output_head_matches_direct_convolution() {
         let device = Device::flex().autodiff();
