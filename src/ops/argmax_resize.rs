@@ -16,9 +16,9 @@ use rayon::prelude::*;
 pub fn argmax_of_resized(scores: &[f32], [classes, sx, sy, sz]: [usize; 4], size: [usize; 3], align_corners: bool) -> Array3<f32> {
     assert_eq!(scores.len(), classes * sx * sy * sz, "scores of shape {:?}", [classes, sx, sy, sz]);
     let [nx, ny, nz] = size;
-    let tx = interpolation_table(sx, nx, 0..nx, align_corners);
-    let ty = interpolation_table(sy, ny, 0..ny, align_corners);
-    let tz = interpolation_table(sz, nz, 0..nz, align_corners);
+    let tx = interpolation_table(sx, nx, align_corners);
+    let ty = interpolation_table(sy, ny, align_corners);
+    let tz = interpolation_table(sz, nz, align_corners);
     let lerp = |a: f32, b: f32, w: f32| a + (b - a) * w;
     let mut labels = vec![0f32; nx * ny * nz];
     if labels.is_empty() || classes == 0 {

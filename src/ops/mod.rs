@@ -1,9 +1,9 @@
 //! Tensor operations Burn does not provide in 3-D, written once and shared by the networks
-//! (generator up-sampling, the segmentation wrapper) and the registration stage.
+//! (generator up-sampling, the segmentation wrapper, single-channel convolutions at inference).
 
 pub mod argmax_resize;
 pub mod direct_conv;
 pub mod resize;
 
 pub use argmax_resize::argmax_of_resized;
-pub use resize::{resize_axis_range, resize_trilinear, upsample_nearest2};
+pub use resize::{resize_trilinear, upsample_nearest2};

@@ -6,7 +6,6 @@
 //! respect to the input on an autodiff device.
 
 use burn::tensor::{Int, Tensor, TensorData};
-use std::ops::Range;
 
 /// Where output sample `i` of `n_out` falls on an input axis of `n_in` samples.
 ///
@@ -22,10 +21,10 @@ fn source_coordinate(i: usize, n_in: usize, n_out: usize, align_corners: bool) -
     }
 }
 
-/// For each output sample of `range` (of `n_out` along an axis of `n_in`), the two input
-/// samples it lies between and the weight of the upper one: output = a + (b − a) · w.
-pub(crate) fn interpolation_table(n_in: usize, n_out: usize, range: Range<usize>, align_corners: bool) -> Vec<(usize, usize, f32)> {
-    range
+/// For each of the `n_out` output samples along an axis of `n_in`, the two input samples it
+/// lies between and the weight of the upper one: output = a + (b − a) · w.
+pub(crate) fn interpolation_table(n_in: usize, n_out: usize, align_corners: bool) -> Vec<(usize, usize, f32)> {
+    (0..n_out)
         .map(|i| {
             let s = source_coordinate(i, n_in, n_out, align_corners).min((n_in - 1) as f64);
             let i0 = s.floor() as usize;
@@ -34,25 +33,23 @@ pub(crate) fn interpolation_table(n_in: usize, n_out: usize, range: Range<usize>
         .collect()
 }
 
-/// Samples `range` of `x` linearly interpolated along `axis` (2, 3 or 4) to `n_out` samples:
-/// the slab `range` of the full resize, so a large output can be produced piece by piece.
-pub fn resize_axis_range(x: Tensor<5>, axis: usize, n_out: usize, range: Range<usize>, align_corners: bool) -> Tensor<5> {
+/// `x` linearly interpolated along `axis` (2, 3 or 4) to `n_out` samples.
+fn resize_axis(x: Tensor<5>, axis: usize, n_out: usize, align_corners: bool) -> Tensor<5> {
     let n_in = x.dims()[axis];
-    assert!((2..5).contains(&axis) && range.start < range.end && range.end <= n_out, "resize range {range:?} of {n_out} on axis {axis}");
+    assert!((2..5).contains(&axis) && n_out > 0, "resize to {n_out} on axis {axis}");
     if n_in == n_out {
-        return x.narrow(axis, range.start, range.len());
+        return x;
     }
     let device = x.device();
-    let n = range.len();
-    let table = interpolation_table(n_in, n_out, range, align_corners);
+    let table = interpolation_table(n_in, n_out, align_corners);
     let lower = table.iter().map(|t| t.0 as i64).collect();
     let upper = table.iter().map(|t| t.1 as i64).collect();
     let weight = table.iter().map(|t| t.2).collect();
-    let lo: Tensor<1, Int> = Tensor::from_data(TensorData::new(lower, [n]), &device);
-    let hi: Tensor<1, Int> = Tensor::from_data(TensorData::new(upper, [n]), &device);
+    let lo: Tensor<1, Int> = Tensor::from_data(TensorData::new(lower, [n_out]), &device);
+    let hi: Tensor<1, Int> = Tensor::from_data(TensorData::new(upper, [n_out]), &device);
     let mut shape = [1usize; 5];
-    shape[axis] = n;
-    let w: Tensor<5> = Tensor::<1>::from_data(TensorData::new(weight, [n]), &device).reshape(shape);
+    shape[axis] = n_out;
+    let w: Tensor<5> = Tensor::<1>::from_data(TensorData::new(weight, [n_out]), &device).reshape(shape);
     let a = x.clone().select(axis, lo);
     let b = x.select(axis, hi);
     a.clone() + (b - a) * w
@@ -62,7 +59,7 @@ pub fn resize_axis_range(x: Tensor<5>, axis: usize, n_out: usize, range: Range<u
 pub fn resize_trilinear(x: Tensor<5>, size: [usize; 3], align_corners: bool) -> Tensor<5> {
     let mut out = x;
     for (k, &n) in size.iter().enumerate() {
-        out = resize_axis_range(out, 2 + k, n, 0..n, align_corners);
+        out = resize_axis(out, 2 + k, n, align_corners);
     }
     out
 }
