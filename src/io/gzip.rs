@@ -42,13 +42,6 @@ pub fn write_gzip_parallel(mut out: impl Write, data: &[u8], level: u32) -> std:
     out.flush()
 }
 
-/// `data` as one gzip member, in memory (see [`write_gzip_parallel`]).
-pub fn gzip_parallel(data: &[u8], level: u32) -> Vec<u8> {
-    let mut out = Vec::with_capacity(data.len() / 2 + 64);
-    write_gzip_parallel(&mut out, data, level).expect("writing to memory cannot fail");
-    out
-}
-
 /// Raw deflate of `block`, ended by `flush`: `Sync` leaves the stream open on a byte
 /// boundary so that the next block's data can follow it; `Finish` closes the stream.
 fn deflate_block(block: &[u8], level: u32, flush: FlushCompress) -> Vec<u8> {
@@ -75,6 +68,12 @@ fn deflate_block(block: &[u8], level: u32, flush: FlushCompress) -> Vec<u8> {
 mod tests {
     use super::*;
     use std::io::Read;
+
+    fn gzip_parallel(data: &[u8], level: u32) -> Vec<u8> {
+        let mut out = Vec::new();
+        write_gzip_parallel(&mut out, data, level).unwrap();
+        out
+    }
 
     fn gunzip(bytes: &[u8]) -> Vec<u8> {
         // `GzDecoder` reads a single member only: the output must be one member.

@@ -504,15 +504,21 @@ fn header_for(geometry: &Geometry) -> NiftiHeader {
     h
 }
 
+/// The voxels of `volume` in memory order (z fastest), copied only if its array is not in
+/// standard layout.
+fn voxels(volume: &Volume) -> std::borrow::Cow<'_, [f32]> {
+    match volume.data.as_slice() {
+        Some(values) => values.into(),
+        None => volume.data.iter().copied().collect::<Vec<_>>().into(),
+    }
+}
+
 /// The smallest lossless storage type of `volume` among those [`write_nifti`] offers:
 /// int16 when every value is an integer in its range, float32 otherwise.
 pub fn lossless_dtype(volume: &Volume) -> NiftiDtype {
     // In that range, `v as i32` is exact for integers and truncates anything else; NaN fails.
     let fits = |v: &f32| (-32768.0..=32767.0).contains(v) && (*v as i32) as f32 == *v;
-    let int16 = match volume.data.as_slice() {
-        Some(values) => values.par_chunks(1 << 16).all(|c| c.iter().all(fits)),
-        None => volume.data.iter().all(fits),
-    };
+    let int16 = voxels(volume).par_chunks(1 << 16).all(|c| c.iter().all(fits));
     if int16 { NiftiDtype::I16 } else { NiftiDtype::F32 }
 }
 
@@ -533,10 +539,10 @@ pub fn write_nifti(path: impl AsRef<Path>, volume: &Volume, dtype: NiftiDtype) -
     // Every f32, NaN and infinities included, is storable as float32.
     // round(v) lies in [lo, hi] exactly when v lies in (lo - 0.5, hi + 0.5); NaN fails too.
     let unstorable = |v: &f32| !((*v as f64) > lo - 0.5 && (*v as f64) < hi + 0.5);
-    let bad = match (dtype, volume.data.as_slice()) {
-        (NiftiDtype::F32, _) => None,
-        (_, Some(values)) => values.par_chunks(1 << 16).find_map_first(|c| c.iter().find(|v| unstorable(v))),
-        (_, None) => volume.data.iter().find(|v| unstorable(v)),
+    let values = voxels(volume);
+    let bad = match dtype {
+        NiftiDtype::F32 => None,
+        _ => values.par_chunks(1 << 16).find_map_first(|c| c.iter().copied().find(|v| unstorable(v))),
     };
     if let Some(bad) = bad {
         return Err(Error::format(path, format!("value {bad} cannot be stored as {}", dtype.name())));
@@ -627,8 +633,7 @@ fn encode_voxels(prefix: &[u8], volume: &Volume, dtype: NiftiDtype) -> Vec<u8> {
 fn encode_as<const W: usize>(prefix: &[u8], volume: &Volume, encode: impl Fn(f32) -> [u8; W] + Sync) -> Vec<u8> {
     let [nx, ny, nz] = volume.shape();
     let plane = nx * ny * W;
-    let data = volume.data.as_standard_layout();
-    let data = data.as_slice().expect("standard layout");
+    let data = voxels(volume);
     let mut out = vec![0u8; prefix.len() + plane * nz];
     out[..prefix.len()].copy_from_slice(prefix);
     // A few slabs per thread; each reads long runs of z (contiguous) from every column.

@@ -327,19 +327,9 @@ pub fn read_series(dir: &Path) -> Result<SeriesVolume> {
         }
     }
     let SliceGeometry { order, geometry, warnings, not_a_volume, .. } = slice_geometry(&headers)?;
-    // As ITK: every slice must have the size of the first one in order. The headers say it
-    // before anything is decoded; the decoded images are checked again below.
-    let lead = order[0];
-    let lead_path = headers[lead].path.clone();
-    let header_size = |h: &SliceHeader| h.columns.zip(h.rows).map(|(c, r)| (c as usize, r as usize));
-    for &i in &order {
-        if let (Some(size), Some(lead_size)) = (header_size(&headers[i]), header_size(&headers[lead])) {
-            if size != lead_size {
-                return Err(size_mismatch(&headers[i].path, size, lead_size, &lead_path));
-            }
-        }
-    }
     // Decode the slices in volume order, a batch at a time, and copy each batch into place.
+    // As ITK: every slice must have the size of the first one in order.
+    let lead_path = &headers[order[0]].path;
     let mut volume: Option<(usize, usize, Vec<f32>)> = None;
     let nz = order.len();
     for (batch_index, batch) in order.chunks(DECODE_BATCH).enumerate() {
@@ -348,7 +338,7 @@ pub fn read_series(dir: &Path) -> Result<SeriesVolume> {
         let (nx, ny) = (*nx, *ny);
         for (slice, &i) in decoded.iter().zip(batch) {
             if (slice.columns, slice.rows) != (nx, ny) {
-                return Err(size_mismatch(&headers[i].path, (slice.columns, slice.rows), (nx, ny), &lead_path));
+                return Err(size_mismatch(&headers[i].path, (slice.columns, slice.rows), (nx, ny), lead_path));
             }
         }
         fill_z_range(data, [nx, ny, nz], batch_index * DECODE_BATCH, &decoded);
