@@ -95,7 +95,7 @@ pub fn fake_where_measured(fake: &Array3<f32>, real: &Array3<f32>) -> Array3<f32
 }
 
 /// Write the slice maps of one case folder (holding real_a, real_b, fake_b) to `out`.
-pub fn write_case(case: &Path, out: &Path, windows: &SlicemapStyle) -> Result<CaseSlices> {
+pub fn write_case(case: &Path, out: &Path, style: &SlicemapStyle) -> Result<CaseSlices> {
     let pid = case.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let mut volumes = Vec::new();
     for (stem, _) in LAYERS {
@@ -106,17 +106,17 @@ pub fn write_case(case: &Path, out: &Path, windows: &SlicemapStyle) -> Result<Ca
         return Err(Error::format(case.join(format!("{}.nii.gz", LAYERS[i].0)), format!("size {:?} differs from real_a's {:?}", volumes[i].dim(), shape)));
     }
     let error = measured_error(&volumes[2], &volumes[1]);
-    if windows.fake_where_measured {
+    if style.fake_where_measured {
         volumes[2] = fake_where_measured(&volumes[2], &volumes[1]);
     }
-    let window_of = |map: ColorMap| if map == ColorMap::Gray { windows.src } else { windows.dst };
+    let window_of = |map: ColorMap| if map == ColorMap::Gray { style.src } else { style.dst };
     for ((stem, map), volume) in LAYERS.iter().zip(&volumes) {
         for z in 0..shape.2 {
             axial_slice(volume, z, window_of(*map), *map).save(&out.join(stem).join(format!("x_{z}.png")))?;
         }
     }
     let z = most_myocardium_slice(&volumes[1]);
-    let error_window = Window { width: windows.dst.width, level: windows.dst.width / 2.0 };
+    let error_window = Window { width: style.dst.width, level: style.dst.width / 2.0 };
     let mut panels: Vec<RgbImage> = LAYERS.iter().zip(&volumes).map(|((_, map), v)| axial_slice(v, z, window_of(*map), *map)).collect();
     panels.push(axial_slice(&error, z, error_window, ColorMap::Jet));
     let zoom = (256 / shape.0.max(shape.1).max(1)).clamp(1, 8);
@@ -140,7 +140,7 @@ pub struct VariantSlices {
 }
 
 /// Write the slice maps of every case folder of `input` under `out`.
-pub fn write_variant(input: &Path, out: &Path, windows: &SlicemapStyle) -> Result<(Vec<CaseSlices>, Vec<(String, String)>)> {
+pub fn write_variant(input: &Path, out: &Path, style: &SlicemapStyle) -> Result<(Vec<CaseSlices>, Vec<(String, String)>)> {
     let entries = std::fs::read_dir(input).map_err(|e| Error::io(input, e))?;
     let mut cases: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.join(files::REAL_A).is_file()).collect();
     cases.sort();
@@ -150,7 +150,7 @@ pub fn write_variant(input: &Path, out: &Path, windows: &SlicemapStyle) -> Resul
     let (mut written, mut failed) = (Vec::new(), Vec::new());
     for case in cases {
         let pid = case.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        match write_case(&case, &out.join(&pid), windows) {
+        match write_case(&case, &out.join(&pid), style) {
             Ok(c) => written.push(c),
             Err(e) => failed.push((pid, e.to_string())),
         }

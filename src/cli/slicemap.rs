@@ -39,7 +39,7 @@ pub fn run(args: SlicemapArgs) -> cta2mbf::Result<()> {
             return Err(cta2mbf::Error::invalid(format!("{name} must be positive, got {w}")));
         }
     }
-    let windows = SlicemapStyle {
+    let style = SlicemapStyle {
         src: Window { width: args.src_ww, level: args.src_wl },
         dst: Window { width: args.dst_ww, level: args.dst_wl },
         fake_where_measured: args.fake_where_measured,
@@ -50,7 +50,7 @@ pub fn run(args: SlicemapArgs) -> cta2mbf::Result<()> {
     for dir in &args.input {
         let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "variant".into());
         let rel_dir = if several { name.clone() } else { String::new() };
-        let (cases, failed) = write_variant(dir, &args.out.join(&rel_dir), &windows)?;
+        let (cases, failed) = write_variant(dir, &args.out.join(&rel_dir), &style)?;
         failed_cases += failed.len();
         total += failed.len() + cases.len();
         for (pid, why) in &failed {
@@ -61,7 +61,7 @@ pub fn run(args: SlicemapArgs) -> cta2mbf::Result<()> {
         println!("slicemap: {} cases of {} written", cases.len(), dir.display());
         variants.push(VariantSlices { label, rel_dir, cases, failed, scores });
     }
-    let index = write_index(&args.out, &variants, &windows)?;
+    let index = write_index(&args.out, &variants, &style)?;
     println!("slicemap: open {}", index.display());
     super::cases_failed("slicemap", failed_cases, total)
 }
