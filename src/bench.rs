@@ -55,7 +55,7 @@ pub struct BenchResult {
 /// Time inference and training steps.
 pub fn run(opts: &BenchOptions) -> Result<BenchResult> {
     let device = opts.device.device()?;
-    let cfg = GeneratorConfig { ngf: opts.ngf, n_blocks: opts.n_blocks, norm: NormKind::Batch, upsample: UpsampleKind::Transposed };
+    let cfg = GeneratorConfig { ngf: opts.ngf, n_blocks: opts.n_blocks, norm: NormKind::Batch, upsample: UpsampleKind::Transposed, ..GeneratorConfig::default() };
     cfg.validate()?;
     let shape = [1, 1, opts.size[0], opts.size[1], opts.size[2]];
     let repeats = opts.repeats.max(1);
@@ -84,7 +84,7 @@ pub fn run(opts: &BenchOptions) -> Result<BenchResult> {
         let grads = GradientsParams::from_grads(loss.backward(), &g);
         let g = optim.step(1e-4, g, grads);
         // Wait for the update to finish.
-        let _ = g.head.bias.as_ref().map(|b| b.val().into_data());
+        let _ = g.head().bias.as_ref().map(|b| b.val().into_data());
         g
     };
     g = step(g);

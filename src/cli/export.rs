@@ -26,13 +26,17 @@ pub struct ExportArgs {
 pub fn run(args: ExportArgs) -> cta2mbf::Result<()> {
     let device = DeviceChoice::Cpu.device()?;
     let model = TrainedGenerator::load(&args.checkpoint, &device)?;
-    let c = &model.generator.config;
+    let c = model.generator.config();
     export_generator(&model.generator, &model.settings, model.batches_tracked, args.format, &args.out)?;
+    let depth = match c.kind {
+        cta2mbf::models::GeneratorKind::Resnet => format!("{} blocks", c.n_blocks),
+        cta2mbf::models::GeneratorKind::Unet => format!("{} levels", c.levels),
+    };
     println!(
-        "export: {} (ngf {}, {} blocks, {:?} norm, {:?} up-sampling) → {} ({:?})",
+        "export: {} ({:?}, ngf {}, {depth}, {:?} norm, {:?} up-sampling) → {} ({:?})",
         model.source.display(),
+        c.kind,
         c.ngf,
-        c.n_blocks,
         c.norm,
         c.upsample,
         args.out.display(),

@@ -73,6 +73,7 @@ impl TrainedGenerator {
                     intensity: cfg.intensity,
                     trained_norm_mode: cfg.norm_mode,
                     crop_size: cfg.crop_size,
+                    sliding_window: cfg.sliding_window,
                     pad_value: cfg.augment.pad_value,
                 },
                 batches_tracked: if cfg.norm_mode == NormMode::Train { state.global_step as i64 } else { 0 },
@@ -145,12 +146,9 @@ pub fn infer_cohort(
     device: &Device,
     mut progress: impl FnMut(usize, usize, &str),
 ) -> Result<InferReport> {
-    if job.block.iter().any(|&b| b == 0 || b % crate::models::Generator::SIZE_MULTIPLE != 0) {
-        return Err(Error::invalid(format!(
-            "block {:?}: every size must be a positive multiple of {}",
-            job.block,
-            crate::models::Generator::SIZE_MULTIPLE
-        )));
+    let m = model.generator.config().size_multiple();
+    if job.block.iter().any(|&b| b == 0 || b % m != 0) {
+        return Err(Error::invalid(format!("block {:?}: every size must be a positive multiple of {m}", job.block)));
     }
     let data = PairedDataset::scan(&job.data_root, &job.pattern)?;
     let mut report = InferReport { skipped: data.skipped, ..Default::default() };

@@ -4,7 +4,7 @@
 use super::block::{Tiling, fit_to_block};
 use super::cohort::TrainedGenerator;
 use super::predict::predict_volume;
-use crate::models::{Generator, NormMode};
+use crate::models::NormMode;
 use crate::volume::Volume;
 use burn::tensor::Device;
 
@@ -19,7 +19,7 @@ pub fn predict_case(model: &TrainedGenerator, input: &Volume, mode: NormMode, bl
         None => input.clone(),
     };
     let shape = input.shape();
-    let m = Generator::SIZE_MULTIPLE;
+    let m = model.generator.config().size_multiple();
     let padded = shape.map(|n| n.div_ceil(m) * m);
     let src = if padded == shape { input } else { input.extract([0, 0, 0], padded, model.settings.pad_value) };
     let pred = predict_volume(&model.generator, &src, mode, &model.settings.intensity, device);

@@ -23,6 +23,10 @@ pub struct GeneratorSettings {
     pub trained_norm_mode: NormMode,
     /// Training crop, the default inference block.
     pub crop_size: [usize; 3],
+    /// Whether it is run by default with overlapping windows of `crop_size` over the whole
+    /// case (trained on patches) rather than on one centred block.
+    #[serde(default)]
+    pub sliding_window: bool,
     /// Pad value of the training data (HU).
     pub pad_value: f32,
 }
@@ -31,7 +35,7 @@ impl GeneratorSettings {
     /// What a reference `.pth` implies: raw HU in, MBF out, trained in train mode on
     /// 384×384×160 blocks padded with −1024.
     pub fn reference() -> Self {
-        Self { intensity: IntensityMap::default(), trained_norm_mode: NormMode::Train, crop_size: [384, 384, 160], pad_value: -1024.0 }
+        Self { intensity: IntensityMap::default(), trained_norm_mode: NormMode::Train, crop_size: [384, 384, 160], sliding_window: false, pad_value: -1024.0 }
     }
 }
 

@@ -13,6 +13,10 @@ use burn::tensor::Device;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
+/// Metadata key of the generator's architecture in an exported file (needed for a U-Net,
+/// whose architecture its tensor names do not tell; a ResNet's is also read from its names).
+pub const GENERATOR_KEY: &str = "cta2mbf.generator";
+
 /// Suffix of the batch-norm counter PyTorch keeps beside the running statistics.
 const NUM_BATCHES_TRACKED: &str = "num_batches_tracked";
 
@@ -70,7 +74,7 @@ pub fn infer_config(sd: &StateDict, path: &Path) -> Result<GeneratorConfig> {
             )));
         }
     };
-    Ok(GeneratorConfig { ngf, n_blocks, norm, upsample })
+    Ok(GeneratorConfig { kind: crate::models::GeneratorKind::Resnet, ngf, n_blocks, levels: GeneratorConfig::default().levels, norm, upsample })
 }
 
 fn preview_names(sd: &StateDict) -> String {
@@ -82,7 +86,14 @@ fn preview_names(sd: &StateDict) -> String {
 /// tensor must be present with its shape; anything else is refused, all problems listed in
 /// one error. `num_batches_tracked` counters are accepted and ignored.
 pub fn generator_from_state_dict(sd: &StateDict, path: &Path, device: &Device) -> Result<Generator> {
-    let config = infer_config(sd, path)?;
+    let config = match sd.metadata.get(GENERATOR_KEY) {
+        Some(json) => {
+            let c: GeneratorConfig = serde_json::from_str(json).map_err(|e| Error::format(path, format!("unreadable {GENERATOR_KEY} metadata: {e}")))?;
+            c.validate().map_err(|e| Error::format(path, format!("{GENERATOR_KEY} metadata: {e}")))?;
+            c
+        }
+        None => infer_config(sd, path)?,
+    };
     let mut g = config.init(&mut Initializer::new(0, device));
     let shapes: BTreeMap<String, Vec<usize>> = g.collect(None, None, false).into_iter().map(|t| (t.name.clone(), t.shape.to_vec())).collect();
     let names = g.torch_names();
@@ -117,7 +128,7 @@ pub fn generator_from_state_dict(sd: &StateDict, path: &Path, device: &Device) -
         }
         return Err(Error::format(
             path,
-            format!("does not match the generator its names describe (ngf {}, {} blocks, {:?} norm): {}", config.ngf, config.n_blocks, config.norm, parts.join("; ")),
+            format!("does not match the generator its names describe ({:?}, ngf {}, {} blocks, {} levels, {:?} norm): {}", config.kind, config.ngf, config.n_blocks, config.levels, config.norm, parts.join("; ")),
         ));
     }
     let result = g.apply(tensors, None, None, false);
@@ -133,6 +144,7 @@ pub fn generator_from_state_dict(sd: &StateDict, path: &Path, device: &Device) -
 pub fn state_dict_from_generator(g: &Generator, batches_tracked: i64) -> Result<StateDict> {
     let by_path: BTreeMap<String, PackTensor> = g.collect(None, None, false).into_iter().map(|t| (t.name.clone(), t)).collect();
     let mut sd = StateDict::default();
+    sd.metadata.insert(GENERATOR_KEY.into(), serde_json::to_string(g.config()).expect("config serialises"));
     for (burn, torch) in g.torch_names() {
         let t = by_path.get(&burn).ok_or_else(|| Error::invalid(format!("generator has no parameter {burn}")))?;
         let stored = StoredTensor::from_pack(t).map_err(Error::invalid)?;

@@ -1,5 +1,8 @@
-//! The CTA→MBF ResNet generator of DESIGN §4 (pix2pix `resnet_<n>blocks`, 3-D).
+//! The CTA→MBF generators: the ResNet generator of the reference (pix2pix
+//! `resnet_<n>blocks`, 3-D) and, beside it, a U-Net ([`super::unet_generator`]); one
+//! configuration and one [`Generator`] type over both.
 //!
+//! The ResNet generator:
 //! ```text
 //! conv 7³ 1→ngf, norm, ReLU
 //! 3 × [conv 3³ stride 2, c→2c, norm, ReLU]                 ngf → 8·ngf
@@ -8,12 +11,15 @@
 //! conv 7³ ngf→1 with bias, no output activation
 //! ```
 //! Every spatial size must be a multiple of 8. Each parameter has one PyTorch name in the
-//! reference's `nn.Sequential` layout; [`Generator::torch_names`] lists the pairs.
+//! reference's `nn.Sequential` layout; [`ResnetGenerator::torch_names`] lists the pairs.
 
 use super::init::Initializer;
 use super::layers::{Conv3, ConvTranspose3};
 use super::norm::{Norm, NormKind, NormMode};
-use crate::ops::resize_trilinear;
+use super::upsample::Upsampler;
+pub use super::upsample::UpsampleKind;
+use super::conv_norm_relu::ConvNormRelu;
+use super::unet_generator::UnetGenerator;
 use burn::module::Module;
 use burn::tensor::Tensor;
 use burn::tensor::activation::relu;
@@ -22,25 +28,32 @@ use serde::{Deserialize, Serialize};
 /// Number of stride-2 down-sampling (and up-sampling) stages.
 pub const N_DOWNSAMPLING: usize = 3;
 
-/// How the generator up-samples.
+/// Which generator network.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum UpsampleKind {
-    /// Transposed conv 3³, stride 2, padding 1, output padding 1 (the reference).
+pub enum GeneratorKind {
+    /// The reference's ResNet generator (`ngf`, `n_blocks`).
     #[default]
-    Transposed,
-    /// Trilinear ×2 (half-pixel, as `nn.Upsample`) followed by conv 3³ padding 1.
-    Trilinear,
+    Resnet,
+    /// A U-Net with skip connections at every resolution (`ngf`, `levels`).
+    Unet,
 }
 
 /// The generator's architecture.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GeneratorConfig {
+    /// The network (default the reference's ResNet).
+    #[serde(default)]
+    pub kind: GeneratorKind,
     /// Filters of the first layer (reference: 32).
     pub ngf: usize,
-    /// Residual blocks at the bottleneck (6 or 9).
+    /// Residual blocks at the bottleneck (ResNet; 6 or 9).
+    #[serde(default = "default_blocks")]
     pub n_blocks: usize,
+    /// Resolution levels (U-Net): the input's and `levels − 1` stride-2 down-samplings.
+    #[serde(default = "default_levels")]
+    pub levels: usize,
     /// Normalization kind.
     #[serde(default)]
     pub norm: NormKind,
@@ -49,9 +62,17 @@ pub struct GeneratorConfig {
     pub upsample: UpsampleKind,
 }
 
+fn default_blocks() -> usize {
+    6
+}
+
+fn default_levels() -> usize {
+    4
+}
+
 impl Default for GeneratorConfig {
     fn default() -> Self {
-        Self { ngf: 32, n_blocks: 6, norm: NormKind::Batch, upsample: UpsampleKind::Transposed }
+        Self { kind: GeneratorKind::Resnet, ngf: 32, n_blocks: 6, levels: 4, norm: NormKind::Batch, upsample: UpsampleKind::Transposed }
     }
 }
 
@@ -64,11 +85,29 @@ impl GeneratorConfig {
         if self.n_blocks == 0 {
             return Err(crate::Error::invalid("generator n_blocks must be at least 1"));
         }
+        if !(2..=6).contains(&self.levels) {
+            return Err(crate::Error::invalid(format!("generator levels must be between 2 and 6, got {}", self.levels)));
+        }
         Ok(())
+    }
+
+    /// The spatial sizes the generator accepts: each a positive multiple of this.
+    pub fn size_multiple(&self) -> usize {
+        match self.kind {
+            GeneratorKind::Resnet => 1 << N_DOWNSAMPLING,
+            GeneratorKind::Unet => 1 << (self.levels - 1),
+        }
     }
 
     /// Build a generator with parameters drawn from `init`.
     pub fn init(&self, init: &mut Initializer) -> Generator {
+        match self.kind {
+            GeneratorKind::Resnet => Generator::Resnet(self.init_resnet(init)),
+            GeneratorKind::Unet => Generator::Unet(UnetGenerator::new(self, init)),
+        }
+    }
+
+    fn init_resnet(&self, init: &mut Initializer) -> ResnetGenerator {
         let ngf = self.ngf;
         let stem = ConvNormRelu::new(init, 1, ngf, 7, 1, 3, self.norm);
         let down = (0..N_DOWNSAMPLING)
@@ -83,28 +122,7 @@ impl GeneratorConfig {
             })
             .collect();
         let head = Conv3::new(init, ngf, 1, 7, 1, 3, true);
-        Generator { stem, down, blocks, up, head, config: self.clone() }
-    }
-}
-
-/// Convolution, normalization, ReLU.
-#[derive(Module, Debug)]
-pub struct ConvNormRelu {
-    /// The convolution.
-    pub conv: Conv3,
-    /// The normalization after it.
-    pub norm: Norm,
-}
-
-impl ConvNormRelu {
-    fn new(init: &mut Initializer, c_in: usize, c_out: usize, k: usize, stride: usize, padding: usize, norm: NormKind) -> Self {
-        let conv = Conv3::new(init, c_in, c_out, k, stride, padding, norm.conv_bias());
-        Self { conv, norm: Norm::new(init, norm, c_out, true) }
-    }
-
-    /// `relu(norm(conv(x)))`.
-    pub fn forward(&self, x: Tensor<5>, mode: NormMode) -> Tensor<5> {
-        relu(self.norm.forward(self.conv.forward(x), mode))
+        ResnetGenerator { stem, down, blocks, up, head, config: self.clone() }
     }
 }
 
@@ -134,15 +152,6 @@ impl ResnetBlock {
     }
 }
 
-/// One ×2 up-sampling stage.
-#[derive(Module, Debug)]
-pub enum Upsampler {
-    /// Transposed convolution (stride 2).
-    Transposed(ConvTranspose3),
-    /// Trilinear ×2 then a 3³ convolution.
-    Trilinear(Conv3),
-}
-
 /// Up-sampling, normalization, ReLU.
 #[derive(Module, Debug)]
 pub struct UpBlock {
@@ -164,20 +173,67 @@ impl UpBlock {
 
     /// `relu(norm(up(x)))`.
     pub fn forward(&self, x: Tensor<5>, mode: NormMode) -> Tensor<5> {
-        let up = match &self.conv {
-            Upsampler::Transposed(c) => c.forward(x),
-            Upsampler::Trilinear(c) => {
-                let [_, _, nx, ny, nz] = x.dims();
-                c.forward(resize_trilinear(x, [2 * nx, 2 * ny, 2 * nz], false))
-            }
+        relu(self.norm.forward(self.conv.forward(x), mode))
+    }
+}
+
+/// A CTA→MBF generator (1 → 1 channel) of either kind.
+#[derive(Module, Debug)]
+pub enum Generator {
+    /// The reference's ResNet generator.
+    Resnet(ResnetGenerator),
+    /// The U-Net generator.
+    Unet(UnetGenerator),
+}
+
+impl Generator {
+    /// Predict MBF from CTA: `[batch, 1, x, y, z]` → `[batch, 1, x, y, z]`, normalization in
+    /// `mode`. Spatial sizes must be multiples of [`GeneratorConfig::size_multiple`].
+    pub fn forward(&self, x: Tensor<5>, mode: NormMode) -> Tensor<5> {
+        match self {
+            Generator::Resnet(g) => g.forward(x, mode),
+            Generator::Unet(g) => g.forward(x, mode),
+        }
+    }
+
+    /// The final convolution to one channel.
+    pub fn head(&self) -> &Conv3 {
+        match self {
+            Generator::Resnet(g) => &g.head,
+            Generator::Unet(g) => &g.head,
+        }
+    }
+
+    /// The architecture this generator was built from.
+    pub fn config(&self) -> &GeneratorConfig {
+        match self {
+            Generator::Resnet(g) => &g.config,
+            Generator::Unet(g) => &g.config,
+        }
+    }
+
+    /// Floating-point operations of one forward pass at batch 1 and spatial size `size`.
+    pub fn flops(&self, size: [usize; 3]) -> f64 {
+        match self {
+            Generator::Resnet(g) => g.flops(size),
+            Generator::Unet(g) => g.flops(size),
+        }
+    }
+
+    /// Every parameter and running statistic as (Burn module path, stored name): the
+    /// reference's PyTorch names for the ResNet generator, the module paths for the U-Net.
+    pub fn torch_names(&self) -> Vec<(String, String)> {
+        let (variant, names) = match self {
+            Generator::Resnet(g) => ("Resnet", g.torch_names()),
+            Generator::Unet(g) => ("Unet", g.stored_names()),
         };
-        relu(self.norm.forward(up, mode))
+        names.into_iter().map(|(burn, stored)| (format!("{variant}.{burn}"), stored)).collect()
     }
 }
 
 /// The ResNet generator (1 → 1 channel).
 #[derive(Module, Debug)]
-pub struct Generator {
+pub struct ResnetGenerator {
     /// First 7³ convolution stage.
     pub stem: ConvNormRelu,
     /// The three stride-2 down-sampling stages.
@@ -193,7 +249,7 @@ pub struct Generator {
     pub config: GeneratorConfig,
 }
 
-impl Generator {
+impl ResnetGenerator {
     /// Predict MBF from CTA: `[batch, 1, x, y, z]` → `[batch, 1, x, y, z]`, normalization in
     /// `mode`. Spatial sizes must be multiples of 8.
     pub fn forward(&self, x: Tensor<5>, mode: NormMode) -> Tensor<5> {
@@ -210,9 +266,6 @@ impl Generator {
         self.head.forward(h)
     }
 
-    /// The spatial sizes the generator accepts: each a positive multiple of this.
-    pub const SIZE_MULTIPLE: usize = 1 << N_DOWNSAMPLING;
-
     /// Floating-point operations of one forward pass at batch 1 and spatial size `size`,
     /// summed layer by layer over the convolutions.
     pub fn flops(&self, size: [usize; 3]) -> f64 {
@@ -228,10 +281,7 @@ impl Generator {
             }
         }
         for u in &self.up {
-            let (f, o) = match &u.conv {
-                Upsampler::Transposed(c) => c.flops(s),
-                Upsampler::Trilinear(c) => c.flops(s.map(|n| 2 * n)),
-            };
+            let (f, o) = u.conv.flops(s);
             total += f;
             s = o;
         }

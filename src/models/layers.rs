@@ -141,6 +141,19 @@ impl ConvTranspose3 {
         }
     }
 
+    /// A `k³` transposed convolution `c_in → c_out`, stride `k`, with He-normal weights,
+    /// N(0, 2 / c_in): with stride equal to the kernel each output sums one tap per input
+    /// channel.
+    pub fn he_stride_k(init: &mut Initializer, c_in: usize, c_out: usize, k: usize, bias: bool) -> Self {
+        Self {
+            weight: init.normal([c_in, c_out, k, k, k], 0.0, (2.0 / c_in as f64).sqrt()),
+            bias: bias.then(|| init.constant([c_out], 0.0)),
+            stride: k,
+            padding: 0,
+            output_padding: 0,
+        }
+    }
+
     /// Apply the transposed convolution.
     pub fn forward(&self, x: Tensor<5>) -> Tensor<5> {
         let opts = ConvTransposeOptions::new([self.stride; 3], [self.padding; 3], [self.output_padding; 3], [1; 3], 1);

@@ -149,7 +149,9 @@ pub fn load_state(dir: &Path) -> Result<TrainState> {
 pub fn load_generator(dir: &Path, device: &Device) -> Result<(Generator, TrainState)> {
     let state = load_state(dir)?;
     let mut g = state.config.generator.init(&mut Initializer::new(0, device));
-    load_module(&mut g, &dir.join(NET_G))?;
+    // Checkpoints written before the U-Net existed stored the ResNet at the top level.
+    let store = |path: &Path| BurnpackStore::from_file(path).auto_extension(false).with_remap_pattern(r"^(stem|down|blocks|up|head)\.", "Resnet.$1.");
+    load_module_from(&mut g, &dir.join(NET_G), store)?;
     Ok((g, state))
 }
 
@@ -171,10 +173,14 @@ pub fn load_optimizer(path: &Path, adam: &AdamConfig) -> Result<ModuleOptimizer>
 
 /// Load a network's parameters from a burnpack file; every parameter must match.
 pub fn load_module<M: ModuleSnapshot>(m: &mut M, path: &Path) -> Result<()> {
+    load_module_from(m, path, |path| BurnpackStore::from_file(path).auto_extension(false))
+}
+
+fn load_module_from<M: ModuleSnapshot>(m: &mut M, path: &Path, open: impl FnOnce(&Path) -> BurnpackStore) -> Result<()> {
     if !path.is_file() {
         return Err(Error::format(path, "missing network file"));
     }
-    let mut store = BurnpackStore::from_file(path).auto_extension(false);
+    let mut store = open(path);
     let result = m.load_from(&mut store).map_err(|e| Error::format(path, format!("cannot read network: {e}")))?;
     if !result.is_success() || !result.missing.is_empty() || !result.unused.is_empty() {
         return Err(Error::format(path, format!(
