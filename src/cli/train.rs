@@ -96,6 +96,7 @@ pub fn effective_config(args: &TrainArgs) -> cta2mbf::Result<TrainConfig> {
 pub fn run(args: TrainArgs) -> cta2mbf::Result<()> {
     let config = effective_config(&args)?;
     let opts = TrainOptions {
+        tag: None,
         config,
         device: args.device,
         checkpoints_dir: args.checkpoints_dir.clone(),

@@ -31,6 +31,10 @@ pub struct AugmentConfig {
     pub anisotropy_factor: [f64; 2],
     /// Probability that the crop-or-pad window is placed at random (else centred).
     pub random_crop: f64,
+    /// Probability that the window is instead centred on a random non-zero voxel of the
+    /// mask (nnU-Net's foreground over-sampling, 0.33 there), kept inside the volume where it
+    /// fits; needs a mask, 0 draws nothing.
+    pub foreground: f64,
     /// Probability of blurring the input.
     pub blur: f64,
     /// Range of the blur's standard deviation, mm, drawn per axis.
@@ -53,6 +57,7 @@ impl Default for AugmentConfig {
             anisotropy: 0.25,
             anisotropy_factor: [1.0, 2.5],
             random_crop: 0.8,
+            foreground: 0.0,
             blur: 0.25,
             blur_std_mm: [0.0, 2.0],
             noise: 0.25,
@@ -65,7 +70,7 @@ impl Default for AugmentConfig {
 impl AugmentConfig {
     /// Check probabilities and ranges.
     pub fn validate(&self) -> crate::Result<()> {
-        for (name, p) in [("flip", self.flip), ("anisotropy", self.anisotropy), ("random_crop", self.random_crop), ("blur", self.blur), ("noise", self.noise)] {
+        for (name, p) in [("flip", self.flip), ("anisotropy", self.anisotropy), ("random_crop", self.random_crop), ("foreground", self.foreground), ("blur", self.blur), ("noise", self.noise)] {
             if !(0.0..=1.0).contains(&p) {
                 return Err(crate::Error::invalid(format!("augment.{name} is a probability, got {p}")));
             }
@@ -145,7 +150,13 @@ impl Aligned {
             }
         }
         let shape = self.images[0].shape();
-        let start = if rng.random_bool(cfg.random_crop) {
+        let centre = if cfg.foreground > 0.0 && rng.random_bool(cfg.foreground) { self.random_foreground_voxel(rng) } else { None };
+        let start = if let Some(c) = centre {
+            [0, 1, 2].map(|k| {
+                let (n, s) = (shape[k] as i64, size[k] as i64);
+                (c[k] as i64 - s / 2).clamp((n - s).min(0), (n - s).max(0))
+            })
+        } else if rng.random_bool(cfg.random_crop) {
             let mut start = [0i64; 3];
             for k in 0..3 {
                 let (n, c) = (shape[k] as i64, size[k] as i64);
@@ -160,6 +171,17 @@ impl Aligned {
             centred_start(shape, size)
         };
         self.place(start, size, cfg.pad_value);
+    }
+
+    /// A voxel drawn uniformly among the non-zero voxels of the first label map.
+    fn random_foreground_voxel(&self, rng: &mut impl Rng) -> Option<[usize; 3]> {
+        let mask = self.labels.first()?;
+        let count = mask.data.iter().filter(|&&v| v != 0.0).count();
+        if count == 0 {
+            return None;
+        }
+        let pick = rng.random_range(0..count);
+        mask.data.indexed_iter().filter(|(_, v)| **v != 0.0).nth(pick).map(|((i, j, k), _)| [i, j, k])
     }
 
     fn place(&mut self, start: [i64; 3], size: [usize; 3], pad_value: f32) {
@@ -292,6 +314,24 @@ mod tests {
         let s = augment(sample([8, 8, 8]), [8, 8, 8], &cfg, &mut ChaCha8Rng::seed_from_u64(2));
         assert_eq!(s.dst.data, sample([8, 8, 8]).dst.data);
         assert_ne!(s.src.data, sample([8, 8, 8]).src.data);
+    }
+
+    #[test]
+    fn foreground_windows_contain_the_mask() {
+        // One mask voxel in a corner of a large volume: every foreground-centred window holds it.
+        let g = Geometry::axial([1.0; 3], [0.0; 3]);
+        let src = Volume::new(Array3::zeros((40, 30, 20)), g.clone());
+        let mut mask = src.clone();
+        mask.data[[35, 3, 17]] = 1.0;
+        let cfg = AugmentConfig { foreground: 1.0, flip: 0.0, anisotropy: 0.0, blur: 0.0, noise: 0.0, ..Default::default() };
+        for seed in 0..5 {
+            let s = Sample { pid: "p".into(), src: src.clone(), dst: src.clone(), mask: Some(mask.clone()) };
+            let out = augment(s, [16, 16, 8], &cfg, &mut ChaCha8Rng::seed_from_u64(seed));
+            assert_eq!(out.mask.unwrap().data.iter().filter(|&&v| v == 1.0).count(), 1, "seed {seed}");
+        }
+        // Without a mask voxel the window falls back to the other placements.
+        let s = Sample { pid: "p".into(), src: src.clone(), dst: src.clone(), mask: Some(src.clone()) };
+        assert_eq!(augment(s, [16, 16, 8], &cfg, &mut ChaCha8Rng::seed_from_u64(0)).src.shape(), [16, 16, 8]);
     }
 
     #[test]

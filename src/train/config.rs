@@ -5,7 +5,7 @@ use super::loss::GanMode;
 use super::schedule::{LrPolicy, LrSchedule};
 use crate::data::{AugmentConfig, IntensityMap, PairPattern};
 use crate::error::{Error, Result};
-use crate::models::{DiscriminatorConfig, Generator, GeneratorConfig, NormMode};
+use crate::models::{DiscriminatorConfig, GeneratorConfig, GeneratorKind, NormMode};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -24,8 +24,15 @@ pub struct TrainConfig {
     /// Case ids held out from training and evaluated after every epoch.
     #[serde(default)]
     pub val_cases: Vec<String>,
-    /// Training crop (x, y, z); each a multiple of 8.
+    /// Training crop (x, y, z); each a multiple of the generator's size multiple.
     pub crop_size: [usize; 3],
+    /// Validate, and by default infer, over each whole case with overlapping windows of
+    /// `crop_size` (Gaussian-blended, half overlapping), as nnU-Net and MONAI run
+    /// patch-trained networks; else (the reference) the case centred in one block of
+    /// `crop_size`. In train norm mode each window is normalized with its own statistics, as
+    /// each training crop was.
+    #[serde(default)]
+    pub sliding_window: bool,
     /// Cases per step.
     #[serde(default = "one")]
     pub batch_size: usize,
@@ -125,6 +132,12 @@ impl TrainConfig {
         serde_json::to_string_pretty(self).expect("config serializes")
     }
 
+    /// How held-out cases are fitted to the crop size for validation and, by default, for
+    /// inference.
+    pub fn tiling(&self) -> crate::infer::Tiling {
+        if self.sliding_window { crate::infer::Tiling::SlidingWindow { overlap: SLIDING_WINDOW_OVERLAP } } else { crate::infer::Tiling::Centred }
+    }
+
     /// Total epochs: `n_epochs + n_epochs_decay`.
     pub fn total_epochs(&self) -> usize {
         self.n_epochs + self.n_epochs_decay
@@ -165,7 +178,7 @@ impl TrainConfig {
                 return bad(format!("{n} must be at least 1"));
             }
         }
-        let m = Generator::SIZE_MULTIPLE;
+        let m = self.generator.size_multiple();
         if self.crop_size.iter().any(|&c| c == 0 || c % m != 0) {
             return bad(format!("crop_size {:?}: each size must be a positive multiple of {m}", self.crop_size));
         }
@@ -211,10 +224,22 @@ impl TrainConfig {
 
 const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
 
+/// Overlap of neighbouring windows with [`TrainConfig::sliding_window`] (nnU-Net's and
+/// MONAI's default, 0.5).
+pub const SLIDING_WINDOW_OVERLAP: f64 = 0.5;
+
 /// Floats output by the generator's layers (one tensor per conv) at batch 1.
 pub fn activation_floats(g: &GeneratorConfig, size: [usize; 3]) -> f64 {
     let v = size.iter().map(|&n| n as f64).product::<f64>();
     let ngf = g.ngf as f64;
+    if g.kind == GeneratorKind::Unet {
+        // Per level: two encoder stages; the up-sampled tensor, the concatenation and two
+        // decoder stages (5 tensors of the level's width); the head.
+        let level = |i: usize| ngf * 2f64.powi(i as i32) * v / 8f64.powi(i as i32);
+        let encoder: f64 = (0..g.levels).map(|i| 2.0 * level(i)).sum();
+        let decoder: f64 = (0..g.levels - 1).map(|i| 5.0 * level(i)).sum();
+        return encoder + decoder + v;
+    }
     let d = 8.0 * ngf;
     let mut total = ngf * v; // stem
     for i in 1..=3 {
@@ -230,6 +255,15 @@ pub fn activation_floats(g: &GeneratorConfig, size: [usize; 3]) -> f64 {
 /// Parameters of a generator with this configuration.
 pub fn parameter_count(g: &GeneratorConfig) -> usize {
     let n = g.ngf;
+    if g.kind == GeneratorKind::Unet {
+        let c = |i: usize| n << i;
+        // Per conv–norm stage: gamma and beta under batch norm, else the conv's bias.
+        let extra = |c: usize| if g.norm == crate::models::NormKind::Batch { 2 * c } else { c };
+        let encoder: usize = (0..g.levels).map(|i| 27 * (if i == 0 { 1 } else { c(i - 1) }) * c(i) + 27 * c(i) * c(i) + 2 * extra(c(i))).sum();
+        let up = |i: usize| if g.upsample == crate::models::UpsampleKind::Transposed { 8 } else { 27 } * c(i + 1) * c(i);
+        let decoder: usize = (0..g.levels - 1).map(|i| up(i) + 27 * 3 * c(i) * c(i) + 3 * extra(c(i))).sum();
+        return encoder + decoder + n + 1;
+    }
     let d = 8 * n;
     let mut p = 343 * n + 2 * n;
     for i in 0..3 {
@@ -248,4 +282,23 @@ pub fn available_memory_bytes() -> Option<f64> {
     let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
     let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb * 1024.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::models::init::Initializer;
+    use crate::models::{NormKind, UpsampleKind};
+    use burn::module::Module;
+    use burn::tensor::Device;
+
+    #[test]
+    fn parameter_count_matches_the_built_networks() {
+        let device = Device::flex();
+        for (kind, norm) in [(GeneratorKind::Resnet, NormKind::Batch), (GeneratorKind::Unet, NormKind::Batch), (GeneratorKind::Unet, NormKind::Instance)] {
+            let cfg = GeneratorConfig { kind, ngf: 4, n_blocks: 2, levels: 3, norm, upsample: UpsampleKind::Transposed };
+            let g = cfg.init(&mut Initializer::new(0, &device));
+            assert_eq!(parameter_count(&cfg), g.num_params(), "{kind:?} {norm:?}");
+        }
+    }
 }

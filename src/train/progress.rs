@@ -7,13 +7,14 @@ use std::io::IsTerminal;
 /// The progress of a run measured in steps.
 pub struct Progress {
     bar: Option<ProgressBar>,
+    tag: String,
 }
 
 impl Progress {
     /// Progress over `total` steps, `done` already taken (a resumed run).
     pub fn new(total: u64, done: u64, quiet: bool) -> Self {
         if quiet || !std::io::stderr().is_terminal() {
-            return Self { bar: None };
+            return Self { bar: None, tag: String::new() };
         }
         let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
         bar.set_style(
@@ -22,7 +23,13 @@ impl Progress {
                 .progress_chars("=> "),
         );
         bar.set_position(done);
-        Self { bar: Some(bar) }
+        Self { bar: Some(bar), tag: String::new() }
+    }
+
+    /// Prefix every line with `tag` (when several runs share one terminal).
+    pub fn tagged(mut self, tag: Option<&str>) -> Self {
+        self.tag = tag.map(|t| format!("[{t}] ")).unwrap_or_default();
+        self
     }
 
     /// Show the current epoch.
@@ -43,8 +50,8 @@ impl Progress {
     /// A line that stays (above the bar on a terminal, on stderr otherwise).
     pub fn line(&self, text: &str) {
         match &self.bar {
-            Some(b) => b.println(text),
-            None => eprintln!("{text}"),
+            Some(b) => b.println(format!("{}{text}", self.tag)),
+            None => eprintln!("{}{text}", self.tag),
         }
     }
 

@@ -42,8 +42,10 @@ pub struct TrainOptions {
     pub checkpoints_dir: PathBuf,
     /// Resume from `<run>/latest`.
     pub continue_train: bool,
-    /// No progress output.
+    /// No progress bar (the epoch lines are still printed).
     pub quiet: bool,
+    /// Prefix of the printed lines, when several runs share one terminal.
+    pub tag: Option<String>,
 }
 
 /// What a finished training produced.
@@ -154,7 +156,7 @@ fn adam(cfg: &TrainConfig) -> AdamConfig {
 
 /// Train a generator as `opts` says; returns where the checkpoints are.
 pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
-    let cfg = opts.config.clone();
+    let mut cfg = opts.config.clone();
     cfg.validate()?;
     cfg.check_memory(opts.device.is_cpu())?;
     let root = cfg.data_root.clone().ok_or_else(|| Error::invalid("no data root: set data_root in the config or pass --data-root"))?;
@@ -166,6 +168,11 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
     let (train_pairs, val_pairs) = dataset.split(&cfg.val_cases)?;
     if train_pairs.is_empty() {
         return Err(Error::format(&root, format!("no complete training case (need {} and {} in each case folder)", cfg.data.src, cfg.data.dst)));
+    }
+    if cfg.intensity.dst_standardize {
+        let (mean, sd) = target_statistics(&train_pairs, &cfg)?;
+        cfg.intensity.dst_offset = mean;
+        cfg.intensity.dst_scale = sd;
     }
     let run_dir = opts.checkpoints_dir.join(&cfg.name);
     let resume_dir = if opts.continue_train {
@@ -186,14 +193,14 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
     trim_metrics(&run_dir, state.epoch)?;
     crate::io::atomic::write_bytes_atomically(&run_dir.join("config.json"), cfg.to_json().as_bytes())?;
     let mut tb = EventWriter::create(&run_dir.join("tb"))?;
-    let progress = Progress::new(0, 0, opts.quiet);
+    let progress = Progress::new(0, 0, opts.quiet).tagged(opts.tag.as_deref());
     for (pid, why) in &skipped {
         progress.line(&format!("skipped case {pid}: {why}"));
     }
     let total_epochs = cfg.total_epochs();
     let samples_per_epoch = train_pairs.len() * cfg.samples_per_volume;
     let steps_per_epoch = samples_per_epoch.div_ceil(cfg.batch_size);
-    let progress = Progress::new((total_epochs * steps_per_epoch) as u64, (state.epoch * steps_per_epoch) as u64, opts.quiet);
+    let progress = Progress::new((total_epochs * steps_per_epoch) as u64, (state.epoch * steps_per_epoch) as u64, opts.quiet).tagged(opts.tag.as_deref());
     let start_epoch = state.epoch;
     let train_pairs = Arc::new(train_pairs);
     let mut last = None;
@@ -291,6 +298,22 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
     }
     progress.finish();
     Ok(TrainReport { run_dir, start_epoch, epoch: state.epoch, last, skipped })
+}
+
+/// Mean and standard deviation of the training targets inside the loss mask (`mask ==
+/// mask_label` when the config names a mask, else every voxel).
+fn target_statistics(pairs: &[Pair], cfg: &TrainConfig) -> Result<(f32, f32)> {
+    let label = cfg.mask_label as f32;
+    let mut values = Vec::new();
+    for pair in pairs {
+        let s = pair.load()?;
+        match &s.mask {
+            Some(m) => values.extend(s.dst.data.iter().zip(&m.data).filter(|(_, m)| **m == label).map(|(v, _)| *v)),
+            None => values.extend(s.dst.data.iter().copied()),
+        }
+    }
+    crate::data::IntensityMap::mean_sd(values.into_iter())
+        .ok_or_else(|| Error::invalid("intensity.dst_standardize: the training targets inside the mask have no spread (fewer than two voxels, or all equal)"))
 }
 
 fn fresh(cfg: &TrainConfig, device: &Device) -> (Trainer, TrainState) {

@@ -1,9 +1,10 @@
-//! Held-out evaluation during training: each validation case centred in the training crop,
+//! Held-out evaluation during training: each validation case centred in the training crop, or
+//! covered by overlapping windows of it (`sliding_window`),
 //! predicted in both norm modes, scored by MAE over the block and inside the mask.
 
-use crate::data::{Pair, center};
+use crate::data::{Pair, Sample};
 use crate::error::Result;
-use crate::infer::predict_volume;
+use crate::infer::{fit_to_block, predict_tiled};
 use crate::models::{Generator, NormMode};
 use crate::train::TrainConfig;
 use burn::tensor::Device;
@@ -38,12 +39,16 @@ pub fn score(pred: &ndarray::Array3<f32>, target: &ndarray::Array3<f32>, mask: O
 /// Evaluate `g` (on a plain, non-autodiff device) on one case in `modes`, in the given order.
 /// Train-mode passes update the running statistics of `g`, so pass a copy.
 pub fn evaluate_case(g: &Generator, pair: &Pair, cfg: &TrainConfig, modes: &[NormMode], device: &Device) -> Result<Vec<CaseMetrics>> {
-    let sample = center(pair.load()?, cfg.crop_size, cfg.augment.pad_value);
+    let tiling = cfg.tiling();
+    let s = pair.load()?;
+    let fit = |v: &crate::volume::Volume, pad: f32| fit_to_block(v, cfg.crop_size, tiling, pad);
+    let pad = cfg.augment.pad_value;
+    let sample = Sample { src: fit(&s.src, pad), dst: fit(&s.dst, pad), mask: s.mask.as_ref().map(|m| fit(m, 0.0)), pid: s.pid };
     let label = cfg.mask_label as f32;
     Ok(modes
         .iter()
         .map(|&mode| {
-            let pred = predict_volume(g, &sample.src, mode, &cfg.intensity, device);
+            let pred = predict_tiled(g, &sample.src, cfg.crop_size, tiling, mode, &cfg.intensity, device);
             score(&pred.data, &sample.dst.data, sample.mask.as_ref().map(|m| (&m.data, label)))
         })
         .collect())
