@@ -6,7 +6,7 @@ use crate::analysis::report::{ANALYSIS_FOLDER, Comparison, MaskSource, analyze_f
 use crate::analysis::slicemap::{SlicemapStyle, VariantSlices, write_index, write_variant};
 use crate::device::DeviceChoice;
 use crate::error::{Error, Result};
-use crate::infer::{InferJob, Tiling, TrainedGenerator, infer_cohort, inference_folder_name};
+use crate::infer::{InferJob, TrainedGenerator, infer_cohort, inference_folder_name};
 use crate::io::atomic::write_bytes_atomically;
 use crate::models::NormMode;
 use crate::phantom::{PhantomOptions, write_cohort};
@@ -14,8 +14,14 @@ use crate::train::{TrainConfig, TrainOptions, train};
 use std::path::PathBuf;
 use std::time::Instant;
 
-/// The demo's training config, `configs/phantom_small.json`, built into the binary.
-pub const PHANTOM_SMALL_CONFIG: &str = include_str!("../configs/phantom_small.json");
+/// The demo's training config, `configs/phantom_demo.json`, built into the binary.
+pub const DEMO_CONFIG: &str = include_str!("../configs/phantom_demo.json");
+
+/// The demo phantom's CTA grid.
+pub const DEMO_SIZE: [usize; 3] = [64, 64, 48];
+/// The demo phantom's field of view, mm: centred on the heart, so that the myocardial wall
+/// (8–12 mm) is several voxels thick.
+pub const DEMO_FOV_MM: [f64; 3] = [128.0, 128.0, 96.0];
 
 /// The file that marks a folder as a demo's output, so that a new demo may replace it.
 pub const DEMO_MARKER: &str = "cta2mbf-demo.json";
@@ -34,6 +40,8 @@ pub struct DemoOptions {
     pub held_out: usize,
     /// Phantom CTA grid.
     pub size: [usize; 3],
+    /// Phantom field of view, mm.
+    pub fov_mm: [f64; 3],
     /// Phantom seed.
     pub seed: u64,
     /// Training config (both runs; the norm mode is set per run).
@@ -45,15 +53,17 @@ pub struct DemoOptions {
 }
 
 impl DemoOptions {
-    /// The defaults: 8 patients of 64×64×48, 2 held out, seed 1, `phantom_small.json`, CPU.
+    /// The defaults: 24 patients of 64×64×48 over 128×128×96 mm, 6 held out, seed 1,
+    /// `phantom_demo.json`, CPU.
     pub fn new(out: impl Into<PathBuf>) -> Self {
         Self {
             out: out.into(),
-            cases: 8,
-            held_out: 2,
-            size: [64, 64, 48],
+            cases: 24,
+            held_out: 6,
+            size: DEMO_SIZE,
+            fov_mm: DEMO_FOV_MM,
             seed: 1,
-            config: serde_json::from_str(PHANTOM_SMALL_CONFIG).expect("the embedded phantom_small.json parses"),
+            config: serde_json::from_str(DEMO_CONFIG).expect("the embedded phantom_demo.json parses"),
             device: DeviceChoice::Cpu,
             quiet: false,
         }
@@ -119,29 +129,31 @@ pub fn run_demo(opts: &DemoOptions) -> Result<DemoReport> {
     let marker = serde_json::json!({ "cases": opts.cases, "held_out": opts.held_out, "size": opts.size, "seed": opts.seed });
     write_bytes_atomically(&root.join(DEMO_MARKER), marker.to_string().as_bytes())?;
     stage(&started, &format!("phantom: {} patients of {}x{}x{} → {}", opts.cases, opts.size[0], opts.size[1], opts.size[2], root.display()));
-    let phantom = PhantomOptions { cases: opts.cases, size: opts.size, seed: opts.seed };
+    let phantom = PhantomOptions { cases: opts.cases, size: opts.size, fov_mm: opts.fov_mm, seed: opts.seed };
     let mut ids = write_cohort(root, &phantom, |_, _| {})?;
     ids.sort();
     let held_out: Vec<String> = ids[ids.len() - opts.held_out..].to_vec();
     let data_root = root.join(crate::cohort::MBF_MYOCARDIUM);
     let checkpoints = root.join("checkpoints");
 
+    // The two runs are independent and each keeps about one CPU core busy: they train side
+    // by side, each deterministic for its seed as when run alone.
+    stage(&started, &format!("train: norm modes train and eval side by side, {} epochs each, held out {}", opts.config.total_epochs(), held_out.join(", ")));
+    let runs: Vec<TrainOptions> = [NormMode::Train, NormMode::Eval]
+        .map(|mode| {
+            let mut cfg = opts.config.clone();
+            cfg.name = format!("demo_{mode}");
+            cfg.norm_mode = mode;
+            cfg.data_root = Some(data_root.clone());
+            cfg.val_cases = held_out.clone();
+            TrainOptions { tag: Some(cfg.name.clone()), config: cfg, device: opts.device, checkpoints_dir: checkpoints.clone(), continue_train: false, quiet: true }
+        })
+        .into();
+    let reports: Vec<Result<crate::train::TrainReport>> =
+        std::thread::scope(|s| runs.iter().map(|run| s.spawn(|| train(run))).collect::<Vec<_>>().into_iter().map(|h| h.join().expect("training thread panicked")).collect());
     let mut models = Vec::new();
-    for mode in [NormMode::Train, NormMode::Eval] {
-        let mut cfg = opts.config.clone();
-        cfg.name = format!("demo_{mode}");
-        cfg.norm_mode = mode;
-        cfg.data_root = Some(data_root.clone());
-        cfg.val_cases = held_out.clone();
-        stage(&started, &format!("train: norm mode {mode}, {} epochs, held out {}", cfg.total_epochs(), held_out.join(", ")));
-        let report = train(&TrainOptions {
-            config: cfg,
-            device: opts.device,
-            checkpoints_dir: checkpoints.clone(),
-            continue_train: false,
-            quiet: opts.quiet,
-        })?;
-        models.push((mode, report.run_dir));
+    for (run, report) in runs.iter().zip(reports) {
+        models.push((run.config.norm_mode, report?.run_dir));
     }
 
     let device = opts.device.device()?;
@@ -158,7 +170,7 @@ pub fn run_demo(opts: &DemoOptions) -> Result<DemoReport> {
             out: out.clone(),
             block,
             mode: v.inferred,
-            tiling: Tiling::Centred,
+            tiling: opts.config.tiling(),
             cases: Some(held_out.clone()),
         };
         let report = infer_cohort(&model, &job, &device, |_, _, _| {})?;

@@ -12,19 +12,22 @@ pub struct DemoArgs {
     /// Cohort root to create: absent, empty, or an earlier demo's output (replaced).
     #[arg(long, default_value = "demo")]
     pub out: PathBuf,
-    /// Phantom patients.
-    #[arg(long, default_value_t = 8)]
-    pub cases: usize,
-    /// Patients held out of training and predicted (the last ids).
-    #[arg(long, default_value_t = 2)]
-    pub held_out: usize,
-    /// Phantom CTA grid X,Y,Z.
-    #[arg(long, value_parser = parse_size, default_value = "64,64,48")]
-    pub size: [usize; 3],
+    /// Phantom patients (default 24).
+    #[arg(long)]
+    pub cases: Option<usize>,
+    /// Patients held out of training and predicted, the last ids (default 6).
+    #[arg(long)]
+    pub held_out: Option<usize>,
+    /// Phantom CTA grid X,Y,Z (default 64,64,48).
+    #[arg(long, value_parser = parse_size)]
+    pub size: Option<[usize; 3]>,
+    /// Phantom field of view X,Y,Z in mm (default 128,128,96: centred on the heart).
+    #[arg(long, value_parser = super::phantom::parse_fov)]
+    pub fov: Option<[f64; 3]>,
     /// Phantom seed.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// Training config (default: the built-in configs/phantom_small.json).
+    /// Training config (default: the built-in configs/phantom_demo.json).
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Epochs of each training run (overrides the config).
@@ -41,9 +44,10 @@ pub struct DemoArgs {
 /// Run `cta2mbf demo`.
 pub fn run(args: DemoArgs) -> cta2mbf::Result<()> {
     let mut opts = DemoOptions::new(&args.out);
-    opts.cases = args.cases;
-    opts.held_out = args.held_out;
-    opts.size = args.size;
+    opts.cases = args.cases.unwrap_or(opts.cases);
+    opts.held_out = args.held_out.unwrap_or(opts.held_out);
+    opts.size = args.size.unwrap_or(opts.size);
+    opts.fov_mm = args.fov.unwrap_or(opts.fov_mm);
     opts.seed = args.seed;
     opts.device = args.device;
     opts.quiet = args.quiet;

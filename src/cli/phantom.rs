@@ -14,9 +14,12 @@ pub struct PhantomArgs {
     /// Number of patients.
     #[arg(long, default_value_t = 4)]
     pub cases: usize,
-    /// CTA grid size X,Y,Z (field of view 200×200×150 mm).
+    /// CTA grid size X,Y,Z.
     #[arg(long, value_parser = parse_size, default_value = "64,64,48")]
     pub size: [usize; 3],
+    /// Field of view X,Y,Z of the CTA grid in mm, centred near the heart (at least 80 each).
+    #[arg(long, value_parser = parse_fov, default_value = "200,200,150")]
+    pub fov: [f64; 3],
     /// Random seed; the same seed writes the same files.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -26,10 +29,16 @@ pub struct PhantomArgs {
     pub dicom: bool,
 }
 
+/// `X,Y,Z` in millimetres.
+pub fn parse_fov(s: &str) -> Result<[f64; 3], String> {
+    let v: Vec<f64> = s.split(',').map(|t| t.trim().parse::<f64>().map_err(|_| format!("'{t}' is not a number"))).collect::<Result<_, _>>()?;
+    <[f64; 3]>::try_from(v).map_err(|v| format!("expected X,Y,Z (three numbers), got {} values", v.len()))
+}
+
 /// Run `cta2mbf phantom`.
 pub fn run(args: PhantomArgs) -> cta2mbf::Result<()> {
     let start = Instant::now();
-    let options = PhantomOptions { cases: args.cases, size: args.size, seed: args.seed };
+    let options = PhantomOptions { cases: args.cases, size: args.size, fov_mm: args.fov, seed: args.seed };
     let done = std::sync::atomic::AtomicUsize::new(0);
     let progress = |_, pid: &str| {
         let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;

@@ -26,8 +26,10 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 use serde::Serialize;
 
-/// Field of view of the CTA grid (x, y, z), mm; spacing is this divided by the size.
+/// Default field of view of the CTA grid (x, y, z), mm; spacing is this divided by the size.
 pub const CTA_FOV_MM: [f64; 3] = [200.0, 200.0, 150.0];
+/// The smallest field of view accepted, mm per axis: the heart must fit.
+pub const MIN_FOV_MM: f64 = 80.0;
 /// The perfusion grid is this much coarser than the CTA grid (x, y, z).
 pub const PERFUSION_COARSENING: [f64; 3] = [1.3, 1.3, 2.0];
 /// The unaligned-myocardium Dice the misalignment must stay under.
@@ -188,14 +190,18 @@ fn add_islands(mask: &mut Volume, rng: &mut ChaCha8Rng) -> Vec<Island> {
     islands
 }
 
-/// Generate patient `index` of the cohort with `seed`, CTA grid of `size` voxels.
-pub fn generate_case(seed: u64, index: usize, pid: &str, size: [usize; 3]) -> Result<PhantomCase> {
+/// Generate patient `index` of the cohort with `seed`, CTA grid of `size` voxels over a field
+/// of view of `fov_mm`.
+pub fn generate_case(seed: u64, index: usize, pid: &str, size: [usize; 3], fov_mm: [f64; 3]) -> Result<PhantomCase> {
     if size.iter().any(|&n| n < 16) {
         return Err(Error::invalid(format!("phantom size {size:?} is too small (at least 16 per axis)")));
     }
+    if fov_mm.iter().any(|&f| !(f.is_finite() && f >= MIN_FOV_MM)) {
+        return Err(Error::invalid(format!("phantom field of view {fov_mm:?} mm: each axis must be at least {MIN_FOV_MM} mm for the heart to fit")));
+    }
     let mut rng = case_rng(seed, index);
     // CTA grid centred near the heart, at a random table position.
-    let spacing = [0, 1, 2].map(|a| CTA_FOV_MM[a] / size[a] as f64);
+    let spacing = [0, 1, 2].map(|a| fov_mm[a] / size[a] as f64);
     let heart: Vec3 = [rng.random_range(-10.0..10.0), rng.random_range(-10.0..10.0), rng.random_range(-180.0..-120.0)];
     let fov_center = [0, 1, 2].map(|a| heart[a] + rng.random_range(-6.0..6.0));
     let origin = [0, 1, 2].map(|a| fov_center[a] - 0.5 * (size[a] - 1) as f64 * spacing[a]);
@@ -242,8 +248,8 @@ pub fn generate_case(seed: u64, index: usize, pid: &str, size: [usize; 3]) -> Re
     let z_lo = corners.iter().map(|c| c[2]).fold(f64::INFINITY, f64::min) - 6.0;
     let z_hi = corners.iter().map(|c| c[2]).fold(f64::NEG_INFINITY, f64::max) + 6.0;
     let p_size = [
-        (CTA_FOV_MM[0] / p_spacing[0]).round() as usize,
-        (CTA_FOV_MM[1] / p_spacing[1]).round() as usize,
+        (fov_mm[0] / p_spacing[0]).round() as usize,
+        (fov_mm[1] / p_spacing[1]).round() as usize,
         ((z_hi - z_lo) / p_spacing[2]).ceil() as usize + 1,
     ];
     let p_center = [fov_center[0] + rng.random_range(-5.0..5.0), fov_center[1] + rng.random_range(-5.0..5.0)];
@@ -318,8 +324,18 @@ pub struct PhantomOptions {
     pub cases: usize,
     /// CTA grid size (x, y, z).
     pub size: [usize; 3],
+    /// Field of view of the CTA grid, mm (default [`CTA_FOV_MM`]); a smaller one centred on
+    /// the heart gives finer voxels at the same size.
+    pub fov_mm: [f64; 3],
     /// Cohort seed: the same seed gives the same files.
     pub seed: u64,
+}
+
+impl PhantomOptions {
+    /// `cases` patients of `size` voxels over the default field of view, seed `seed`.
+    pub fn new(cases: usize, size: [usize; 3], seed: u64) -> Self {
+        Self { cases, size, fov_mm: CTA_FOV_MM, seed }
+    }
 }
 
 /// Generate and write a whole cohort under `root`; `progress` is called after each patient
@@ -340,7 +356,7 @@ pub fn write_cohort_with(
     let cohort = Cohort::new(root);
     let ids = patient_ids(options.seed, options.cases);
     ids.par_iter().enumerate().try_for_each(|(i, pid)| {
-        let case = generate_case(options.seed, i, pid, options.size)?;
+        let case = generate_case(options.seed, i, pid, options.size, options.fov_mm)?;
         write_case(&cohort, &case)?;
         also(&cohort, &case)?;
         progress(i, pid);
