@@ -3,6 +3,7 @@
 //! images and browsable slice maps.
 
 pub mod colormap;
+pub mod curve;
 pub mod metrics;
 pub mod overlap;
 pub mod report;
