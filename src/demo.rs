@@ -198,12 +198,16 @@ pub fn run_demo(opts: &DemoOptions) -> Result<DemoReport> {
         slices.push(VariantSlices { label: scores.label.clone(), rel_dir: name, cases, failed, scores: Some(scores.clone()) });
         variants.push(scores);
     }
-    let index = write_index(&slicemap_root, &slices, &style)?;
     let comparison = Comparison::new(variants);
     let train_targets: Vec<PathBuf> =
         ids.iter().filter(|p| !held_out.contains(p)).map(|p| data_root.join(p).join(crate::cohort::cropped::MBF)).collect();
     let held_out_targets: Vec<PathBuf> = held_out.iter().map(|p| dirs[0].join(p).join(crate::infer::cohort::files::REAL_B)).collect();
     let baseline = training_mean_baseline(&train_targets, &held_out_targets)?;
+    let mut curves = Vec::new();
+    for (_, run) in &models {
+        curves.extend(crate::analysis::curve::read_learning_curves(run)?);
+    }
+    let index = write_index(&slicemap_root, &slices, &style, &crate::analysis::slicemap::IndexExtras { baseline: Some(baseline), curves })?;
     let mut table = comparison.to_markdown();
     table += &format!("\nPredict-the-training-mean baseline, MAE inside the myocardium: {baseline:.3}\n");
     let analysis = root.join(ANALYSIS_FOLDER);

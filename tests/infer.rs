@@ -223,7 +223,12 @@ fn demo_runs_the_whole_system_on_a_tiny_config() {
         assert!(out_dir.join(format!("6.inference_32x32x40{suffix}")).join("inference.json").is_file());
         assert!(out_dir.join(format!("7.analysis_result/mae_32x32x40{suffix}.csv")).is_file());
     }
-    assert!(out_dir.join("6.inference_slicemap/index.html").is_file());
+    // The page plots both runs' learning curves (read back from the metrics.jsonl training
+    // wrote) against the baseline, which is also a row of its table.
+    let html = std::fs::read_to_string(out_dir.join("6.inference_slicemap/index.html")).unwrap();
+    for text in ["<svg id=\"learning-curve\"", ">demo_train, train norm<", ">demo_eval, eval norm<", "<tr class=\"baseline\">"] {
+        assert!(html.contains(text), "{text}");
+    }
     assert!(out_dir.join("7.analysis_result/compare.md").is_file());
     // A folder that is not an earlier demo's output is refused before anything is written.
     let other = tmp.path().join("other");

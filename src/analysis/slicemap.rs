@@ -1,16 +1,20 @@
 //! Slice maps of an inference folder (DESIGN §7): every axial slice of `real_a` (grey),
-//! `real_b` and `fake_b` (jet) as PNG under `<out>/<pid>/{real_a,real_b,fake_b}/x_<i>.png`,
-//! one montage per case (real_a | real_b | fake_b | |error|) and an `index.html` that browses
-//! variants, cases and slices with the scores of each case. The |error| panel covers only
+//! `real_b`, `fake_b` and |error| (jet) as PNG under
+//! `<out>/<pid>/{real_a,real_b,fake_b,error}/x_<i>.png`, one montage per case
+//! (real_a | real_b | fake_b | |error|) and an `index.html` that browses variants, cases and
+//! slices (titled panels with colour bars), with the scores of each case, an optional
+//! baseline row and an optional plot of learning curves. The |error| panel covers only
 //! the voxels where MBF was measured (`real_b` > 0, the myocardium): elsewhere `real_b` holds
 //! the −1024 fill, so an error there would only show how far the prediction is from it.
 //! With [`SlicemapStyle::fake_where_measured`], `fake_b` is drawn there only too (for a
 //! generator whose loss saw only the myocardium, so that its output elsewhere is untrained).
 
 use super::colormap::Window;
+use super::curve::LearningCurve;
 use super::metrics::is_measured;
 use super::report::VariantScores;
 use super::slice::{ColorMap, axial_slice};
+use super::svg::{color_bar, curve_plot, escape};
 use crate::error::{Error, Result};
 use crate::infer::cohort::files;
 use crate::io::atomic::write_bytes_atomically;
@@ -23,8 +27,69 @@ use std::path::{Path, PathBuf};
 pub const MONTAGE: &str = "montage.png";
 /// File name of the browser page.
 pub const INDEX: &str = "index.html";
-/// The three volumes drawn per slice, their file stem and colour map.
-pub const LAYERS: [(&str, ColorMap); 3] = [("real_a", ColorMap::Gray), ("real_b", ColorMap::Jet), ("fake_b", ColorMap::Jet)];
+/// Unit of MBF (`real_b`, `fake_b`, |error|).
+pub const MBF_UNIT: &str = "ml/100 g/min";
+/// Unit of CTA (`real_a`).
+pub const CTA_UNIT: &str = "HU";
+/// What the baseline of [`IndexExtras`] is called on the page.
+pub const BASELINE_LABEL: &str = "predict the training mean";
+
+/// One image panel of the slice maps, in montage and page order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Panel {
+    /// The CTA (grey).
+    RealA,
+    /// The measured MBF (jet).
+    RealB,
+    /// The predicted MBF (jet).
+    FakeB,
+    /// |fake_b − real_b| where MBF was measured (jet).
+    Error,
+}
+
+impl Panel {
+    /// All panels; the first three are the volumes of a case folder.
+    pub const ALL: [Panel; 4] = [Panel::RealA, Panel::RealB, Panel::FakeB, Panel::Error];
+
+    /// File stem of its volume and folder of its slices (`error` for |error|).
+    pub fn stem(self) -> &'static str {
+        match self {
+            Panel::RealA => "real_a",
+            Panel::RealB => "real_b",
+            Panel::FakeB => "fake_b",
+            Panel::Error => "error",
+        }
+    }
+
+    /// Its title on the page.
+    pub fn title(self) -> &'static str {
+        match self {
+            Panel::Error => "|error|",
+            other => other.stem(),
+        }
+    }
+
+    /// Colour map of its slices.
+    pub fn map(self) -> ColorMap {
+        if self == Panel::RealA { ColorMap::Gray } else { ColorMap::Jet }
+    }
+
+    /// Unit of its values.
+    pub fn unit(self) -> &'static str {
+        if self == Panel::RealA { CTA_UNIT } else { MBF_UNIT }
+    }
+
+    /// What it shows, drawn as `style` says.
+    pub fn caption(self, style: &SlicemapStyle) -> &'static str {
+        match self {
+            Panel::RealA => "CTA",
+            Panel::RealB => "measured MBF",
+            Panel::FakeB if style.fake_where_measured => "predicted MBF, shown where MBF was measured (the myocardium) only",
+            Panel::FakeB => "predicted MBF",
+            Panel::Error => "|fake_b − real_b| where MBF was measured (the myocardium)",
+        }
+    }
+}
 
 /// How the slice maps are drawn: display windows, and where `fake_b` is shown.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -41,6 +106,18 @@ pub struct SlicemapStyle {
 impl Default for SlicemapStyle {
     fn default() -> Self {
         Self { src: Window::REFERENCE, dst: Window::REFERENCE, fake_where_measured: false }
+    }
+}
+
+impl SlicemapStyle {
+    /// Display window of `panel`: `src` for real_a, `dst` for real_b and fake_b, and from 0
+    /// to `dst`'s width for |error|.
+    pub fn window(&self, panel: Panel) -> Window {
+        match panel {
+            Panel::RealA => self.src,
+            Panel::RealB | Panel::FakeB => self.dst,
+            Panel::Error => Window { width: self.dst.width, level: self.dst.width / 2.0 },
+        }
     }
 }
 
@@ -98,27 +175,25 @@ pub fn fake_where_measured(fake: &Array3<f32>, real: &Array3<f32>) -> Array3<f32
 pub fn write_case(case: &Path, out: &Path, style: &SlicemapStyle) -> Result<CaseSlices> {
     let pid = case.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let mut volumes = Vec::new();
-    for (stem, _) in LAYERS {
-        volumes.push(read_nifti(case.join(format!("{stem}.nii.gz")))?.data);
+    for panel in &Panel::ALL[..3] {
+        volumes.push(read_nifti(case.join(format!("{}.nii.gz", panel.stem())))?.data);
     }
     let shape = volumes[0].dim();
     if let Some((i, _)) = volumes.iter().enumerate().find(|(_, v)| v.dim() != shape) {
-        return Err(Error::format(case.join(format!("{}.nii.gz", LAYERS[i].0)), format!("size {:?} differs from real_a's {:?}", volumes[i].dim(), shape)));
+        return Err(Error::format(case.join(format!("{}.nii.gz", Panel::ALL[i].stem())), format!("size {:?} differs from real_a's {:?}", volumes[i].dim(), shape)));
     }
     let error = measured_error(&volumes[2], &volumes[1]);
     if style.fake_where_measured {
         volumes[2] = fake_where_measured(&volumes[2], &volumes[1]);
     }
-    let window_of = |map: ColorMap| if map == ColorMap::Gray { style.src } else { style.dst };
-    for ((stem, map), volume) in LAYERS.iter().zip(&volumes) {
+    volumes.push(error);
+    for (panel, volume) in Panel::ALL.iter().zip(&volumes) {
         for z in 0..shape.2 {
-            axial_slice(volume, z, window_of(*map), *map).save(&out.join(stem).join(format!("x_{z}.png")))?;
+            axial_slice(volume, z, style.window(*panel), panel.map()).save(&out.join(panel.stem()).join(format!("x_{z}.png")))?;
         }
     }
     let z = most_myocardium_slice(&volumes[1]);
-    let error_window = Window { width: style.dst.width, level: style.dst.width / 2.0 };
-    let mut panels: Vec<RgbImage> = LAYERS.iter().zip(&volumes).map(|((_, map), v)| axial_slice(v, z, window_of(*map), *map)).collect();
-    panels.push(axial_slice(&error, z, error_window, ColorMap::Jet));
+    let panels: Vec<RgbImage> = Panel::ALL.iter().zip(&volumes).map(|(p, v)| axial_slice(v, z, style.window(*p), p.map())).collect();
     let zoom = (256 / shape.0.max(shape.1).max(1)).clamp(1, 8);
     montage(&panels, zoom).save(&out.join(MONTAGE))?;
     Ok(CaseSlices { pid, slices: shape.2, montage_slice: z })
@@ -158,14 +233,21 @@ pub fn write_variant(input: &Path, out: &Path, style: &SlicemapStyle) -> Result<
     Ok((written, failed))
 }
 
-fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+/// What the page shows beyond the slice maps and the scores.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct IndexExtras {
+    /// Myocardium MAE of predicting the training mean everywhere: a row of the table and a
+    /// dashed line of the plot.
+    pub baseline: Option<f64>,
+    /// Held-out myocardium MAE per epoch of training runs, plotted (none: no plot).
+    pub curves: Vec<LearningCurve>,
 }
 
-/// The browser page over `variants`: a table of case scores per variant, and a viewer with a
-/// variant and case choice and a slice slider showing real_a, real_b and fake_b (drawn as
-/// `style` says; the page says so).
-pub fn index_html(variants: &[VariantSlices], style: &SlicemapStyle) -> String {
+/// The browser page over `variants`: a table of case scores per variant (and the baseline
+/// row of `extras`), a viewer with a variant and case choice and a slice slider showing the
+/// four [`Panel`]s, each titled and with the colour bar of its window (drawn as `style`
+/// says; the captions say so), and the plot of `extras`' learning curves.
+pub fn index_html(variants: &[VariantSlices], style: &SlicemapStyle, extras: &IndexExtras) -> String {
     let data: Vec<serde_json::Value> = variants
         .iter()
         .map(|v| {
@@ -191,17 +273,41 @@ pub fn index_html(variants: &[VariantSlices], style: &SlicemapStyle) -> String {
             let dir = if v.rel_dir.is_empty() { c.pid.clone() } else { format!("{}/{}", v.rel_dir, c.pid) };
             table += &format!(
                 "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><a href=\"{}/{MONTAGE}\">montage</a></td></tr>\n",
-                html_escape(&v.label), html_escape(&c.pid), fmt(s.map(|s| s.mae)), fmt(s.and_then(|s| s.mae_myocardium)), html_escape(&dir)
+                escape(&v.label), escape(&c.pid), fmt(s.map(|s| s.mae)), fmt(s.and_then(|s| s.mae_myocardium)), escape(&dir)
             );
         }
     }
+    if let Some(b) = extras.baseline {
+        table += &format!("<tr class=\"baseline\"><td>baseline: {BASELINE_LABEL}</td><td>mean</td><td>–</td><td>{b:.2}</td><td>–</td></tr>\n");
+    }
     table += "</table>";
-    let legend = if style.fake_where_measured {
-        "real_a: CTA (grey); real_b: measured MBF; fake_b: predicted MBF, shown where MBF was measured (the myocardium) only (jet)."
+    let panels: String = Panel::ALL
+        .iter()
+        .map(|p| {
+            format!(
+                "<figure><figcaption><b>{}</b> {}</figcaption><img data-layer=\"{}\" alt=\"{}\">{}</figure>\n",
+                escape(p.title()),
+                escape(p.caption(style)),
+                p.stem(),
+                escape(p.title()),
+                color_bar(p.map(), style.window(*p), p.unit())
+            )
+        })
+        .collect();
+    let curves = if extras.curves.is_empty() {
+        String::new()
     } else {
-        "real_a: CTA (grey); real_b: measured MBF; fake_b: predicted MBF (jet)."
+        let y_label = format!("held-out myocardium MAE ({MBF_UNIT})");
+        format!(
+            "<h2>Learning curves</h2>\n<p>Held-out myocardium MAE after each training epoch, per run and norm mode of validation.</p>\n{}\n",
+            curve_plot(&extras.curves, extras.baseline.map(|b| (BASELINE_LABEL, b)), &y_label)
+        )
     };
-    INDEX_TEMPLATE.replace("{{LEGEND}}", legend).replace("{{TABLE}}", &table).replace("{{DATA}}", &serde_json::Value::Array(data).to_string().replace("</", "<\\/"))
+    INDEX_TEMPLATE
+        .replace("{{TABLE}}", &table)
+        .replace("{{PANELS}}", &panels)
+        .replace("{{CURVES}}", &curves)
+        .replace("{{DATA}}", &serde_json::Value::Array(data).to_string().replace("</", "<\\/"))
 }
 
 const INDEX_TEMPLATE: &str = r#"<!doctype html>
@@ -210,20 +316,24 @@ const INDEX_TEMPLATE: &str = r#"<!doctype html>
 body { font-family: sans-serif; margin: 1.5em; }
 table { border-collapse: collapse; margin-bottom: 1.5em; }
 td, th { border: 1px solid #ccc; padding: 3px 8px; text-align: right; }
-img { image-rendering: pixelated; width: 256px; margin-right: 6px; }
+tr.baseline td { font-style: italic; }
+figure { display: inline-block; vertical-align: top; width: 292px; margin: 0 6px 1em 0; }
+figcaption { height: 3.6em; font-size: 90%; }
+img { image-rendering: pixelated; width: 256px; margin-left: 18px; display: block; }
 .viewer label { margin-right: 1em; }
 </style></head>
 <body>
 <h1>cta2mbf slice maps</h1>
-<p>{{LEGEND}}</p>
 {{TABLE}}
 <div class="viewer">
 <label>variant <select id="variant"></select></label>
 <label>case <select id="case"></select></label>
 <label>slice <input id="slice" type="range" min="0" value="0"> <span id="z"></span></label>
 <p id="score"></p>
-<div><img id="real_a" alt="real_a"><img id="real_b" alt="real_b"><img id="fake_b" alt="fake_b"></div>
+<div class="panels">
+{{PANELS}}</div>
 </div>
+{{CURVES}}
 <script>
 const variants = {{DATA}};
 const $ = id => document.getElementById(id);
@@ -239,7 +349,7 @@ function showCase() {
 function showSlice() {
   const v = variants[$('variant').value], c = v.cases[$('case').value], z = $('slice').value;
   const base = (v.dir ? v.dir + '/' : '') + c.pid;
-  ['real_a', 'real_b', 'fake_b'].forEach(k => $(k).src = `${base}/${k}/x_${z}.png`);
+  document.querySelectorAll('.panels img').forEach(img => img.src = `${base}/${img.dataset.layer}/x_${z}.png`);
   $('z').textContent = `${z} / ${c.slices - 1}`;
 }
 fill($('variant'), variants.map(v => v.label));
@@ -251,10 +361,10 @@ $('variant').onchange();
 </body></html>
 "#;
 
-/// Write `index.html` into `out` for `variants`.
-pub fn write_index(out: &Path, variants: &[VariantSlices], style: &SlicemapStyle) -> Result<PathBuf> {
+/// Write `index.html` into `out` for `variants` (see [`index_html`]).
+pub fn write_index(out: &Path, variants: &[VariantSlices], style: &SlicemapStyle, extras: &IndexExtras) -> Result<PathBuf> {
     let path = out.join(INDEX);
-    write_bytes_atomically(&path, index_html(variants, style).as_bytes())?;
+    write_bytes_atomically(&path, index_html(variants, style, extras).as_bytes())?;
     Ok(path)
 }
 
@@ -300,9 +410,65 @@ mod tests {
             failed: vec![],
             scores: None,
         };
-        let html = index_html(&[v], &SlicemapStyle::default());
+        let html = index_html(&[v], &SlicemapStyle::default(), &IndexExtras::default());
         assert!(html.contains("a&lt;b"));
         assert!(html.contains(r#""pid":"p1""#));
         assert!(html.contains("v1/p1/montage.png"));
+        assert!(!html.contains("class=\"baseline\"") && !html.contains("learning-curve"), "no extras, no baseline row or plot");
+    }
+
+    #[test]
+    fn index_titles_each_panel_with_its_colour_bar_and_shows_the_extras() {
+        let v = VariantSlices {
+            label: "v".into(),
+            rel_dir: String::new(),
+            cases: vec![CaseSlices { pid: "p1".into(), slices: 4, montage_slice: 2 }],
+            failed: vec![],
+            scores: None,
+        };
+        let style = SlicemapStyle { src: Window { width: 800.0, level: 200.0 }, dst: Window { width: 200.0, level: 100.0 }, fake_where_measured: true };
+        let extras = IndexExtras {
+            baseline: Some(32.795),
+            curves: vec![LearningCurve { label: "demo_train, eval norm".into(), points: vec![(1, 40.0), (2, 31.0)] }],
+        };
+        let html = index_html(&[v], &style, &extras);
+        let figures: Vec<&str> = html.split("<figure>").skip(1).collect();
+        assert_eq!(figures.len(), 4);
+        for (figure, (title, layer, bar)) in figures.iter().zip([
+            ("<b>real_a</b> CTA", "real_a", "-200 … 600 HU"),
+            ("<b>real_b</b> measured MBF", "real_b", "0 … 200 ml/100 g/min"),
+            ("<b>fake_b</b> predicted MBF, shown where MBF was measured", "fake_b", "0 … 200 ml/100 g/min"),
+            ("<b>|error|</b> |fake_b − real_b| where MBF was measured", "error", "0 … 200 ml/100 g/min"),
+        ]) {
+            assert!(figure.contains(title), "{title}: {figure}");
+            assert!(figure.contains(&format!("data-layer=\"{layer}\"")), "{layer}");
+            assert!(figure.contains(&format!("colour bar: {bar}")), "{bar}: {figure}");
+        }
+        assert!(html.contains("<tr class=\"baseline\"><td>baseline: predict the training mean</td><td>mean</td><td>–</td><td>32.80</td>"));
+        assert!(html.contains("<svg id=\"learning-curve\"") && html.contains(">demo_train, eval norm<"));
+        assert!(html.contains("predict the training mean (32.795)"));
+        assert!(!html.contains("{{"), "every placeholder is filled");
+    }
+
+    #[test]
+    fn case_maps_include_the_error_slices() {
+        use crate::io::nifti::{NiftiDtype, write_nifti};
+        let tmp = tempfile::tempdir().unwrap();
+        let case = tmp.path().join("in").join("p1");
+        let real = Array3::from_shape_fn((3, 2, 2), |(x, _, z)| if x == 1 { 100.0 + 10.0 * z as f32 } else { -1024.0 });
+        let fake = real.mapv(|v| if v > 0.0 { v + 30.0 } else { 5.0 });
+        for (stem, data) in [("real_a", real.clone()), ("real_b", real.clone()), ("fake_b", fake)] {
+            write_nifti(case.join(format!("{stem}.nii.gz")), &crate::Volume::new(data, crate::Geometry::default()), NiftiDtype::F32).unwrap();
+        }
+        let out = tmp.path().join("out");
+        let written = write_case(&case, &out, &SlicemapStyle::default()).unwrap();
+        assert_eq!(written, CaseSlices { pid: "p1".into(), slices: 2, montage_slice: 0 });
+        // |error| 30 in a window 0..150 is jet at 0.2; 0 elsewhere.
+        let error = RgbImage::load(&out.join("error/x_1.png")).unwrap();
+        assert_eq!(error.get(1, 0), crate::analysis::jet_rgb(30.0, SlicemapStyle::default().window(Panel::Error)));
+        assert_eq!(error.get(0, 0), crate::analysis::jet_rgb(0.0, SlicemapStyle::default().window(Panel::Error)));
+        for panel in Panel::ALL {
+            assert!(out.join(panel.stem()).join("x_0.png").is_file(), "{panel:?}");
+        }
     }
 }

@@ -1,8 +1,9 @@
 //! `cta2mbf slicemap`: PNG slice maps, montages and a browser page of inference folders.
 
 use cta2mbf::analysis::Window;
+use cta2mbf::analysis::curve::read_learning_curves;
 use cta2mbf::analysis::report::{MaskSource, analyze_folder};
-use cta2mbf::analysis::slicemap::{SlicemapStyle, VariantSlices, write_index, write_variant};
+use cta2mbf::analysis::slicemap::{IndexExtras, SlicemapStyle, VariantSlices, write_index, write_variant};
 use std::path::PathBuf;
 
 /// Arguments of `cta2mbf slicemap`.
@@ -30,6 +31,14 @@ pub struct SlicemapArgs {
     /// with the masked loss only (lambda_l1 0), whose output elsewhere is untrained.
     #[arg(long)]
     pub fake_where_measured: bool,
+    /// Training run folder(s) whose metrics.jsonl gives the page's learning curves (held-out
+    /// myocardium MAE per epoch in each norm mode).
+    #[arg(long, num_args = 1..)]
+    pub runs: Vec<PathBuf>,
+    /// Myocardium MAE of predicting the training mean: a baseline row of the table and a
+    /// line of the learning-curve plot.
+    #[arg(long)]
+    pub baseline: Option<f64>,
 }
 
 /// Run `cta2mbf slicemap`.
@@ -38,6 +47,14 @@ pub fn run(args: SlicemapArgs) -> cta2mbf::Result<()> {
         if !(w > 0.0 && w.is_finite()) {
             return Err(cta2mbf::Error::invalid(format!("{name} must be positive, got {w}")));
         }
+    }
+    if let Some(b) = args.baseline.filter(|b| !(*b >= 0.0 && b.is_finite())) {
+        return Err(cta2mbf::Error::invalid(format!("--baseline must be a finite MAE ≥ 0, got {b}")));
+    }
+    // The runs first: a missing or garbled metrics.jsonl stops before any map is drawn.
+    let mut curves = Vec::new();
+    for run in &args.runs {
+        curves.extend(read_learning_curves(run)?);
     }
     let style = SlicemapStyle {
         src: Window { width: args.src_ww, level: args.src_wl },
@@ -61,7 +78,7 @@ pub fn run(args: SlicemapArgs) -> cta2mbf::Result<()> {
         println!("slicemap: {} cases of {} written", cases.len(), dir.display());
         variants.push(VariantSlices { label, rel_dir, cases, failed, scores });
     }
-    let index = write_index(&args.out, &variants, &style)?;
+    let index = write_index(&args.out, &variants, &style, &IndexExtras { baseline: args.baseline, curves })?;
     println!("slicemap: open {}", index.display());
     super::cases_failed("slicemap", failed_cases, total)
 }

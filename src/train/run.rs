@@ -15,8 +15,8 @@ pub fn adam(beta1: f64, beta2: f64) -> burn::optim::AdamConfig {
     burn::optim::AdamConfig::new().with_beta_1(beta1 as f32).with_beta_2(beta2 as f32).with_epsilon(ADAM_EPS)
 }
 
-/// File name of the per-epoch metrics log inside a run folder.
-pub const METRICS: &str = "metrics.jsonl";
+/// File name of the per-epoch metrics log inside a run folder (defined beside its reader).
+pub use crate::analysis::curve::METRICS;
 
 /// Mix the run seed with an epoch and an index into one stream seed.
 pub fn stream_seed(seed: u64, epoch: usize, index: usize) -> u64 {
