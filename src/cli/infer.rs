@@ -85,7 +85,11 @@ pub fn run(args: InferArgs) -> cta2mbf::Result<()> {
         out: out.clone(),
         block,
         mode: args.norm_mode,
-        tiling: if args.sliding_window { Tiling::SlidingWindow { overlap: args.overlap } } else { Tiling::Centred },
+        tiling: if args.sliding_window || (model.settings.sliding_window && args.block.is_none()) {
+            Tiling::SlidingWindow { overlap: args.overlap }
+        } else {
+            Tiling::Centred
+        },
         cases: args.cases.clone(),
     };
     let mut bar: Option<Progress> = None;
