@@ -4,7 +4,7 @@
 //! encoder's features of the same resolution concatenated, and a 1³ head with bias.
 //!
 //! ```text
-//! level 0:        conv 3³ 1→c0, norm, ReLU; conv 3³ c0→c0, norm, ReLU          ─┐ skip
+//! level 0:        conv 3³ 1→c0 (bias, no norm), ReLU; conv 3³ c0→c0, norm, ReLU ─┐ skip
 //! level i ≥ 1:    conv 3³ stride 2 c(i−1)→ci, norm, ReLU; conv 3³ ci→ci, ...   ─┐ skip
 //! up to level i:  up c(i+1)→ci, norm, ReLU; cat(skip) 2ci→ci conv 3³, norm, ReLU; conv 3³
 //! head:           conv 1³ c0→1 with bias, no activation (output in target units)
@@ -64,8 +64,11 @@ impl UnetGenerator {
         let channels: Vec<usize> = (0..config.levels).map(|i| config.ngf << i).collect();
         let mut encoder = Vec::new();
         for (i, &c) in channels.iter().enumerate() {
-            let (c_in, stride) = if i == 0 { (1, 1) } else { (channels[i - 1], 2) };
-            encoder.push(vec![stage(init, c_in, c, 3, stride, norm), stage(init, c, c, 3, 1, norm)]);
+            // The first convolution has a bias and no norm (as pix2pix's U-Net's outermost):
+            // its ReLU thresholds sit at absolute intensities, which batch statistics of a
+            // crop would otherwise shift with the crop's content.
+            let (c_in, stride, first_norm) = if i == 0 { (1, 1, NormKind::None) } else { (channels[i - 1], 2, norm) };
+            encoder.push(vec![stage(init, c_in, c, 3, stride, first_norm), stage(init, c, c, 3, 1, norm)]);
         }
         let mut decoder = Vec::new();
         for i in (0..config.levels - 1).rev() {
