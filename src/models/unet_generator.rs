@@ -182,6 +182,6 @@ mod tests {
         let g = config(2, NormKind::Batch, UpsampleKind::Transposed).init(&mut Initializer::new(0, &Device::flex()));
         let names = g.torch_names();
         assert!(names.iter().any(|(b, t)| b == "Unet.head.weight" && t == "head.weight"), "{names:?}");
-        assert!(names.iter().any(|(_, t)| t == "encoder.0.0.norm.running_mean"));
+        assert!(names.iter().any(|(_, t)| t == "encoder.0.1.norm.running_mean"));
     }
 }
