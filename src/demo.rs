@@ -53,12 +53,12 @@ pub struct DemoOptions {
 }
 
 impl DemoOptions {
-    /// The defaults: 24 patients of 64×64×48 over 128×128×96 mm, 6 held out, seed 1,
+    /// The defaults: 30 patients of 64×64×48 over 128×128×96 mm, 6 held out, seed 1,
     /// `phantom_demo.json`, CPU.
     pub fn new(out: impl Into<PathBuf>) -> Self {
         Self {
             out: out.into(),
-            cases: 24,
+            cases: 30,
             held_out: 6,
             size: DEMO_SIZE,
             fov_mm: DEMO_FOV_MM,

@@ -12,7 +12,7 @@ pub struct DemoArgs {
     /// Cohort root to create: absent, empty, or an earlier demo's output (replaced).
     #[arg(long, default_value = "demo")]
     pub out: PathBuf,
-    /// Phantom patients (default 24).
+    /// Phantom patients (default 30).
     #[arg(long)]
     pub cases: Option<usize>,
     /// Patients held out of training and predicted, the last ids (default 6).
