@@ -174,6 +174,6 @@ fn cli_bad_checkpoints_give_one_line_and_write_nothing() {
 fn shipped_generator_loads_with_its_settings() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/generator_phantom_small.safetensors");
     let (g, settings) = cta2mbf::interop::load_generator_file(&path, &Device::flex()).unwrap();
-    assert_eq!((g.config.ngf, g.config.n_blocks), (8, 6));
+    assert_eq!((g.config().ngf, g.config().n_blocks), (8, 6));
     assert_eq!((settings.crop_size, settings.trained_norm_mode, settings.intensity.dst_scale), ([32, 32, 40], NormMode::Train, 100.0));
 }
