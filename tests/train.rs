@@ -150,3 +150,57 @@ fn bad_configs_are_refused_before_training() {
     let ok = tiny_config(tmp.path(), "ok", &[]);
     refused(&ok, &tmp.path().join("no/such/root"), &ckpt, "data root is not a folder");
 }
+
+/// The U-Net generator trains with the windowed input, the standardized target, foreground
+/// crops and sliding-window validation; exported to safetensors it predicts exactly what the
+/// checkpoint folder predicts.
+#[test]
+fn unet_trains_exports_and_infers_like_its_checkpoint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = phantom(&tmp.path().join("cohort"), 3);
+    let mut ids: Vec<String> = std::fs::read_dir(&data).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    ids.sort();
+    let config = tiny_config(
+        tmp.path(),
+        "unet",
+        &[
+            ("generator", serde_json::json!({"kind": "unet", "ngf": 4, "levels": 3})),
+            ("crop_size", serde_json::json!([16, 16, 16])),
+            ("sliding_window", true.into()),
+            ("intensity", serde_json::json!({"src_clip": [-200, 600], "src_offset": 100, "src_scale": 50, "dst_standardize": true})),
+            ("augment", serde_json::json!({"foreground": 0.67, "random_crop": 1.0, "max_shift": 4, "anisotropy": 0.0, "blur": 0.0, "noise": 0.0})),
+        ],
+    );
+    let ckpt = tmp.path().join("ck");
+    let out = train_cmd(&config, &data, &ckpt, 1).arg("--val-cases").arg(&ids[2]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let run = ckpt.join("unet");
+    // The standardization was computed from the training targets and saved with the run.
+    let effective: Value = serde_json::from_str(&std::fs::read_to_string(run.join("config.json")).unwrap()).unwrap();
+    let (offset, scale) = (effective["intensity"]["dst_offset"].as_f64().unwrap(), effective["intensity"]["dst_scale"].as_f64().unwrap());
+    assert!(offset > 50.0 && offset < 300.0 && scale > 1.0 && scale < 150.0, "{effective}");
+    assert!(metrics(&run)[0]["val_eval_mode"]["mae_mask"].as_f64().is_some());
+
+    let file = tmp.path().join("unet.safetensors");
+    let out = cta2mbf().args(["export", "--format", "safetensors", "--checkpoint"]).arg(&run).arg("--out").arg(&file).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut predictions = Vec::new();
+    for (checkpoint, name) in [(&run, "from_run"), (&file, "from_file")] {
+        let dir = tmp.path().join(name);
+        let out = cta2mbf()
+            .args(["infer", "--quiet", "--norm-mode", "eval", "--cases", &ids[2], "--checkpoint"])
+            .arg(checkpoint)
+            .arg("--data-root")
+            .arg(&data)
+            .arg("--out")
+            .arg(&dir)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        predictions.push(cta2mbf::io::nifti::read_nifti(dir.join(&ids[2]).join("fake_b.nii.gz")).unwrap());
+    }
+    // Sliding windows by default: the prediction covers the whole case, not one 16³ block.
+    let case = cta2mbf::io::nifti::read_nifti(data.join(&ids[2]).join("cropped_cta.nii.gz")).unwrap();
+    assert!(predictions[0].shape().iter().zip(case.shape()).all(|(p, c)| *p == c.max(16)), "{:?} vs {:?}", predictions[0].shape(), case.shape());
+    assert_eq!(predictions[0].data, predictions[1].data);
+}
