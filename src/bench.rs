@@ -6,7 +6,7 @@
 use crate::device::DeviceChoice;
 use crate::error::Result;
 use crate::models::init::Initializer;
-use crate::models::{GeneratorConfig, NormKind, NormMode, UpsampleKind};
+use crate::models::{GeneratorConfig, GeneratorKind, NormKind, NormMode, UpsampleKind};
 use crate::train::loss::l1;
 use burn::module::Module;
 use burn::optim::{AdamConfig, GradientsParams};
@@ -17,12 +17,16 @@ use std::time::Instant;
 /// What to time.
 #[derive(Debug, Clone)]
 pub struct BenchOptions {
-    /// Input size x, y, z (multiples of 8).
+    /// Input size x, y, z (multiples of the generator's size multiple).
     pub size: [usize; 3],
     /// Generator filters.
     pub ngf: usize,
-    /// Residual blocks.
+    /// Residual blocks (ResNet).
     pub n_blocks: usize,
+    /// Which generator.
+    pub kind: GeneratorKind,
+    /// Resolution levels (U-Net).
+    pub levels: usize,
     /// Backend.
     pub device: DeviceChoice,
     /// Timed repetitions (after one untimed warm-up).
@@ -55,7 +59,7 @@ pub struct BenchResult {
 /// Time inference and training steps.
 pub fn run(opts: &BenchOptions) -> Result<BenchResult> {
     let device = opts.device.device()?;
-    let cfg = GeneratorConfig { ngf: opts.ngf, n_blocks: opts.n_blocks, norm: NormKind::Batch, upsample: UpsampleKind::Transposed, ..GeneratorConfig::default() };
+    let cfg = GeneratorConfig { kind: opts.kind, ngf: opts.ngf, n_blocks: opts.n_blocks, levels: opts.levels, norm: NormKind::Batch, upsample: UpsampleKind::Transposed };
     cfg.validate()?;
     let shape = [1, 1, opts.size[0], opts.size[1], opts.size[2]];
     let repeats = opts.repeats.max(1);

@@ -13,9 +13,15 @@ pub struct BenchArgs {
     /// Generator filters of the first layer.
     #[arg(long, default_value_t = 32)]
     pub ngf: usize,
-    /// Residual blocks.
+    /// Residual blocks (ResNet).
     #[arg(long, default_value_t = 6)]
     pub n_blocks: usize,
+    /// Generator: resnet (the reference's) or unet.
+    #[arg(long, default_value = "resnet", value_parser = parse_kind)]
+    pub generator: cta2mbf::models::GeneratorKind,
+    /// Resolution levels (U-Net).
+    #[arg(long, default_value_t = 4)]
+    pub levels: usize,
     /// Backend: cpu (Burn's flex), ndarray, wgpu, vulkan.
     #[arg(long, default_value = "cpu")]
     pub device: DeviceChoice,
@@ -27,15 +33,27 @@ pub struct BenchArgs {
     pub json: bool,
 }
 
+fn parse_kind(s: &str) -> Result<cta2mbf::models::GeneratorKind, String> {
+    serde_json::from_value(serde_json::Value::String(s.to_string())).map_err(|_| format!("unknown generator '{s}' (resnet, unet)"))
+}
+
 /// Run `cta2mbf bench`.
 pub fn run(args: BenchArgs) -> cta2mbf::Result<()> {
-    let r = bench(&BenchOptions { size: args.size, ngf: args.ngf, n_blocks: args.n_blocks, device: args.device, repeats: args.repeats })?;
+    let r = bench(&BenchOptions {
+        size: args.size,
+        ngf: args.ngf,
+        n_blocks: args.n_blocks,
+        kind: args.generator,
+        levels: args.levels,
+        device: args.device,
+        repeats: args.repeats,
+    })?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&r).expect("result serializes"));
         return Ok(());
     }
     let [x, y, z] = r.size;
-    println!("cta2mbf bench device={} size={x}x{y}x{z} ngf={} forward={:.1} GFLOP", r.device, r.ngf, r.forward_flops / 1e9);
+    println!("cta2mbf bench device={} generator={:?} size={x}x{y}x{z} ngf={} forward={:.1} GFLOP", r.device, args.generator, r.ngf, r.forward_flops / 1e9);
     println!("  infer      {:.3} s  ({:.1} GFLOP/s)", r.infer_seconds, r.infer_gflops);
     println!("  train_step {:.3} s  ({:.1} GFLOP/s)", r.train_step_seconds, r.train_gflops);
     if let Some(b) = r.peak_rss_bytes {
