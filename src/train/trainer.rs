@@ -301,19 +301,19 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
 }
 
 /// Mean and standard deviation of the training targets inside the loss mask (`mask ==
-/// mask_label` when the config names a mask, else every voxel).
+/// mask_label` when the config names a mask, else every voxel), one case in memory at a time.
 fn target_statistics(pairs: &[Pair], cfg: &TrainConfig) -> Result<(f32, f32)> {
     let label = cfg.mask_label as f32;
-    let mut values = Vec::new();
-    for pair in pairs {
-        let s = pair.load()?;
-        match &s.mask {
-            Some(m) => values.extend(s.dst.data.iter().zip(&m.data).filter(|(_, m)| **m == label).map(|(v, _)| *v)),
-            None => values.extend(s.dst.data.iter().copied()),
-        }
+    let mut failure = None;
+    let values = pairs.iter().map_while(|pair| pair.load().map_err(|e| failure = Some(e)).ok()).flat_map(|s| {
+        let inside: Option<Vec<bool>> = s.mask.map(|m| m.data.iter().map(|&v| v == label).collect());
+        s.dst.data.into_iter().enumerate().filter(move |(i, _)| inside.as_ref().is_none_or(|m| m[*i])).map(|(_, v)| v)
+    });
+    let stats = crate::data::IntensityMap::mean_sd(values);
+    if let Some(e) = failure {
+        return Err(e);
     }
-    crate::data::IntensityMap::mean_sd(values.into_iter())
-        .ok_or_else(|| Error::invalid("intensity.dst_standardize: the training targets inside the mask have no spread (fewer than two voxels, or all equal)"))
+    stats.ok_or_else(|| Error::invalid("intensity.dst_standardize: the training targets inside the mask have no spread (fewer than two voxels, or all equal)"))
 }
 
 fn fresh(cfg: &TrainConfig, device: &Device) -> (Trainer, TrainState) {
