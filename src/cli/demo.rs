@@ -22,7 +22,7 @@ pub struct DemoArgs {
     #[arg(long, value_parser = parse_size)]
     pub size: Option<[usize; 3]>,
     /// Phantom field of view X,Y,Z in mm (default 128,128,96: centred on the heart).
-    #[arg(long, value_parser = super::phantom::parse_fov)]
+    #[arg(long, value_parser = super::parse_mm)]
     pub fov: Option<[f64; 3]>,
     /// Phantom seed.
     #[arg(long, default_value_t = 1)]

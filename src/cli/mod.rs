@@ -106,18 +106,28 @@ pub fn print_report(report: impl std::fmt::Display) {
     let _ = writeln!(std::io::stdout().lock(), "{report}");
 }
 
-/// Parse `X,Y,Z` into three positive integers.
-pub fn parse_size(s: &str) -> Result<[usize; 3], String> {
+/// Parse `X,Y,Z` (or `XxYxZ`) into three positive values; `what` names them in errors.
+fn parse_xyz<T: std::str::FromStr + PartialOrd + Default + Copy>(s: &str, what: &str) -> Result<[T; 3], String> {
     let parts: Vec<&str> = s.split([',', 'x']).collect();
     if parts.len() != 3 {
-        return Err(format!("expected X,Y,Z (three integers), got '{s}'"));
+        return Err(format!("expected X,Y,Z (three {what}s), got '{s}'"));
     }
-    let mut out = [0usize; 3];
+    let mut out = [T::default(); 3];
     for (o, p) in out.iter_mut().zip(&parts) {
-        *o = p.trim().parse().map_err(|_| format!("'{p}' is not a positive integer"))?;
-        if *o == 0 {
+        *o = p.trim().parse().map_err(|_| format!("'{p}' is not a positive {what}"))?;
+        if !(*o > T::default()) {
             return Err("sizes must be positive".into());
         }
     }
     Ok(out)
+}
+
+/// Parse `X,Y,Z` into three positive integers.
+pub fn parse_size(s: &str) -> Result<[usize; 3], String> {
+    parse_xyz(s, "integer")
+}
+
+/// Parse `X,Y,Z` into three positive numbers (millimetres).
+pub fn parse_mm(s: &str) -> Result<[f64; 3], String> {
+    parse_xyz(s, "number")
 }

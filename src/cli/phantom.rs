@@ -1,6 +1,6 @@
 //! `cta2mbf phantom`: write a synthetic cohort.
 
-use super::parse_size;
+use super::{parse_mm, parse_size};
 use cta2mbf::phantom::{PhantomOptions, write_cohort, write_cohort_with_dicom};
 use std::path::PathBuf;
 use std::time::Instant;
@@ -18,7 +18,7 @@ pub struct PhantomArgs {
     #[arg(long, value_parser = parse_size, default_value = "64,64,48")]
     pub size: [usize; 3],
     /// Field of view X,Y,Z of the CTA grid in mm, centred near the heart (at least 80 each).
-    #[arg(long, value_parser = parse_fov, default_value = "200,200,150")]
+    #[arg(long, value_parser = parse_mm, default_value = "200,200,150")]
     pub fov: [f64; 3],
     /// Random seed; the same seed writes the same files.
     #[arg(long, default_value_t = 1)]
@@ -27,12 +27,6 @@ pub struct PhantomArgs {
     /// a localizer, a thick-slice series, a DICOMDIR, a text file) and `annotation/annotation.csv`.
     #[arg(long)]
     pub dicom: bool,
-}
-
-/// `X,Y,Z` in millimetres.
-pub fn parse_fov(s: &str) -> Result<[f64; 3], String> {
-    let v: Vec<f64> = s.split(',').map(|t| t.trim().parse::<f64>().map_err(|_| format!("'{t}' is not a number"))).collect::<Result<_, _>>()?;
-    <[f64; 3]>::try_from(v).map_err(|v| format!("expected X,Y,Z (three numbers), got {} values", v.len()))
 }
 
 /// Run `cta2mbf phantom`.

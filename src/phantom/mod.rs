@@ -331,12 +331,6 @@ pub struct PhantomOptions {
     pub seed: u64,
 }
 
-impl PhantomOptions {
-    /// `cases` patients of `size` voxels over the default field of view, seed `seed`.
-    pub fn new(cases: usize, size: [usize; 3], seed: u64) -> Self {
-        Self { cases, size, fov_mm: CTA_FOV_MM, seed }
-    }
-}
 
 /// Generate and write a whole cohort under `root`; `progress` is called after each patient
 /// with (index, pid). Returns the patient ids.
