@@ -37,6 +37,10 @@ pub mod registration {
     pub const AVG: &str = "cta_mip_avg.nii.gz";
     /// BF moved with the MIP→CTA transform.
     pub const BF: &str = "cta_mip_bf.nii.gz";
+    /// The MIP→CTA transform as an ITK transform file (CTA point → perfusion point).
+    pub const TRANSFORM: &str = "transform.tfm";
+    /// What registration did: settings, levels, final similarity, minimum Jacobian, times.
+    pub const REPORT: &str = "registration.json";
 }
 
 /// File names inside `3.sorted_mask/<pid>/CTA/`.

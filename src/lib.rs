@@ -9,6 +9,7 @@
 //! - [`volume`]: a 3-D image with ITK-exact world geometry (crop, pad, flip, resample);
 //! - [`io`]: NIfTI reading and writing, DICOM series reading and writing, atomic writes;
 //! - [`phantom`]: the synthetic cardiac cohort used by tests and the demo;
+//! - [`register`]: MIP→CTA registration (affine + B-spline, Mattes MI), applied to AVG and BF;
 //! - [`preprocess`]: cohort stages (DICOM sort, extract, convert; connected components,
 //!   myocardium MBF, heart crop);
 //! - [`models`], [`data`], [`train`]: the CTA→MBF generator and discriminator, paired
@@ -31,6 +32,7 @@ pub mod models;
 pub mod ops;
 pub mod phantom;
 pub mod preprocess;
+pub mod register;
 pub mod train;
 pub mod volume;
 

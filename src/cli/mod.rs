@@ -12,6 +12,7 @@ mod infer;
 mod info;
 mod myocardium;
 mod phantom;
+mod register;
 mod segment;
 mod slicemap;
 mod sort;
@@ -52,6 +53,8 @@ pub enum Command {
     Bench(bench::BenchArgs),
     /// Sort a raw DICOM dump by patient and SeriesInstanceUID into `0.ori_3`.
     Sort(sort::SortArgs),
+    /// Register the perfusion MIP to the CTA (affine + B-spline) and move AVG and BF along (→ `4.registration_batch`).
+    Register(register::RegisterArgs),
     /// Pick each patient's CTA, BF, AVG and MIP series from `0.ori_3` into `3.sorted_dcm`.
     Extract(extract::ExtractArgs),
     /// Convert DICOM series to NIfTI (`3.sorted_dcm` → `3.sorted_nii`, or one series).
@@ -81,6 +84,7 @@ pub fn run(cli: Cli) -> cta2mbf::Result<()> {
         Command::Slicemap(args) => slicemap::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Sort(args) => sort::run(args),
+        Command::Register(args) => register::run(args),
         Command::Extract(args) => extract::run(args),
         Command::Convert(args) => convert::run(args),
         Command::TrainSeg(args) => train_seg::run(args),
@@ -125,6 +129,14 @@ fn parse_xyz<T: std::str::FromStr + PartialOrd + Default + Copy>(s: &str, what: 
 /// Parse `X,Y,Z` into three positive integers.
 pub fn parse_size(s: &str) -> Result<[usize; 3], String> {
     parse_xyz(s, "integer")
+}
+
+/// Parse one positive number.
+pub fn parse_positive(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v > 0.0 && v.is_finite() => Ok(v),
+        _ => Err(format!("'{s}' is not a positive number")),
+    }
 }
 
 /// Parse `X,Y,Z` into three positive numbers (millimetres).
