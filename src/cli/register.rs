@@ -3,6 +3,7 @@
 //! transform (`--transform`).
 
 use super::{parse_positive, print_report};
+use cta2mbf::phantom::check::{RegistrationCheck, check_registration};
 use cta2mbf::register::files::{self, Job, Summary};
 use cta2mbf::register::{Event, MetricKind, Settings};
 use cta2mbf::preprocess::stage::with_jobs;
@@ -44,7 +45,7 @@ pub struct RegisterArgs {
     /// Control-point spacing of the finest B-spline level, mm (default 16).
     #[arg(long, value_parser = parse_positive)]
     pub grid_spacing: Option<f64>,
-    /// Weight of the bending-energy penalty (default 100; 0 switches it off).
+    /// Weight of the bending-energy penalty (default 1000; 0 switches it off).
     #[arg(long)]
     pub bending_weight: Option<f64>,
     /// Fixed-image samples per level (default 30000).
@@ -142,9 +143,41 @@ pub fn run(args: RegisterArgs) -> cta2mbf::Result<()> {
     let settings = args.settings()?;
     let bars = Bars::new();
     if let Some(root) = &args.root {
-        let done = |pid: &str, s: &Summary| println!("patient {pid}: {}", s.line());
+        // On a phantom cohort, each patient is also scored against the known motion.
+        let checks = Mutex::new(Vec::new());
+        let cohort = cta2mbf::cohort::Cohort::new(root);
+        let done = |pid: &str, s: &Summary| {
+            let mut line = format!("patient {pid}: {}", s.line());
+            let truth = cohort.phantom_truth(pid);
+            if let (true, Some(r)) = (truth.is_file(), &s.registration) {
+                match check_registration(&truth, |p| r.transform.apply(p)) {
+                    Ok(c) => {
+                        line += &format!(
+                            "; against the phantom's truth: TRE mean {:.2} mm, p95 {:.2} mm, max {:.2} mm; myocardium Dice {:.3} (unaligned {:.3})",
+                            c.tre_mean_mm, c.tre_p95_mm, c.tre_max_mm, c.dice_registered, c.dice_unaligned
+                        );
+                        checks.lock().expect("checks lock").push(c);
+                    }
+                    Err(e) => line += &format!("; phantom check failed: {e}"),
+                }
+            }
+            println!("{line}");
+        };
         let report = with_jobs(args.jobs, || files::register_cohort(root, &settings, &|pid, e| bars.event(pid, e), &done))??;
         print_report(&report);
+        let checks = checks.into_inner().expect("checks lock");
+        if !checks.is_empty() {
+            let n = checks.len() as f64;
+            let mean = |f: fn(&RegistrationCheck) -> f64| checks.iter().map(f).sum::<f64>() / n;
+            println!(
+                "phantom truth over {} patients: TRE mean {:.2} mm, p95 {:.2} mm (means of the per-patient values); myocardium Dice {:.3} (unaligned {:.3})",
+                checks.len(),
+                mean(|c| c.tre_mean_mm),
+                mean(|c| c.tre_p95_mm),
+                mean(|c| c.dice_registered),
+                mean(|c| c.dice_unaligned)
+            );
+        }
         return report.check();
     }
     let (Some(fixed), Some(out)) = (&args.fixed, &args.out) else {

@@ -10,6 +10,7 @@
 pub mod anatomy;
 pub mod dicom;
 pub mod intensity;
+pub mod check;
 pub mod misalign;
 
 use crate::cohort::{self, Cohort};

@@ -47,6 +47,8 @@ pub struct Summary {
     pub registration: Option<Registration>,
     /// Seconds spent resampling every moved image onto the fixed grid.
     pub resample_seconds: f64,
+    /// Number of images moved onto the fixed grid.
+    pub moved: usize,
     /// Files written.
     pub written: Vec<PathBuf>,
 }
@@ -60,10 +62,10 @@ impl Summary {
                 r.seconds,
                 r.similarity,
                 r.min_jacobian,
-                self.written.iter().filter(|p| p.to_string_lossy().ends_with(".nii.gz") || p.to_string_lossy().ends_with(".nii")).count(),
+                self.moved,
                 self.resample_seconds
             ),
-            None => format!("applied the saved transform, resampled in {:.1} s", self.resample_seconds),
+            None => format!("applied the saved transform, resampled {} series in {:.1} s", self.moved, self.resample_seconds),
         }
     }
 }
@@ -169,7 +171,7 @@ pub fn run_job(job: &Job, settings: &Settings, events: &(dyn Fn(Event) + Sync)) 
         crate::io::atomic::write_bytes_atomically(&job.report_out, &bytes)?;
         written.push(job.report_out.clone());
     }
-    Ok(Summary { registration, resample_seconds, written })
+    Ok(Summary { registration, resample_seconds, moved: outputs.len(), written })
 }
 
 /// The job of one cohort patient: `3.sorted_nii/<pid>/{CTA,MIP,AVG,BF}.nii.gz` →

@@ -48,7 +48,9 @@ pub struct Settings {
     pub affine_levels_mm: Vec<f64>,
     /// Voxel size (mm) of each B-spline level, coarse to fine (empty: affine only).
     pub bspline_levels_mm: Vec<f64>,
-    /// Control-point spacing of the finest B-spline level, mm (doubled per coarser level).
+    /// Control-point spacing of the finest B-spline level, mm, at most (the coarsest level's
+    /// grid divides the image box into whole cells no wider than this × 2^(levels − 1), and
+    /// each later level halves it).
     pub grid_spacing_mm: f64,
     /// Weight of the bending energy (mm² × cost units) against the metric.
     pub bending_weight: f64,
@@ -70,7 +72,7 @@ impl Default for Settings {
             affine_levels_mm: vec![8.0, 4.0, 2.0],
             bspline_levels_mm: vec![6.0, 3.0, 1.5],
             grid_spacing_mm: 16.0,
-            bending_weight: 100.0,
+            bending_weight: 1000.0,
             samples: 30_000,
             iterations: 100,
             search_mm: 40.0,
@@ -215,6 +217,7 @@ pub fn register(fixed: &Volume, moving: &Volume, settings: &Settings, events: &(
             let small_metric = Metric::new(settings.metric, settings.bins, &small.values, &moving_level);
             stages::translation_search(&small_metric, &moving_level, &small, &mut transform, settings.search_mm, spacing);
             samples = stages::choose_samples(fixed_level, &moving_level, &transform, settings.samples, margin, seed);
+            let metric = Metric::new(settings.metric, settings.bins, &samples.values, &moving_level);
             let end = stages::cost(&metric, &moving_level, &samples, &transform).0;
             let report = LevelReport { stage: "translation".into(), spacing_mm: spacing, grid_spacing_mm: None, samples: small.points.len(), iterations: 1, cost_start: start, cost_end: end, seconds: level_started.elapsed().as_secs_f64() };
             events(Event::LevelDone(report.clone()));
@@ -226,17 +229,18 @@ pub fn register(fixed: &Volume, moving: &Volume, settings: &Settings, events: &(
         let grid = if is_affine {
             None
         } else {
-            let g = settings.grid_spacing_mm * 2f64.powi((n_bspline - 1 - (l - n_affine)) as i32);
-            transform.bspline = Some(match transform.bspline.take() {
-                None => BSplineField::covering(&fixed.geometry, fixed.shape(), g),
-                Some(b) if b.spacing().iter().zip(BSplineField::covering(&fixed.geometry, fixed.shape(), g).spacing()).all(|(a, c)| (a / 2.0 - c).abs() < 1e-6 * c) => b.refined(),
-                Some(b) => b,
-            });
+            // The coarsest B-spline level gets a fresh grid; every later one halves its spacing.
+            let field = match transform.bspline.take() {
+                None => BSplineField::covering(&fixed.geometry, fixed.shape(), settings.grid_spacing_mm * 2f64.powi(n_bspline as i32 - 1)),
+                Some(b) => b.refined(),
+            };
+            let g = field.spacing().into_iter().fold(0.0, f64::max);
+            transform.bspline = Some(field);
             Some(g)
         };
         let label = match grid {
             None => format!("affine {spacing} mm"),
-            Some(g) => format!("B-spline {spacing} mm, grid {g} mm"),
+            Some(g) => format!("B-spline {spacing} mm, grid {g:.1} mm"),
         };
         events(Event::Level { label, iterations: settings.iterations });
         let mut on_iteration = |iteration, cost| events(Event::Iteration { iteration, cost });
