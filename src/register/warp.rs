@@ -27,8 +27,16 @@ pub fn resample_all(transform: &Transform, shape: [usize; 3], geometry: &Geometr
     if images.iter().any(|(v, _)| !v.same_grid(first, 1e-4)) {
         return Err(Error::invalid("the images to resample do not share one voxel grid"));
     }
-    let to_index = first.geometry.world_to_index_fn().ok_or_else(|| Error::invalid("singular image direction"))?;
-    let m = geometry.index_to_world_matrix();
+    // moving index = M⁻¹·(A·(p + d − c) + c + t − o) with p = O + F·index: linear in the
+    // output index and in d, so K = M⁻¹A, L = K·F and base = K·(O − c) + M⁻¹(c + t − o).
+    let m_inv = mat3::inverse(&first.geometry.index_to_world_matrix()).ok_or_else(|| Error::invalid("singular image direction"))?;
+    let a = &transform.affine;
+    let kd = mat3::mul(&m_inv, &a.matrix);
+    let l = mat3::mul(&kd, &geometry.index_to_world_matrix());
+    let base = mat3::add(
+        mat3::mul_vec(&kd, mat3::sub(geometry.origin, a.center)),
+        mat3::mul_vec(&m_inv, mat3::sub(mat3::add(a.center, a.translation), first.geometry.origin)),
+    );
     let separable = transform.bspline.as_ref().and_then(|b| axis_weights(b, shape, geometry));
     let n = shape[1] * shape[2];
     let mut outputs: Vec<Vec<f32>> = images.iter().map(|_| vec![0f32; shape[0] * n]).collect();
@@ -86,15 +94,14 @@ pub fn resample_all(transform: &Transform, shape: [usize; 3], geometry: &Geometr
                 }
                 _ => {}
             }
+            // Moving index of voxel (i, j, k) displaced by d: L·(i, j, k) + K·d + base.
+            let row0 = [0, 1, 2].map(|r| base[r] + l[r][0] * i as f64 + l[r][1] * j as f64);
             for (k, d) in row_d.iter().enumerate() {
-                let idx = [i as f64, j as f64, k as f64];
-                let p = [0, 1, 2].map(|r| geometry.origin[r] + m[r][0] * idx[0] + m[r][1] * idx[1] + m[r][2] * idx[2]);
-                let q = transform.affine.apply(mat3::add(p, *d));
-                let u = to_index(q);
+                let u = [0, 1, 2].map(|r| row0[r] + l[r][2] * k as f64 + kd[r][0] * d[0] + kd[r][1] * d[1] + kd[r][2] * d[2]);
                 let at = j * shape[2] + k;
                 match trilinear(u, src_shape) {
                     Some((corners, weights)) => {
-                        for ((out, src), _) in slab.iter_mut().zip(&sources).zip(&fills) {
+                        for (out, src) in slab.iter_mut().zip(&sources) {
                             let mut acc = 0.0f64;
                             for (&c, &w) in corners.iter().zip(&weights) {
                                 acc += w * src[c] as f64;
