@@ -113,28 +113,18 @@ pub fn affine_stage(metric: &Metric, moving: &MovingImage, samples: &Samples, tr
         let a = affine_of(x);
         let mapped: Vec<Vec3> = pre.par_iter().map(|&p| a.apply(p)).collect();
         let e = metric.evaluate(moving, &mapped);
-        let grad = pre
-            .par_iter()
-            .zip(&e.gradient)
-            .with_min_len(4096)
-            .fold(
-                || [0.0f64; 12],
-                |mut acc, (p, g)| {
-                    let rel = mat3::sub(*p, c);
-                    for r in 0..3 {
-                        for k in 0..3 {
-                            acc[3 * r + k] += g[r] * rel[k] / radius;
-                        }
-                        acc[9 + r] += g[r];
+        let grad = chunked_sum(pre.len(), 12, |range, acc| {
+            for (p, g) in pre[range.clone()].iter().zip(&e.gradient[range]) {
+                let rel = mat3::sub(*p, c);
+                for r in 0..3 {
+                    for k in 0..3 {
+                        acc[3 * r + k] += g[r] * rel[k] / radius;
                     }
-                    acc
-                },
-            )
-            .reduce(|| [0.0; 12], |mut a, b| {
-                a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
-                a
-            });
-        (e.value, grad.to_vec())
+                    acc[9 + r] += g[r];
+                }
+            }
+        });
+        (e.value, grad)
     };
     let mut x = vec![0.0; 12];
     let outcome = lbfgs::minimize(&mut x, &mut f, options, progress);
@@ -168,38 +158,28 @@ pub fn bspline_stage(
             .map(|(&p, s)| affine.apply(s.as_ref().map_or(p, |s| mat3::add(p, trial.displacement_at(s)))))
             .collect();
         let e = metric.evaluate(moving, &mapped);
-        let mut grad = supports
-            .par_iter()
-            .zip(&e.gradient)
-            .with_min_len(2048)
-            .fold(
-                || vec![0.0f64; 3 * n],
-                |mut acc, (s, g)| {
-                    if let Some(s) = s {
-                        // ∂y/∂d = A, so ∂cost/∂d = Aᵀ·∂cost/∂y.
-                        let v = mat3::mul_vec(&at, *g);
-                        if v != [0.0; 3] {
-                            for c in 0..4 {
-                                for b in 0..4 {
-                                    let wbc = s.weights[1][b] * s.weights[2][c];
-                                    let base = trial.point_index(s.start[0], s.start[1] + b, s.start[2] + c);
-                                    for (a, &wa) in s.weights[0].iter().enumerate() {
-                                        let w = wa * wbc;
-                                        for comp in 0..3 {
-                                            acc[comp * n + base + a] += w * v[comp];
-                                        }
-                                    }
-                                }
+        let mut grad = chunked_sum(supports.len(), 3 * n, |range, acc| {
+            for (s, g) in supports[range.clone()].iter().zip(&e.gradient[range]) {
+                let Some(s) = s else { continue };
+                // ∂y/∂d = A, so ∂cost/∂d = Aᵀ·∂cost/∂y.
+                let v = mat3::mul_vec(&at, *g);
+                if v == [0.0; 3] {
+                    continue;
+                }
+                for c in 0..4 {
+                    for b in 0..4 {
+                        let wbc = s.weights[1][b] * s.weights[2][c];
+                        let base = trial.point_index(s.start[0], s.start[1] + b, s.start[2] + c);
+                        for (a, &wa) in s.weights[0].iter().enumerate() {
+                            let w = wa * wbc;
+                            for comp in 0..3 {
+                                acc[comp * n + base + a] += w * v[comp];
                             }
                         }
                     }
-                    acc
-                },
-            )
-            .reduce(|| vec![0.0; 3 * n], |mut a, b| {
-                a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
-                a
-            });
+                }
+            }
+        });
         let mut value = e.value;
         if bending_weight > 0.0 {
             let (be, be_grad) = trial.bending_energy();
@@ -215,3 +195,26 @@ pub fn bspline_stage(
     outcome
 }
 
+
+/// Samples per chunk of a gradient sum.
+const CHUNK: usize = 4096;
+
+/// `Σ` over samples `0..count` of per-sample contributions into a vector of `len`, where
+/// `add(range, acc)` adds the samples of `range` into `acc`. The samples are cut into fixed
+/// chunks summed in parallel and the chunk sums are added in order, so the result is the same
+/// bit for bit whatever the number of threads (registration is reproducible).
+fn chunked_sum(count: usize, len: usize, add: impl Fn(std::ops::Range<usize>, &mut [f64]) + Sync) -> Vec<f64> {
+    let partial: Vec<Vec<f64>> = (0..count.div_ceil(CHUNK))
+        .into_par_iter()
+        .map(|c| {
+            let mut acc = vec![0.0; len];
+            add(c * CHUNK..((c + 1) * CHUNK).min(count), &mut acc);
+            acc
+        })
+        .collect();
+    let mut total = vec![0.0; len];
+    for p in partial {
+        total.iter_mut().zip(p).for_each(|(t, v)| *t += v);
+    }
+    total
+}
