@@ -31,6 +31,7 @@ pub mod io;
 pub mod models;
 pub mod ops;
 pub mod phantom;
+pub mod pipeline;
 pub mod preprocess;
 pub mod register;
 pub mod train;

@@ -12,6 +12,7 @@ mod infer;
 mod info;
 mod myocardium;
 mod phantom;
+mod pipeline;
 mod register;
 mod segment;
 mod slicemap;
@@ -53,6 +54,8 @@ pub enum Command {
     Bench(bench::BenchArgs),
     /// Sort a raw DICOM dump by patient and SeriesInstanceUID into `0.ori_3`.
     Sort(sort::SortArgs),
+    /// From a raw DICOM dump to training pairs: sort → extract → convert → register → segment → connected → myocardium → crop, resumable.
+    Pipeline(pipeline::PipelineArgs),
     /// Register the perfusion MIP to the CTA (affine + B-spline) and move AVG and BF along (→ `4.registration_batch`).
     Register(register::RegisterArgs),
     /// Pick each patient's CTA, BF, AVG and MIP series from `0.ori_3` into `3.sorted_dcm`.
@@ -84,6 +87,7 @@ pub fn run(cli: Cli) -> cta2mbf::Result<()> {
         Command::Slicemap(args) => slicemap::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Sort(args) => sort::run(args),
+        Command::Pipeline(args) => pipeline::run(args),
         Command::Register(args) => register::run(args),
         Command::Extract(args) => extract::run(args),
         Command::Convert(args) => convert::run(args),

@@ -122,19 +122,20 @@ impl fmt::Display for ConvertReport {
 pub fn convert_cohort(input: &Path, output: &Path, strict: bool) -> Result<ConvertReport> {
     prepare_folders(input, output)?;
     let (patients, ignored) = patient_folders(input)?;
-    let patients = patients
-        .par_iter()
-        .map(|(pid, folder)| {
-            let results = MODALITIES
-                .iter()
-                .filter(|m| folder.join(m).is_dir())
-                .map(|m| {
-                    let out = output.join(pid).join(format!("{m}.nii.gz"));
-                    (m.to_string(), single_series_dir(&folder.join(m)).and_then(|dir| convert_series(&dir, &out, strict)))
-                })
-                .collect();
-            PatientConvert { pid: pid.clone(), results }
+    let patients = patients.par_iter().map(|(pid, folder)| convert_patient(pid, folder, output, strict)).collect();
+    Ok(ConvertReport { patients, ignored })
+}
+
+/// Convert one patient folder of `3.sorted_dcm` (`folder/<MODALITY>/<suid>/`) into
+/// `output/<pid>/<MODALITY>.nii.gz`; `strict` as in [`convert_series`].
+pub fn convert_patient(pid: &str, folder: &Path, output: &Path, strict: bool) -> PatientConvert {
+    let results = MODALITIES
+        .iter()
+        .filter(|m| folder.join(m).is_dir())
+        .map(|m| {
+            let out = output.join(pid).join(format!("{m}.nii.gz"));
+            (m.to_string(), single_series_dir(&folder.join(m)).and_then(|dir| convert_series(&dir, &out, strict)))
         })
         .collect();
-    Ok(ConvertReport { patients, ignored })
+    PatientConvert { pid: pid.to_string(), results }
 }

@@ -229,8 +229,8 @@ fn choose(pid: &str, series: &[SeriesSummary], options: &ExtractOptions) -> std:
     if problems.is_empty() { Ok(chosen) } else { Err(problems) }
 }
 
-/// Extract one patient into `out/<pid>/`.
-fn extract_patient(pid: &str, folder: &Path, out: &Path, options: &ExtractOptions) -> PatientExtract {
+/// Extract one patient into `out/<pid>/` (the patient is skipped when `problems` is not empty).
+pub fn extract_patient(pid: &str, folder: &Path, out: &Path, options: &ExtractOptions) -> PatientExtract {
     let mut report = PatientExtract { pid: pid.to_string(), ..Default::default() };
     let (series, notes) = match summarise(folder) {
         Ok(s) => s,

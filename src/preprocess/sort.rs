@@ -157,7 +157,7 @@ fn existing(series_dir: &Path) -> Result<(HashMap<String, PathBuf>, u64)> {
 }
 
 /// Sort one patient folder into `out/<pid>/`.
-fn sort_patient(pid: &str, folder: &Path, out: &Path) -> Result<PatientSort> {
+pub fn sort_patient(pid: &str, folder: &Path, out: &Path) -> Result<PatientSort> {
     let mut report = PatientSort { pid: pid.to_string(), ..Default::default() };
     let mut files = Vec::new();
     walk(folder, &mut files, &mut report.skipped)?;

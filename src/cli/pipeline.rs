@@ -1,0 +1,82 @@
+//! `cta2mbf pipeline`: from a raw DICOM dump to training pairs in one resumable command.
+
+use super::print_report;
+use cta2mbf::device::DeviceChoice;
+use cta2mbf::pipeline::{Event, Options, Outcome, Stage, run_pipeline};
+use cta2mbf::preprocess::stage::with_jobs;
+use std::path::PathBuf;
+
+/// Arguments of `cta2mbf pipeline`.
+#[derive(Debug, clap::Args)]
+pub struct PipelineArgs {
+    /// The raw dump: one folder of DICOM files (any depth) per patient.
+    #[arg(long = "in")]
+    pub input: PathBuf,
+    /// The cohort root to fill (`0.ori_3` … `5.mbf_myocardium`, `pipeline_report.{json,md}`).
+    #[arg(long)]
+    pub root: PathBuf,
+    /// Annotation table (CSV or .xlsx) naming each patient's CTA, MIP, AVG and BF series.
+    #[arg(long)]
+    pub annotation: Option<PathBuf>,
+    /// Chamber-segmentation model (checkpoint, run folder or shipped model folder).
+    #[arg(long, default_value = "models/chamber_seg_phantom")]
+    pub seg_model: PathBuf,
+    /// First stage to run.
+    #[arg(long, value_enum, default_value = "sort")]
+    pub from: Stage,
+    /// Last stage to run.
+    #[arg(long, value_enum, default_value = "crop")]
+    pub to: Stage,
+    /// Patients processed at once (default: one per core).
+    #[arg(long)]
+    pub jobs: Option<usize>,
+    /// Rerun every stage, even those that are up to date.
+    #[arg(long)]
+    pub force: bool,
+    /// Refuse DICOM series that do not form one volume (as `convert --strict`).
+    #[arg(long)]
+    pub strict: bool,
+    /// Registration settings as JSON (the fields `register --config` takes).
+    #[arg(long)]
+    pub register_config: Option<PathBuf>,
+    /// Backend of the segmentation network: cpu (Burn's flex), ndarray, wgpu, vulkan.
+    #[arg(long, default_value = "cpu")]
+    pub device: DeviceChoice,
+}
+
+/// Run `cta2mbf pipeline`.
+pub fn run(args: PipelineArgs) -> cta2mbf::Result<()> {
+    let register = match &args.register_config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| cta2mbf::Error::io(path, e))?;
+            serde_json::from_str(&text).map_err(|e| cta2mbf::Error::format(path, format!("invalid registration settings: {e}")))?
+        }
+        None => cta2mbf::register::Settings::default(),
+    };
+    let options = Options {
+        raw: args.input,
+        root: args.root,
+        annotation: args.annotation,
+        seg_model: args.seg_model,
+        from: args.from,
+        to: args.to,
+        force: args.force,
+        register,
+        strict: args.strict,
+    };
+    let device = args.device.device()?;
+    let events = |e: Event| match e {
+        Event::Stage(stage, n) => eprintln!("== {} ({n} patients)", stage.name()),
+        Event::Patient(stage, pid, outcome) => match outcome {
+            Outcome::Done { seconds, note } => {
+                eprintln!("{} {pid}: done in {seconds:.1} s{}", stage.name(), note.map(|n| format!(" ({n})")).unwrap_or_default())
+            }
+            Outcome::Skipped => eprintln!("{} {pid}: up to date, skipped", stage.name()),
+            Outcome::Failed(why) => eprintln!("{} {pid}: FAILED: {why}", stage.name()),
+            Outcome::NotRun => {}
+        },
+    };
+    let report = with_jobs(args.jobs, || run_pipeline(&options, &device, &events))??;
+    print_report(&report);
+    super::cases_failed("pipeline", report.failed(), report.patients.len())
+}
