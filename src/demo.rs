@@ -146,7 +146,7 @@ pub fn run_demo(opts: &DemoOptions) -> Result<DemoReport> {
             cfg.norm_mode = mode;
             cfg.data_root = Some(data_root.clone());
             cfg.val_cases = held_out.clone();
-            TrainOptions { tag: Some(cfg.name.clone()), config: cfg, device: opts.device, checkpoints_dir: checkpoints.clone(), continue_train: false, quiet: true }
+            TrainOptions { tag: Some(cfg.name.clone()), config: cfg, device: opts.device, devices: Vec::new(), checkpoints_dir: checkpoints.clone(), continue_train: false, quiet: true }
         })
         .into();
     let reports: Vec<Result<crate::train::TrainReport>> =

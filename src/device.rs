@@ -70,6 +70,50 @@ impl DeviceChoice {
     }
 }
 
+/// One device of a `--devices` list: a backend and which of its devices.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceSpec {
+    /// The backend.
+    pub backend: DeviceChoice,
+    /// Which device of a GPU backend (ignored by the CPU backends).
+    pub kind: burn::tensor::DeviceKind,
+}
+
+impl FromStr for DeviceSpec {
+    type Err = Error;
+    /// `cpu`, `ndarray`, or `wgpu`/`vulkan` followed by `:N` (the N-th discrete GPU),
+    /// `:integrated:N`, `:default` or `:cpu` (the adapter's CPU device).
+    fn from_str(s: &str) -> Result<Self> {
+        use burn::tensor::DeviceKind;
+        let mut parts = s.splitn(2, ':');
+        let backend: DeviceChoice = parts.next().unwrap_or_default().parse()?;
+        let bad = || Error::invalid(format!("device '{s}': expected wgpu:N, wgpu:integrated:N, wgpu:default or wgpu:cpu (or the same with vulkan)"));
+        let kind = match parts.next() {
+            None | Some("default") => DeviceKind::DefaultDevice,
+            Some("cpu") => DeviceKind::Cpu,
+            Some(rest) => match rest.strip_prefix("integrated:") {
+                Some(n) => DeviceKind::IntegratedGpu(n.parse().map_err(|_| bad())?),
+                None => DeviceKind::DiscreteGpu(rest.parse().map_err(|_| bad())?),
+            },
+        };
+        Ok(DeviceSpec { backend, kind })
+    }
+}
+
+impl DeviceSpec {
+    /// The Burn device, or an error when its backend was not compiled in.
+    #[allow(unreachable_code, unused_variables)]
+    pub fn device(&self) -> Result<Device> {
+        match self.backend {
+            #[cfg(feature = "wgpu")]
+            DeviceChoice::Wgpu => Ok(Device::wgpu(self.kind.clone())),
+            #[cfg(feature = "vulkan")]
+            DeviceChoice::Vulkan => Ok(Device::vulkan(self.kind.clone())),
+            other => other.device(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -90,6 +134,18 @@ mod tests {
         for (p, q) in a.iter().zip(&b) {
             assert!((p - q).abs() < 1e-4, "{p} vs {q}");
         }
+    }
+
+    #[test]
+    fn parses_device_lists() {
+        use burn::tensor::DeviceKind;
+        let spec = |s: &str| s.parse::<DeviceSpec>().unwrap();
+        assert_eq!(spec("wgpu:1"), DeviceSpec { backend: DeviceChoice::Wgpu, kind: DeviceKind::DiscreteGpu(1) });
+        assert_eq!(spec("vulkan:integrated:0").kind, DeviceKind::IntegratedGpu(0));
+        assert_eq!(spec("wgpu:cpu").kind, DeviceKind::Cpu);
+        assert_eq!(spec("wgpu").kind, DeviceKind::DefaultDevice);
+        assert!("wgpu:x".parse::<DeviceSpec>().is_err());
+        assert!("tpu:0".parse::<DeviceSpec>().is_err());
     }
 
     #[test]

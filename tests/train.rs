@@ -204,3 +204,14 @@ fn unet_trains_exports_and_infers_like_its_checkpoint() {
     assert!(predictions[0].shape().iter().zip(case.shape()).all(|(p, c)| *p == c.max(16)), "{:?} vs {:?}", predictions[0].shape(), case.shape());
     assert_eq!(predictions[0].data, predictions[1].data);
 }
+
+#[test]
+fn two_devices_with_one_sample_each_match_one_device_with_both() {
+    // Two distinct CPU backends stand in for two GPUs; tests/wgpu_device.rs does the same on
+    // two wgpu devices. After two Adam steps the generators agree to float rounding (the
+    // moved weights differ by ~2·lr; an unsynchronised replica would differ by that much).
+    let dir = tempfile::tempdir().unwrap();
+    let (worst, lr) = common::data_parallel_difference(dir.path(), "cpu,ndarray", "cpu");
+    eprintln!("largest weight difference: {worst:.2e} (lr {lr})");
+    assert!(worst < 0.05 * lr, "data-parallel weights differ by {worst}");
+}

@@ -1,7 +1,7 @@
 //! `cta2mbf train`: train a CTA→MBF generator from a JSON config.
 
 use super::parse_size;
-use cta2mbf::device::DeviceChoice;
+use cta2mbf::device::{DeviceChoice, DeviceSpec};
 use cta2mbf::models::NormMode;
 use cta2mbf::train::{TrainConfig, TrainOptions, train};
 use std::path::PathBuf;
@@ -27,6 +27,11 @@ pub struct TrainArgs {
     /// Backend: cpu (Burn's flex), ndarray, wgpu, vulkan.
     #[arg(long, default_value = "cpu")]
     pub device: DeviceChoice,
+    /// Data-parallel training on several devices, comma-separated (e.g. `wgpu:0,wgpu:1`: the
+    /// first two discrete GPUs; `wgpu:default`, `wgpu:cpu`, `wgpu:integrated:N`, `vulkan:N`):
+    /// each step takes batch_size samples per device and averages the gradients, as PyTorch DDP.
+    #[arg(long, value_delimiter = ',', conflicts_with = "device")]
+    pub devices: Vec<DeviceSpec>,
     /// Run name (folder under --checkpoints-dir).
     #[arg(long)]
     pub name: Option<String>,
@@ -99,6 +104,7 @@ pub fn run(args: TrainArgs) -> cta2mbf::Result<()> {
         tag: None,
         config,
         device: args.device,
+        devices: args.devices.iter().map(|d| d.device()).collect::<cta2mbf::Result<_>>()?,
         checkpoints_dir: args.checkpoints_dir.clone(),
         continue_train: args.continue_train,
         quiet: args.quiet,

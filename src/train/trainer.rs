@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::models::init::Initializer;
 use crate::models::{Discriminator, Generator, NormMode};
 use burn::module::Module;
-use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
+use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer, MultiGradientsParams};
 use burn::tensor::{Device, Tensor};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
@@ -38,6 +38,9 @@ pub struct TrainOptions {
     pub config: TrainConfig,
     /// Backend.
     pub device: DeviceChoice,
+    /// Data-parallel training on these devices (two or more; the first holds the networks and
+    /// validates); empty to train on `device` alone.
+    pub devices: Vec<Device>,
     /// Parent of the run folder.
     pub checkpoints_dir: PathBuf,
     /// Resume from `<run>/latest`.
@@ -102,52 +105,143 @@ struct Trainer {
     optim_g: ModuleOptimizer,
     optim_d: Option<ModuleOptimizer>,
     cfg: TrainConfig,
+    /// Where the networks live (autodiff).
     device: Device,
+    /// Data-parallel devices (autodiff), two or more; empty for training on `device` alone.
+    replicas: Vec<Device>,
+}
+
+/// One device's share of a step: its inputs, its generator copy and prediction, its losses.
+struct Shard {
+    device: Device,
+    /// This shard's fraction of the batch (its loss is scaled by it, so gradients sum to the batch mean).
+    weight: f64,
+    g: Generator,
+    real_a: Tensor<5>,
+    real_b: Tensor<5>,
+    mask: Option<Tensor<5>>,
+    fake: Tensor<5>,
+    losses: StepLosses,
+}
+
+/// Run `f` on every shard: inline for one, one thread per device for several (each device
+/// works on its own queue, as PyTorch DDP runs one process per GPU).
+fn on_shards<T: Send>(shards: Vec<Shard>, f: impl Fn(Shard) -> T + Sync) -> Vec<T> {
+    if shards.len() == 1 {
+        return shards.into_iter().map(f).collect();
+    }
+    std::thread::scope(|scope| {
+        let f = &f;
+        let handles: Vec<_> = shards.into_iter().map(|shard| scope.spawn(move || f(shard))).collect();
+        handles.into_iter().map(|h| h.join().expect("a device thread panicked")).collect()
+    })
 }
 
 impl Trainer {
     /// One optimization step on `batch`; returns the updated trainer, the losses and the
-    /// (detached) prediction.
+    /// (detached) prediction of the first device's share.
+    ///
+    /// With several devices the batch is cut into one contiguous share per device; each
+    /// device runs the forward and backward passes of its share on its own copy of the
+    /// networks, and the optimizer steps once on the gradients of all devices (summed, each
+    /// loss scaled by its share of the batch), first the discriminator's, then the
+    /// generator's — the same update as one device on the whole batch wherever the maths
+    /// allows (train-mode batch norm sees each device's own samples, as under DDP).
     fn step(mut self, batch: &[Sample], lr: f64) -> (Self, StepLosses, Tensor<5>) {
-        let cfg = &self.cfg;
+        let cfg = self.cfg.clone();
         let map = cfg.intensity;
-        let srcs: Vec<_> = batch.iter().map(|s| s.src.map(|v| map.src(v))).collect();
-        let dsts: Vec<_> = batch.iter().map(|s| s.dst.map(|v| map.dst(v))).collect();
-        let real_a = volume_to_tensor(&srcs.iter().collect::<Vec<_>>(), &self.device);
-        let real_b = volume_to_tensor(&dsts.iter().collect::<Vec<_>>(), &self.device);
-        let fake = self.g.forward(real_a.clone(), cfg.norm_mode);
-
+        let devices = if self.replicas.is_empty() { vec![self.device.clone()] } else { self.replicas.clone() };
+        let per = batch.len().div_ceil(devices.len());
+        let parallel = devices.len() > 1;
+        let shards: Vec<Shard> = batch
+            .chunks(per)
+            .zip(&devices)
+            .map(|(part, device)| {
+                let srcs: Vec<_> = part.iter().map(|s| s.src.map(|v| map.src(v))).collect();
+                let dsts: Vec<_> = part.iter().map(|s| s.dst.map(|v| map.dst(v))).collect();
+                let mask = (cfg.lambda_mask > 0.0).then(|| {
+                    let label = cfg.mask_label as f32;
+                    let masks: Vec<_> = part.iter().map(|s| s.mask.as_ref().expect("config requires a mask").map(|v| if v == label { 1.0 } else { 0.0 })).collect();
+                    volume_to_tensor(&masks.iter().collect::<Vec<_>>(), device)
+                });
+                let real_a = volume_to_tensor(&srcs.iter().collect::<Vec<_>>(), device);
+                Shard {
+                    device: device.clone(),
+                    weight: part.len() as f64 / batch.len() as f64,
+                    g: if parallel { self.g.clone().fork(device) } else { self.g.clone() },
+                    fake: real_a.clone(),
+                    real_a,
+                    real_b: volume_to_tensor(&dsts.iter().collect::<Vec<_>>(), device),
+                    mask,
+                    losses: StepLosses::default(),
+                }
+            })
+            .collect();
+        let n_shards = shards.len();
+        // Forward passes, and the discriminator's gradients on the detached predictions.
+        let d = self.d.take();
+        let shards: Vec<(Shard, Option<GradientsParams>)> = on_shards(shards, |mut sh| {
+            sh.fake = sh.g.forward(sh.real_a.clone(), cfg.norm_mode);
+            let grads = d.as_ref().map(|d| {
+                let d = if parallel { d.clone().fork(&sh.device) } else { d.clone() };
+                let fake_ab = Tensor::cat(vec![sh.real_a.clone(), sh.fake.clone().detach()], 1);
+                let real_ab = Tensor::cat(vec![sh.real_a.clone(), sh.real_b.clone()], 1);
+                let loss_d = (gan_loss(cfg.gan_mode, d.forward(fake_ab), false) + gan_loss(cfg.gan_mode, d.forward(real_ab), true)).mul_scalar(0.5);
+                sh.losses.d = scalar(&loss_d);
+                GradientsParams::from_grads(loss_d.mul_scalar(sh.weight).backward(), &d)
+            });
+            (sh, grads)
+        });
+        let (shards, grads_d): (Vec<Shard>, Vec<Option<GradientsParams>>) = shards.into_iter().unzip();
+        let d = match (d, self.optim_d.as_mut()) {
+            (Some(d), Some(optim)) => Some(optimizer_step(optim, lr, d, grads_d.into_iter().flatten().zip(&devices).collect())),
+            (d, _) => d,
+        };
+        // The generator's losses against the updated discriminator, and its gradients.
+        let results: Vec<(Shard, GradientsParams)> = on_shards(shards, |mut sh| {
+            let loss_l1 = l1(sh.fake.clone(), sh.real_b.clone());
+            sh.losses.l1 = scalar(&loss_l1);
+            let mut loss_g = loss_l1.mul_scalar(cfg.lambda_l1);
+            if let Some(m) = &sh.mask {
+                let loss_mask = masked_l1(sh.fake.clone(), sh.real_b.clone(), m.clone());
+                sh.losses.mask = scalar(&loss_mask);
+                loss_g = loss_g + loss_mask.mul_scalar(cfg.lambda_mask);
+            }
+            if let Some(d) = &d {
+                let d = if parallel { d.clone().fork(&sh.device) } else { d.clone() };
+                let loss_gan = gan_loss(cfg.gan_mode, d.forward(Tensor::cat(vec![sh.real_a.clone(), sh.fake.clone()], 1)), true);
+                sh.losses.gan = scalar(&loss_gan);
+                loss_g = loss_g + loss_gan.mul_scalar(cfg.lambda_gan);
+            }
+            let grads = GradientsParams::from_grads(loss_g.mul_scalar(sh.weight).backward(), &sh.g);
+            (sh, grads)
+        });
         let mut losses = StepLosses::default();
-        let loss_l1 = l1(fake.clone(), real_b.clone());
-        losses.l1 = scalar(&loss_l1);
-        let mut loss_g = loss_l1.mul_scalar(cfg.lambda_l1);
-        if cfg.lambda_mask > 0.0 {
-            let label = cfg.mask_label as f32;
-            let masks: Vec<_> = batch
-                .iter()
-                .map(|s| s.mask.as_ref().expect("config requires a mask").map(|v| if v == label { 1.0 } else { 0.0 }))
-                .collect();
-            let m = volume_to_tensor(&masks.iter().collect::<Vec<_>>(), &self.device);
-            let loss_mask = masked_l1(fake.clone(), real_b.clone(), m);
-            losses.mask = scalar(&loss_mask);
-            loss_g = loss_g + loss_mask.mul_scalar(cfg.lambda_mask);
+        let mut fake = None;
+        let mut grads_g = Vec::with_capacity(n_shards);
+        for ((sh, grads), device) in results.into_iter().zip(&devices) {
+            losses.l1 += sh.weight * sh.losses.l1;
+            losses.mask += sh.weight * sh.losses.mask;
+            losses.gan += sh.weight * sh.losses.gan;
+            losses.d += sh.weight * sh.losses.d;
+            fake.get_or_insert(sh.fake.detach());
+            grads_g.push((grads, device));
         }
-        if let (Some(d), Some(optim_d)) = (self.d.take(), self.optim_d.as_mut()) {
-            let fake_ab = Tensor::cat(vec![real_a.clone(), fake.clone().detach()], 1);
-            let real_ab = Tensor::cat(vec![real_a.clone(), real_b], 1);
-            let loss_d = (gan_loss(cfg.gan_mode, d.forward(fake_ab), false) + gan_loss(cfg.gan_mode, d.forward(real_ab), true)).mul_scalar(0.5);
-            losses.d = scalar(&loss_d);
-            let grads = GradientsParams::from_grads(loss_d.backward(), &d);
-            let d = optim_d.step(lr, d, grads);
-            let loss_gan = gan_loss(cfg.gan_mode, d.forward(Tensor::cat(vec![real_a, fake.clone()], 1)), true);
-            losses.gan = scalar(&loss_gan);
-            loss_g = loss_g + loss_gan.mul_scalar(cfg.lambda_gan);
-            self.d = Some(d);
-        }
-        let grads = GradientsParams::from_grads(loss_g.backward(), &self.g);
-        self.g = self.optim_g.step(lr, self.g, grads);
-        (self, losses, fake.detach())
+        self.g = optimizer_step(&mut self.optim_g, lr, self.g, grads_g);
+        self.d = d;
+        (self, losses, fake.expect("at least one shard"))
     }
+}
+
+/// One optimizer step with the gradients of one device, or of several summed (Burn's
+/// `step_multi`; where a backend offers an all-reduce, it would replace this sum).
+fn optimizer_step<M: Module>(optim: &mut ModuleOptimizer, lr: f64, module: M, grads: Vec<(GradientsParams, &Device)>) -> M {
+    if grads.len() == 1 {
+        let (g, _) = grads.into_iter().next().expect("one");
+        return optim.step(lr, module, g);
+    }
+    let multi = MultiGradientsParams { grads: grads.into_iter().map(|(g, d)| (g, d.clone())).collect() };
+    optim.step_multi(lr, module, multi)
 }
 
 fn adam(cfg: &TrainConfig) -> AdamConfig {
@@ -158,7 +252,10 @@ fn adam(cfg: &TrainConfig) -> AdamConfig {
 pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
     let mut cfg = opts.config.clone();
     cfg.validate()?;
-    cfg.check_memory(opts.device.is_cpu())?;
+    cfg.check_memory(opts.device.is_cpu() && opts.devices.is_empty())?;
+    if opts.devices.len() == 1 {
+        return Err(Error::invalid("data-parallel training needs two or more devices (one device: use --device)"));
+    }
     let root = cfg.data_root.clone().ok_or_else(|| Error::invalid("no data root: set data_root in the config or pass --data-root"))?;
     if !root.is_dir() {
         return Err(Error::format(&root, "data root is not a folder"));
@@ -183,12 +280,18 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
         }
         None
     };
-    let device = opts.device.device()?;
+    let device = match opts.devices.first() {
+        Some(d) => d.clone(),
+        None => opts.device.device()?,
+    };
     let ad = device.clone().autodiff();
     let (mut trainer, mut state) = match &resume_dir {
         Some(dir) => resume(dir, &cfg, &ad)?,
         None => fresh(&cfg, &ad),
     };
+    trainer.replicas = opts.devices.iter().map(|d| d.clone().autodiff()).collect();
+    // Each step takes batch_size samples per device.
+    let step_batch = cfg.batch_size * opts.devices.len().max(1);
     std::fs::create_dir_all(&run_dir).map_err(|e| Error::io(&run_dir, e))?;
     trim_metrics(&run_dir, state.epoch)?;
     crate::io::atomic::write_bytes_atomically(&run_dir.join("config.json"), cfg.to_json().as_bytes())?;
@@ -199,7 +302,7 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
     }
     let total_epochs = cfg.total_epochs();
     let samples_per_epoch = train_pairs.len() * cfg.samples_per_volume;
-    let steps_per_epoch = samples_per_epoch.div_ceil(cfg.batch_size);
+    let steps_per_epoch = samples_per_epoch.div_ceil(step_batch);
     let progress = Progress::new((total_epochs * steps_per_epoch) as u64, (state.epoch * steps_per_epoch) as u64, opts.quiet).tagged(opts.tag.as_deref());
     let start_epoch = state.epoch;
     let train_pairs = Arc::new(train_pairs);
@@ -213,11 +316,11 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
         let loader = {
             let (pairs, order, cfg) = (train_pairs.clone(), order.clone(), cfg.clone());
             Prefetcher::spawn(steps_per_epoch, cfg.workers, cfg.prefetch, move |step| -> Result<Vec<Sample>> {
-                order[step * cfg.batch_size..((step + 1) * cfg.batch_size).min(order.len())]
+                order[step * step_batch..((step + 1) * step_batch).min(order.len())]
                     .iter()
                     .enumerate()
                     .map(|(j, &i)| {
-                        let mut rng = ChaCha8Rng::seed_from_u64(stream_seed(cfg.seed, epoch, step * cfg.batch_size + j));
+                        let mut rng = ChaCha8Rng::seed_from_u64(stream_seed(cfg.seed, epoch, step * step_batch + j));
                         Ok(augment(pairs[i].load()?, cfg.crop_size, &cfg.augment, &mut rng))
                     })
                     .collect()
@@ -326,6 +429,7 @@ fn fresh(cfg: &TrainConfig, device: &Device) -> (Trainer, TrainState) {
         optim_g: adam(cfg).init(),
         cfg: cfg.clone(),
         device: device.clone(),
+        replicas: Vec::new(),
     };
     let state = TrainState { epoch: 0, global_step: 0, schedule: cfg.schedule(), config: cfg.clone() };
     (trainer, state)
@@ -350,7 +454,7 @@ fn resume(dir: &Path, cfg: &TrainConfig, device: &Device) -> Result<(Trainer, Tr
     state.config = cfg.clone();
     let g = g.train();
     let d = d.map(|d| d.train());
-    Ok((Trainer { g, d, optim_g, optim_d, cfg: cfg.clone(), device: device.clone() }, state))
+    Ok((Trainer { g, d, optim_g, optim_d, cfg: cfg.clone(), device: device.clone(), replicas: Vec::new() }, state))
 }
 
 /// Mean validation metrics over the held-out cases in train and eval norm modes.

@@ -147,3 +147,66 @@ pub fn tiny_generator_config(dir: &Path, name: &str, extra: &[(&str, Value)]) ->
     std::fs::write(&path, serde_json::to_string_pretty(&cfg).unwrap()).unwrap();
     path
 }
+
+/// The generator weights of an exported safetensors file, by name.
+pub fn safetensors_weights(path: &Path) -> std::collections::BTreeMap<String, Vec<f32>> {
+    let bytes = std::fs::read(path).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    st.tensors()
+        .into_iter()
+        .map(|(name, view)| (name, view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()))
+        .collect()
+}
+
+/// Data parallelism against one device: a tiny GAN (generator batch norm in eval mode,
+/// discriminator instance norm, no masked loss — a mean over each device's mask voxels is not
+/// the mean over the whole batch's — so nothing depends on how the batch is split) trained for
+/// one epoch of two steps, once with `--devices parallel` (one sample per device per step)
+/// and once with `--device single` and batch 2. Returns the largest weight difference of the
+/// two generators and the learning rate.
+pub fn data_parallel_difference(dir: &Path, parallel: &str, single: &str) -> (f64, f64) {
+    phantom(dir, 2, "64,64,48", 6);
+    let data = dir.join("5.mbf_myocardium");
+    let lr = 0.002;
+    let config = |name: &str, batch: usize| {
+        tiny_generator_config(
+            dir,
+            name,
+            &[
+                ("batch_size", batch.into()),
+                ("samples_per_volume", 2.into()),
+                ("norm_mode", "eval".into()),
+                ("crop_size", serde_json::json!([16, 16, 16])),
+                ("discriminator", serde_json::json!({"ndf": 4, "n_layers": 2, "norm": "instance"})),
+                ("lambda_gan", 1.0.into()),
+                ("lambda_l1", 1.0.into()),
+                ("lambda_mask", 0.0.into()),
+                ("lr", lr.into()),
+                ("val_cases", serde_json::json!([])),
+            ],
+        )
+    };
+    let mut weights = Vec::new();
+    for (name, batch, devices) in [("parallel", 1, ["--devices", parallel]), ("single", 2, ["--device", single])] {
+        let out = cta2mbf()
+            .args(["train", "--quiet", "--epochs", "1", "--name", name])
+            .args(devices)
+            .arg("--config")
+            .arg(config(name, batch))
+            .arg("--data-root")
+            .arg(&data)
+            .arg("--checkpoints-dir")
+            .arg(dir.join("ckpt"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "train {name}: {}", String::from_utf8_lossy(&out.stderr));
+        let file = dir.join(format!("{name}.safetensors"));
+        let out = cta2mbf().args(["export", "--format", "safetensors", "--checkpoint"]).arg(dir.join("ckpt").join(name)).arg("--out").arg(&file).output().unwrap();
+        assert!(out.status.success(), "export {name}: {}", String::from_utf8_lossy(&out.stderr));
+        weights.push(safetensors_weights(&file));
+    }
+    let (a, b) = (&weights[0], &weights[1]);
+    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+    let worst = a.iter().map(|(k, v)| v.iter().zip(&b[k]).map(|(x, y)| (x - y).abs() as f64).fold(0.0, f64::max)).fold(0.0, f64::max);
+    (worst, lr)
+}
