@@ -1,6 +1,6 @@
 //! `cta2mbf train-seg`: train the chamber-segmentation U-Net from a JSON config.
 
-use cta2mbf::device::DeviceChoice;
+use cta2mbf::device::{DeviceChoice, DeviceSpec};
 use cta2mbf::train::{SegConfig, SegTrainOptions, train_seg};
 use std::path::PathBuf;
 
@@ -19,6 +19,9 @@ pub struct TrainSegArgs {
     /// Backend: cpu (Burn's flex), ndarray, wgpu, vulkan.
     #[arg(long, default_value = "cpu")]
     pub device: DeviceChoice,
+    /// Data-parallel training on several devices, comma-separated (as `train --devices`).
+    #[arg(long, value_delimiter = ',', conflicts_with = "device")]
+    pub devices: Vec<DeviceSpec>,
     /// Run name (folder under --checkpoints-dir).
     #[arg(long)]
     pub name: Option<String>,
@@ -84,6 +87,7 @@ pub fn run(args: TrainSegArgs) -> cta2mbf::Result<()> {
     let opts = SegTrainOptions {
         config,
         device: args.device,
+        devices: args.devices.iter().map(|d| d.device()).collect::<cta2mbf::Result<_>>()?,
         checkpoints_dir: args.checkpoints_dir.clone(),
         continue_train: args.continue_train,
         quiet: args.quiet,

@@ -5,6 +5,7 @@
 pub mod checkpoint;
 pub mod config;
 pub mod loss;
+pub mod parallel;
 pub mod progress;
 pub mod run;
 pub mod schedule;

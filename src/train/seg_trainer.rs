@@ -6,6 +6,7 @@
 //! `metrics.jsonl` and TensorBoard events.
 
 use super::checkpoint::{self, write_json};
+use super::parallel;
 use super::progress::Progress;
 use super::run::{append_metrics, scalar, stream_seed, trim_metrics};
 use super::seg_checkpoint::{self, BEST, SegState};
@@ -43,6 +44,9 @@ pub struct SegTrainOptions {
     pub config: SegConfig,
     /// Backend.
     pub device: DeviceChoice,
+    /// Data-parallel training on these devices (two or more; the first holds the network and
+    /// validates); empty to train on `device` alone.
+    pub devices: Vec<Device>,
     /// Parent of the run folder.
     pub checkpoints_dir: PathBuf,
     /// Resume from `<run>/latest`.
@@ -175,30 +179,48 @@ struct StepLoss {
 }
 
 /// One optimization step on `batch`.
-fn step(net: UNet3d, optim: &mut ModuleOptimizer, batch: &[Prepared], cfg: &SegConfig, lr: f64, device: &Device) -> (UNet3d, StepLoss, Tensor<5>) {
+/// One optimization step on `batch`, split over `devices` (one share each, see
+/// [`parallel`]); returns the network, the losses (weighted over the shares) and the first
+/// share's logits.
+fn step(net: UNet3d, optim: &mut ModuleOptimizer, batch: &[Prepared], cfg: &SegConfig, lr: f64, devices: &[Device]) -> (UNet3d, StepLoss, Tensor<5>) {
     let size = cfg.net.input_size;
     let classes = cfg.net.classes;
-    let mut xs = Vec::with_capacity(batch.len());
-    let mut ts = Vec::with_capacity(batch.len());
-    for p in batch {
-        let x = volume_to_tensor(&[&p.image.map(|v| cfg.intensity.apply(v))], device);
-        xs.push(resize_trilinear(x, size, true));
-        ts.push(resize_trilinear(one_hot(&p.labels, classes, device), size, true));
+    let multi = devices.len() > 1;
+    let results = parallel::on_devices(parallel::shares(batch, devices), |(part, device, weight)| {
+        let net = parallel::replica(&net, device, multi);
+        let mut xs = Vec::with_capacity(part.len());
+        let mut ts = Vec::with_capacity(part.len());
+        for p in part {
+            let x = volume_to_tensor(&[&p.image.map(|v| cfg.intensity.apply(v))], device);
+            xs.push(resize_trilinear(x, size, true));
+            ts.push(resize_trilinear(one_hot(&p.labels, classes, device), size, true));
+        }
+        let (x, target) = (Tensor::cat(xs, 0), Tensor::cat(ts, 0));
+        let logits = net.forward(x, true);
+        let dice = soft_dice_loss(logits.clone(), target.clone(), cfg.dice_first_class);
+        let mut loss = StepLoss { dice: scalar(&dice), ..Default::default() };
+        let mut total = dice;
+        if cfg.ce_weight > 0.0 {
+            let ce = cross_entropy(logits.clone(), target);
+            loss.ce = scalar(&ce);
+            total = total + ce.mul_scalar(cfg.ce_weight);
+        }
+        loss.total = scalar(&total);
+        let grads = GradientsParams::from_grads(total.mul_scalar(weight).backward(), &net);
+        (loss, weight, logits.detach(), grads, device.clone())
+    });
+    let mut loss = StepLoss::default();
+    let mut first = None;
+    let mut grads = Vec::with_capacity(results.len());
+    for (l, w, logits, g, device) in results {
+        loss.dice += w * l.dice;
+        loss.ce += w * l.ce;
+        loss.total += w * l.total;
+        first.get_or_insert(logits);
+        grads.push((g, device));
     }
-    let (x, target) = (Tensor::cat(xs, 0), Tensor::cat(ts, 0));
-    let logits = net.forward(x, true);
-    let dice = soft_dice_loss(logits.clone(), target.clone(), cfg.dice_first_class);
-    let mut loss = StepLoss { dice: scalar(&dice), ..Default::default() };
-    let mut total = dice;
-    if cfg.ce_weight > 0.0 {
-        let ce = cross_entropy(logits.clone(), target);
-        loss.ce = scalar(&ce);
-        total = total + ce.mul_scalar(cfg.ce_weight);
-    }
-    loss.total = scalar(&total);
-    let grads = GradientsParams::from_grads(total.backward(), &net);
-    let net = optim.step(lr, net, grads);
-    (net, loss, logits.detach())
+    let net = parallel::optimizer_step(optim, lr, net, grads);
+    (net, loss, first.expect("a non-empty batch"))
 }
 
 /// Segment every held-out case on its own grid and return the mean Dice of each label 1..
@@ -236,8 +258,17 @@ pub fn train_seg(opts: &SegTrainOptions) -> Result<SegTrainReport> {
     }
     let split = (train_pairs.iter().map(|p| p.pid.clone()).collect(), val_pairs.iter().map(|p| p.pid.clone()).collect());
     let run_dir = opts.checkpoints_dir.join(&cfg.name);
-    let device = opts.device.device()?;
+    if opts.devices.len() == 1 {
+        return Err(Error::invalid("data-parallel training needs two or more devices (one device: use --device)"));
+    }
+    let device = match opts.devices.first() {
+        Some(d) => d.clone(),
+        None => opts.device.device()?,
+    };
     let ad = device.clone().autodiff();
+    let replicas: Vec<Device> = if opts.devices.is_empty() { vec![ad.clone()] } else { opts.devices.iter().map(|d| d.clone().autodiff()).collect() };
+    // Each step takes batch_size cases per device.
+    let step_batch = cfg.batch_size * replicas.len();
     let (mut net, mut optim, mut state) = if opts.continue_train {
         let dir = checkpoint::resolve(&run_dir)?;
         let (net, mut state) = seg_checkpoint::load(&dir, &ad)?;
@@ -262,7 +293,7 @@ pub fn train_seg(opts: &SegTrainOptions) -> Result<SegTrainReport> {
     let mut tb = EventWriter::create(&run_dir.join("tb"))?;
     let total_epochs = cfg.total_epochs();
     let cases_per_epoch = train_pairs.len() * cfg.samples_per_volume;
-    let steps_per_epoch = cases_per_epoch.div_ceil(cfg.batch_size);
+    let steps_per_epoch = cases_per_epoch.div_ceil(step_batch);
     let progress = Progress::new((total_epochs * steps_per_epoch) as u64, (state.epoch * steps_per_epoch) as u64, opts.quiet);
     for (pid, why) in &skipped {
         progress.line(&format!("skipped case {pid}: {why}"));
@@ -288,13 +319,13 @@ pub fn train_seg(opts: &SegTrainOptions) -> Result<SegTrainReport> {
         let loader = {
             let (pairs, order, cfg) = (train_pairs.clone(), order.clone(), cfg.clone());
             Prefetcher::spawn(steps_per_epoch, cfg.workers, cfg.prefetch, move |step| -> Result<Vec<Prepared>> {
-                order[step * cfg.batch_size..((step + 1) * cfg.batch_size).min(order.len())]
+                order[step * step_batch..((step + 1) * step_batch).min(order.len())]
                     .iter()
                     .enumerate()
                     .map(|(j, &i)| {
                         let sample = pairs[i].load()?;
                         check_labels(&sample.dst, cfg.net.classes, &pairs[i].dst)?;
-                        let mut rng = ChaCha8Rng::seed_from_u64(stream_seed(cfg.seed, epoch, step * cfg.batch_size + j));
+                        let mut rng = ChaCha8Rng::seed_from_u64(stream_seed(cfg.seed, epoch, step * step_batch + j));
                         let shape = sample.src.shape();
                         let (image, labels) = augment_labelled(sample.src, sample.dst, shape, &cfg.augment, &mut rng);
                         Ok(Prepared { image, labels })
@@ -305,7 +336,7 @@ pub fn train_seg(opts: &SegTrainOptions) -> Result<SegTrainReport> {
         let mut sum = StepLoss::default();
         for (s, batch) in loader.enumerate() {
             let batch = batch?;
-            let (n, l, logits) = step(net, &mut optim, &batch, &cfg, lr, &ad);
+            let (n, l, logits) = step(net, &mut optim, &batch, &cfg, lr, &replicas);
             net = n;
             state.global_step += 1;
             let gs = state.global_step;

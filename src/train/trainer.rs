@@ -4,6 +4,7 @@
 //! `metrics.jsonl`.
 
 use super::checkpoint::{self, CheckpointParts, TrainState};
+use super::parallel;
 use super::config::TrainConfig;
 use super::loss::{gan_loss, l1, masked_l1};
 use super::progress::Progress;
@@ -17,7 +18,7 @@ use crate::error::{Error, Result};
 use crate::models::init::Initializer;
 use crate::models::{Discriminator, Generator, NormMode};
 use burn::module::Module;
-use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer, MultiGradientsParams};
+use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Tensor};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
@@ -124,19 +125,6 @@ struct Shard {
     losses: StepLosses,
 }
 
-/// Run `f` on every shard: inline for one, one thread per device for several (each device
-/// works on its own queue, as PyTorch DDP runs one process per GPU).
-fn on_shards<T: Send>(shards: Vec<Shard>, f: impl Fn(Shard) -> T + Sync) -> Vec<T> {
-    if shards.len() == 1 {
-        return shards.into_iter().map(f).collect();
-    }
-    std::thread::scope(|scope| {
-        let f = &f;
-        let handles: Vec<_> = shards.into_iter().map(|shard| scope.spawn(move || f(shard))).collect();
-        handles.into_iter().map(|h| h.join().expect("a device thread panicked")).collect()
-    })
-}
-
 impl Trainer {
     /// One optimization step on `batch`; returns the updated trainer, the losses and the
     /// (detached) prediction of the first device's share.
@@ -151,12 +139,10 @@ impl Trainer {
         let cfg = self.cfg.clone();
         let map = cfg.intensity;
         let devices = if self.replicas.is_empty() { vec![self.device.clone()] } else { self.replicas.clone() };
-        let per = batch.len().div_ceil(devices.len());
         let parallel = devices.len() > 1;
-        let shards: Vec<Shard> = batch
-            .chunks(per)
-            .zip(&devices)
-            .map(|(part, device)| {
+        let shards: Vec<Shard> = parallel::shares(batch, &devices)
+            .into_iter()
+            .map(|(part, device, weight)| {
                 let srcs: Vec<_> = part.iter().map(|s| s.src.map(|v| map.src(v))).collect();
                 let dsts: Vec<_> = part.iter().map(|s| s.dst.map(|v| map.dst(v))).collect();
                 let mask = (cfg.lambda_mask > 0.0).then(|| {
@@ -167,8 +153,8 @@ impl Trainer {
                 let real_a = volume_to_tensor(&srcs.iter().collect::<Vec<_>>(), device);
                 Shard {
                     device: device.clone(),
-                    weight: part.len() as f64 / batch.len() as f64,
-                    g: if parallel { self.g.clone().fork(device) } else { self.g.clone() },
+                    weight,
+                    g: parallel::replica(&self.g, device, parallel),
                     fake: real_a.clone(),
                     real_a,
                     real_b: volume_to_tensor(&dsts.iter().collect::<Vec<_>>(), device),
@@ -180,10 +166,10 @@ impl Trainer {
         let n_shards = shards.len();
         // Forward passes, and the discriminator's gradients on the detached predictions.
         let d = self.d.take();
-        let shards: Vec<(Shard, Option<GradientsParams>)> = on_shards(shards, |mut sh| {
+        let shards: Vec<(Shard, Option<GradientsParams>)> = parallel::on_devices(shards, |mut sh| {
             sh.fake = sh.g.forward(sh.real_a.clone(), cfg.norm_mode);
             let grads = d.as_ref().map(|d| {
-                let d = if parallel { d.clone().fork(&sh.device) } else { d.clone() };
+                let d = parallel::replica(d, &sh.device, parallel);
                 let fake_ab = Tensor::cat(vec![sh.real_a.clone(), sh.fake.clone().detach()], 1);
                 let real_ab = Tensor::cat(vec![sh.real_a.clone(), sh.real_b.clone()], 1);
                 let loss_d = (gan_loss(cfg.gan_mode, d.forward(fake_ab), false) + gan_loss(cfg.gan_mode, d.forward(real_ab), true)).mul_scalar(0.5);
@@ -194,11 +180,11 @@ impl Trainer {
         });
         let (shards, grads_d): (Vec<Shard>, Vec<Option<GradientsParams>>) = shards.into_iter().unzip();
         let d = match (d, self.optim_d.as_mut()) {
-            (Some(d), Some(optim)) => Some(optimizer_step(optim, lr, d, grads_d.into_iter().flatten().zip(&devices).collect())),
+            (Some(d), Some(optim)) => Some(parallel::optimizer_step(optim, lr, d, grads_d.into_iter().flatten().zip(devices.iter().cloned()).collect())),
             (d, _) => d,
         };
         // The generator's losses against the updated discriminator, and its gradients.
-        let results: Vec<(Shard, GradientsParams)> = on_shards(shards, |mut sh| {
+        let results: Vec<(Shard, GradientsParams)> = parallel::on_devices(shards, |mut sh| {
             let loss_l1 = l1(sh.fake.clone(), sh.real_b.clone());
             sh.losses.l1 = scalar(&loss_l1);
             let mut loss_g = loss_l1.mul_scalar(cfg.lambda_l1);
@@ -208,7 +194,7 @@ impl Trainer {
                 loss_g = loss_g + loss_mask.mul_scalar(cfg.lambda_mask);
             }
             if let Some(d) = &d {
-                let d = if parallel { d.clone().fork(&sh.device) } else { d.clone() };
+                let d = parallel::replica(d, &sh.device, parallel);
                 let loss_gan = gan_loss(cfg.gan_mode, d.forward(Tensor::cat(vec![sh.real_a.clone(), sh.fake.clone()], 1)), true);
                 sh.losses.gan = scalar(&loss_gan);
                 loss_g = loss_g + loss_gan.mul_scalar(cfg.lambda_gan);
@@ -225,23 +211,12 @@ impl Trainer {
             losses.gan += sh.weight * sh.losses.gan;
             losses.d += sh.weight * sh.losses.d;
             fake.get_or_insert(sh.fake.detach());
-            grads_g.push((grads, device));
+            grads_g.push((grads, device.clone()));
         }
-        self.g = optimizer_step(&mut self.optim_g, lr, self.g, grads_g);
+        self.g = parallel::optimizer_step(&mut self.optim_g, lr, self.g, grads_g);
         self.d = d;
         (self, losses, fake.expect("at least one shard"))
     }
-}
-
-/// One optimizer step with the gradients of one device, or of several summed (Burn's
-/// `step_multi`; where a backend offers an all-reduce, it would replace this sum).
-fn optimizer_step<M: Module>(optim: &mut ModuleOptimizer, lr: f64, module: M, grads: Vec<(GradientsParams, &Device)>) -> M {
-    if grads.len() == 1 {
-        let (g, _) = grads.into_iter().next().expect("one");
-        return optim.step(lr, module, g);
-    }
-    let multi = MultiGradientsParams { grads: grads.into_iter().map(|(g, d)| (g, d.clone())).collect() };
-    optim.step_multi(lr, module, multi)
 }
 
 fn adam(cfg: &TrainConfig) -> AdamConfig {
