@@ -7,6 +7,12 @@ use cta2mbf::device::DeviceChoice;
 /// Arguments of `cta2mbf bench`.
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
+    /// The network: generator (default) or segmentation (the chamber U-Net; --ngf is its base_n_filter).
+    #[arg(long, value_enum, default_value = "generator")]
+    pub network: cta2mbf::bench::Network,
+    /// Norm mode of both the inference and the training step (default: eval for inference, train for the step).
+    #[arg(long)]
+    pub norm_mode: Option<cta2mbf::models::NormMode>,
     /// Input size X,Y,Z (multiples of 8).
     #[arg(long, value_parser = parse_size, default_value = "64,64,64")]
     pub size: [usize; 3],
@@ -40,6 +46,8 @@ fn parse_kind(s: &str) -> Result<cta2mbf::models::GeneratorKind, String> {
 /// Run `cta2mbf bench`.
 pub fn run(args: BenchArgs) -> cta2mbf::Result<()> {
     let r = bench(&BenchOptions {
+        network: args.network,
+        norm_mode: args.norm_mode,
         size: args.size,
         ngf: args.ngf,
         n_blocks: args.n_blocks,
@@ -53,9 +61,13 @@ pub fn run(args: BenchArgs) -> cta2mbf::Result<()> {
         return Ok(());
     }
     let [x, y, z] = r.size;
-    println!("cta2mbf bench device={} generator={:?} size={x}x{y}x{z} ngf={} forward={:.1} GFLOP", r.device, args.generator, r.ngf, r.forward_flops / 1e9);
-    println!("  infer      {:.3} s  ({:.1} GFLOP/s)", r.infer_seconds, r.infer_gflops);
-    println!("  train_step {:.3} s  ({:.1} GFLOP/s)", r.train_step_seconds, r.train_gflops);
+    let net = match args.network {
+        cta2mbf::bench::Network::Generator => format!("generator={:?} ngf={}", args.generator, r.ngf),
+        cta2mbf::bench::Network::Segmentation => format!("segmentation base_n_filter={}", r.ngf),
+    };
+    println!("cta2mbf bench device={} {net} size={x}x{y}x{z} forward={:.1} GFLOP", r.device, r.forward_flops / 1e9);
+    println!("  infer      {:.3} s  ({:.1} GFLOP/s, {:?} mode)", r.infer_seconds, r.infer_gflops, r.norm_modes[0]);
+    println!("  train_step {:.3} s  ({:.1} GFLOP/s, {:?} mode)", r.train_step_seconds, r.train_gflops, r.norm_modes[1]);
     if let Some(b) = r.peak_rss_bytes {
         println!("  peak resident memory {:.2} GiB (host)", b as f64 / (1u64 << 30) as f64);
     }
