@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Largest face-connected component per label with SimpleITK, the reference for
-`cta2mbf connected` (tests/connected_sitk.rs, scripts/connected_bench.py).
+`cta2mbf connected` (tests/it/connected_sitk.rs, scripts/connected_bench.py).
 
 For each listed label: ConnectedComponent(label mask, fullyConnected=False), then
 RelabelComponent (components sorted by size, ties by first appearance), and only component 1

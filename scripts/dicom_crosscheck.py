@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Cross-check cta2mbf's DICOM stages against pydicom and SimpleITK (used by tests/dicom_real.rs).
+"""Cross-check cta2mbf's DICOM stages against pydicom and SimpleITK (used by tests/it/dicom_real.rs).
 
   dicom_crosscheck.py files              the CT and MR files (and the deflated ones) of pydicom's
       test data (and of pydicom-data, when installed), one per line: path<TAB>SeriesInstanceUID<TAB>SOPInstanceUID

@@ -1,4 +1,4 @@
-"""Writes the PyTorch parity fixtures of `tests/checkpoint_interop.rs` into
+"""Writes the PyTorch parity fixtures of `tests/it/checkpoint_interop.rs` into
 tests/fixtures/torch_generator/ (committed; the tests do not need torch):
 
 - `net_G.pth`        state dict of the reference generator (ngf 4, 6 blocks, batch norm) with

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Check with SimpleITK that an inference block keeps world positions (used by tests/infer.rs).
+"""Check with SimpleITK that an inference block keeps world positions (used by tests/it/infer.rs).
 
   inference_geometry_check.py BLOCK.nii.gz SOURCE.nii.gz [PAD]
 

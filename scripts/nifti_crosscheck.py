@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Cross-check cta2mbf's NIfTI I/O against SimpleITK and nibabel (used by tests/interop.rs).
+"""Cross-check cta2mbf's NIfTI I/O against SimpleITK and nibabel (used by tests/it/interop.rs).
 
   nifti_crosscheck.py read OUTDIR FILE...   how SimpleITK and nibabel see each FILE:
       OUTDIR/<i>.json  {"file", "sitk": {size, spacing, origin, direction} | null,

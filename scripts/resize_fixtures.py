@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Write tests/fixtures/resize_trilinear.json: inputs and PyTorch's
 F.interpolate(mode='trilinear', align_corners=True) outputs, the reference for
-cta2mbf::ops::resize_trilinear (tests/resize_torch.rs).
+cta2mbf::ops::resize_trilinear (tests/it/resize_torch.rs).
 
 Needs torch (`pip install torch`); the fixture is committed, so the tests do not.
 Usage: python3 scripts/resize_fixtures.py [OUT.json]

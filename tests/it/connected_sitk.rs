@@ -2,7 +2,7 @@
 //! largest component kept, voxel for voxel on random masks (needs `pip install SimpleITK`, as
 //! `.ci/run` does); and `connected --root` over a phantom cohort removes exactly its islands.
 
-mod common;
+use crate::common;
 
 use common::{cta2mbf, repo};
 use cta2mbf::io::{NiftiDtype, read_nifti, write_nifti};

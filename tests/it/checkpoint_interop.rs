@@ -10,7 +10,7 @@ use cta2mbf::io::read_nifti;
 use cta2mbf::models::{NormKind, NormMode, UpsampleKind};
 use std::path::{Path, PathBuf};
 
-mod common;
+use crate::common;
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/torch_generator").join(name)

@@ -1,7 +1,7 @@
 //! End to end on the phantom's DICOM dump: `phantom --dicom` → `sort` → `extract` (with and
 //! without the annotation table) → `convert` reproduces the phantom's own `3.sorted_nii`.
 
-mod common;
+use crate::common;
 
 use common::*;
 use cta2mbf::cohort::{self, Cohort, MODALITIES};

@@ -8,7 +8,7 @@
 //! backends sum in different orders, and autotune may pick different kernels).
 #![cfg(feature = "wgpu")]
 
-mod common;
+use crate::common;
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::GradientsParams;

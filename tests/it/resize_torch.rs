@@ -2,7 +2,7 @@
 //! align_corners=True)` on committed fixtures (made by `scripts/resize_fixtures.py`; no torch
 //! needed here), and its gradient against finite differences.
 
-mod common;
+use crate::common;
 
 use burn::tensor::{Device, Distribution, Tensor, TensorData};
 use cta2mbf::ops::resize_trilinear;

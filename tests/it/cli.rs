@@ -1,6 +1,6 @@
 //! The binary: subcommand list, `info`, and one clear error line for bad input.
 
-mod common;
+use crate::common;
 
 use common::cta2mbf;
 use cta2mbf::io::{NiftiDtype, write_nifti};

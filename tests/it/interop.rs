@@ -1,7 +1,7 @@
 //! NIfTI interoperability with real clients: SimpleITK and nibabel (needs
 //! `pip install SimpleITK nibabel`, as `.ci/run` does).
 
-mod common;
+use crate::common;
 
 use common::*;
 use cta2mbf::io::{NiftiDtype, read_nifti, read_nifti_image, write_nifti};

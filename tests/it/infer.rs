@@ -2,7 +2,7 @@
 //! generator: block geometry checked with SimpleITK, a broken case that does not stop the
 //! others, train- against eval-mode inference, sliding windows, tables and slice maps.
 
-mod common;
+use crate::common;
 
 use common::{cta2mbf, repo};
 use cta2mbf::io::nifti::read_nifti;

@@ -3,7 +3,7 @@
 //! the wrong size, a mask without myocardium and an empty cohort each give one clear message
 //! while the other patients complete.
 
-mod common;
+use crate::common;
 
 use common::cta2mbf;
 use cta2mbf::io::{NiftiDtype, read_nifti, read_nifti_image, write_nifti};

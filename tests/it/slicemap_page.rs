@@ -4,7 +4,7 @@
 //! baseline row, learning curve; variant, case and slider changes; no console error). The
 //! same check must fail on a page with missing images or a script error.
 
-mod common;
+use crate::common;
 
 use common::{cta2mbf, repo};
 use cta2mbf::cohort::{MBF_MYOCARDIUM, cropped};

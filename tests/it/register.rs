@@ -4,7 +4,7 @@
 //! transform re-applies to the same result, and bad inputs fail one patient with a message
 //! naming the file while the others finish.
 
-mod common;
+use crate::common;
 
 use common::{cta2mbf, repo};
 use cta2mbf::cohort::{self, Cohort};

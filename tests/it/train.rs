@@ -1,7 +1,7 @@
 //! `cta2mbf train` end to end on a small phantom: checkpoints, resume after a kill,
 //! TensorBoard events read by TensorBoard itself, and bad configurations refused.
 
-mod common;
+use crate::common;
 
 use common::{cta2mbf, repo};
 use serde_json::Value;

@@ -3,7 +3,7 @@
 //! backslash. Every problem is a report line naming the file; nothing is written outside
 //! `--out` and the input is left as it was.
 
-mod common;
+use crate::common;
 
 use common::*;
 use cta2mbf::io::dicom::write::{SeriesTags, SeriesWriter, encode_file};

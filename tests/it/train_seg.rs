@@ -3,7 +3,7 @@
 //! config/val.txt, masks written in the CTA's geometry; and the shipped model segments fresh
 //! phantom cases with Dice ≥ 0.9.
 
-mod common;
+use crate::common;
 
 use common::{cta2mbf, repo};
 use cta2mbf::analysis::{dice_per_label, mean_dice};

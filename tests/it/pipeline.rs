@@ -4,7 +4,7 @@
 //! finishes on rerun with the same files, and broken patients are reported while the others
 //! complete.
 
-mod common;
+use crate::common;
 
 use common::{cta2mbf, repo};
 use cta2mbf::cohort::{self, Cohort};

@@ -1,6 +1,6 @@
 //! The synthetic cohort: determinism, value ranges, mask/MBF consistency, misalignment.
 
-mod common;
+use crate::common;
 
 use common::cta2mbf;
 use cta2mbf::cohort::{self, Cohort};

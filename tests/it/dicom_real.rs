@@ -3,7 +3,7 @@
 //! every multi-slice series converts to the array and geometry SimpleITK's
 //! ImageSeriesReader gives (needs `pip install pydicom pydicom-data SimpleITK`, as `.ci/run` does).
 
-mod common;
+use crate::common;
 
 use common::*;
 use cta2mbf::io::dicom::{SliceHeader, files_in, is_valid_uid, read_series};

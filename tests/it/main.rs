@@ -1,0 +1,25 @@
+//! The integration tests, one binary (Burn and wgpu are linked once): each module checks one
+//! command or stage end to end against its reference (SimpleITK, nibabel, pydicom, PyTorch
+//! fixtures, the phantom's truth). `common` holds the shared helpers.
+
+mod common;
+mod checkpoint_interop;
+mod cli;
+mod connected_sitk;
+mod dicom_malicious;
+mod dicom_phantom;
+mod dicom_real;
+mod infer;
+mod interop;
+mod nifti_roundtrip;
+mod norm_semantics;
+mod phantom;
+mod pipeline;
+mod register;
+mod resize_torch;
+mod seg_stages;
+mod slicemap_page;
+mod train;
+mod train_seg;
+#[cfg(feature = "wgpu")]
+mod wgpu_device;
