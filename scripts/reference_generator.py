@@ -1,4 +1,4 @@
-"""The reference CTA->MBF generator of DESIGN §4 in PyTorch, with the reference's state-dict
+"""The reference CTA->MBF generator of docs/design.md §4 in PyTorch, with the reference's state-dict
 layout (`model.<i>.*`, residual blocks `model.<i>.conv_block.<j>.*`).
 
 Imported by the other scripts; `python scripts/reference_generator.py` prints the state-dict
@@ -32,7 +32,7 @@ class ResnetBlock(nn.Module):
 class ResnetGenerator(nn.Module):
     """conv 7^3, 3 stride-2 convs, n_blocks bottleneck blocks, 3 transposed convs (or trilinear
     x2 + conv 3^3), conv 7^3 with bias; input and output (batch, 1, x, y, z). `n_down` other
-    than 3 (not DESIGN §4's layout) is for experiments only."""
+    than 3 (not docs/design.md §4's layout) is for experiments only."""
 
     def __init__(self, ngf=32, n_blocks=6, norm="batch", upsample="transposed", n_down=3):
         super().__init__()
@@ -57,7 +57,7 @@ class ResnetGenerator(nn.Module):
 
 
 def init_weights(net, gain=0.02):
-    """DESIGN §4: conv weights N(0, gain), norm weights N(1, gain), biases 0."""
+    """docs/design.md §4: conv weights N(0, gain), norm weights N(1, gain), biases 0."""
     for m in net.modules():
         if isinstance(m, (nn.Conv3d, nn.ConvTranspose3d)):
             nn.init.normal_(m.weight, 0.0, gain)

@@ -1,5 +1,5 @@
 """PyTorch + CUDA timing of the reference CTA->MBF generator, the GPU counterpart of the CPU
-anchor `bench/torch_generator.py` (same network: DESIGN's ResNet generator, 3 stride-2 3^3
+anchor `bench/torch_generator.py` (same network: the ResNet generator of docs/design.md §4, 3 stride-2 3^3
 convolutions down, bottleneck residual blocks, 3 transposed convolutions up, batch norm).
 
     python3 scripts/torch_generator_cuda.py X Y Z [ngf] [reps] [train|eval]

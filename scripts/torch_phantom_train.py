@@ -1,4 +1,4 @@
-"""The reference generator (DESIGN §4) trained in PyTorch on a phantom cohort, to compare how
+"""The reference generator (docs/design.md §4) trained in PyTorch on a phantom cohort, to compare how
 much it learns with cta2mbf's training on the same data and budget.
 
 usage: python scripts/torch_phantom_train.py ROOT/5.mbf_myocardium train|eval SAMPLES_PER_VOLUME EPOCHS
@@ -6,7 +6,7 @@ Held out: HELD (comma-separated ids; default 8861616,8877676, the demo's, seed 1
 LR (1e-3), B1 (0.9), NGF (8), UP (transposed|trilinear), CLIP (1: window [-200, 400] HU to
 [-1, 1]; 0: divide by SSC, default 500), WIN (lo,hi: window [lo, hi] HU to [-1, 1], overrides CLIP), DOFF/DSC (target offset 0 / scale 100), LOSS (l1|l2),
 WL1 (weight of a whole-block L1 term, 0), CROP (training crop, 32,32,40), WARM (1: estimate running stats before training).
-Probes of what the network can learn in the budget: NDOWN (stride-2 convs, 3 as DESIGN §4),
+Probes of what the network can learn in the budget: NDOWN (stride-2 convs, 3 as docs/design.md §4),
 ARCH (resnet, or linear: a single 5^3 conv), ORACLE (1: the target inside the myocardium is
 replaced by 115 + 3 x (CTA clipped to [-200, 500] - 90), a pointwise function of the input).
 Prints, per epoch, the training loss and the held-out myocardium MAE in both norm modes.

@@ -1,4 +1,4 @@
-//! The cohort folder layout of DESIGN §2: folder and file names are part of the interface.
+//! The cohort folder layout of docs/design.md §2: folder and file names are part of the interface.
 
 use std::path::{Path, PathBuf};
 

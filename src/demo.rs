@@ -1,5 +1,5 @@
 //! The one-command demo on the embedded default: a phantom cohort, the generator trained
-//! twice (train-mode and eval-mode normalization), the three inference variants of DESIGN §6
+//! twice (train-mode and eval-mode normalization), the three inference variants of docs/design.md §6
 //! on held-out cases, their scores side by side, and slice maps to browse.
 
 use crate::analysis::report::{ANALYSIS_FOLDER, Comparison, MaskSource, analyze_folder, default_csv_path, write_csv};
@@ -70,7 +70,7 @@ impl DemoOptions {
     }
 }
 
-/// One inference variant of DESIGN §6.
+/// One inference variant of docs/design.md §6.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Variant {
     /// Norm mode the generator was trained in.

@@ -1,4 +1,4 @@
-//! Display windows and colour maps of DESIGN §7: a value is clamped to
+//! Display windows and colour maps of docs/design.md §7: a value is clamped to
 //! `[wl − ww/2, wl + ww/2]` and scaled to 0–255; CTA is shown grey, MBF through matplotlib's
 //! "jet" (its 256-entry lookup table, built from the same segment data).
 

@@ -24,7 +24,7 @@ pub struct CaseScores {
 }
 
 /// Whether an MBF voxel holds a measurement: the myocardium stage writes −1024 elsewhere and
-/// drops values below 0 (DESIGN §3 step 6).
+/// drops values below 0 (docs/design.md §3 step 6).
 pub fn is_measured(mbf: f32) -> bool {
     mbf > 0.0
 }

@@ -18,7 +18,7 @@ pub const ANALYSIS_FOLDER: &str = "7.analysis_result";
 #[derive(Debug, Clone, PartialEq)]
 pub enum MaskSource {
     /// Voxels where the measured MBF (`real_b`) is positive: the definition of
-    /// `cropped_mbf_mask` (DESIGN §3 step 7).
+    /// `cropped_mbf_mask` (docs/design.md §3 step 7).
     PositiveTarget,
     /// A mask file per case, `{pid}` in the path replaced by the case id, resampled (nearest)
     /// onto the inference block by world position; voxels equal to `label` count.

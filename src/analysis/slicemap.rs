@@ -1,4 +1,4 @@
-//! Slice maps of an inference folder (DESIGN §7): every axial slice of `real_a` (grey),
+//! Slice maps of an inference folder (docs/design.md §7): every axial slice of `real_a` (grey),
 //! `real_b`, `fake_b` and |error| (jet) as PNG under
 //! `<out>/<pid>/{real_a,real_b,fake_b,error}/x_<i>.png`, one montage per case
 //! (real_a | real_b | fake_b | |error|) and an `index.html` that browses variants, cases and

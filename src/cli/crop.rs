@@ -1,5 +1,5 @@
 //! `cta2mbf crop`: crop CTA, myocardium MBF and mask to the heart for every patient of a
-//! cohort (DESIGN §3 step 7).
+//! cohort (docs/design.md §3 step 7).
 
 use super::print_report;
 use cta2mbf::preprocess::crop::crop_cohort;

@@ -58,7 +58,7 @@ pub fn run(args: DemoArgs) -> cta2mbf::Result<()> {
         opts.config.n_epochs = e;
     }
     let report = run_demo(&opts)?;
-    println!("\nHeld-out cases {}; three variants of DESIGN §6 (trained → inferred norm mode):\n", report.held_out.join(", "));
+    println!("\nHeld-out cases {}; three variants of docs/design.md §6 (trained → inferred norm mode):\n", report.held_out.join(", "));
     print!("{}", report.table);
     for csv in &report.csvs {
         println!("csv: {}", csv.display());

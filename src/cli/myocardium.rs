@@ -1,4 +1,4 @@
-//! `cta2mbf myocardium`: the myocardium MBF of every patient of a cohort (DESIGN §3 step 6).
+//! `cta2mbf myocardium`: the myocardium MBF of every patient of a cohort (docs/design.md §3 step 6).
 
 use super::print_report;
 use cta2mbf::preprocess::myocardium::myocardium_cohort;

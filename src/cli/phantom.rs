@@ -8,7 +8,7 @@ use std::time::Instant;
 /// Arguments of `cta2mbf phantom`.
 #[derive(Debug, clap::Args)]
 pub struct PhantomArgs {
-    /// Cohort root to create (the DESIGN §2 folders are written inside).
+    /// Cohort root to create (the docs/design.md §2 folders are written inside).
     #[arg(long)]
     pub out: PathBuf,
     /// Number of patients.

@@ -1,4 +1,4 @@
-//! Seeded augmentation of a training case (DESIGN §4, after the reference's TorchIO list):
+//! Seeded augmentation of a training case (docs/design.md §4, after the reference's TorchIO list):
 //! random flip on each axis, random anisotropy, random (else centred) crop-or-pad to the crop
 //! size, Gaussian blur and Gaussian noise on the input only. Masks are resampled by nearest
 //! neighbour; the target is never blurred or noised. The same steps augment a segmentation

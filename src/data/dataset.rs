@@ -1,4 +1,4 @@
-//! The paired dataset of DESIGN §4: every `<pid>` folder under a data root that holds both
+//! The paired dataset of docs/design.md §4: every `<pid>` folder under a data root that holds both
 //! the source (CTA) and destination (MBF) files, with an optional mask.
 
 use super::batch::Sample;

@@ -1,6 +1,6 @@
 //! Inference over a folder of cases (`5.mbf_myocardium`): each case fitted to the block,
 //! predicted in the requested norm mode, and written as `real_a`, `real_b`, `fake_b` under
-//! `<out>/<pid>/` with the block's true geometry (DESIGN §6).
+//! `<out>/<pid>/` with the block's true geometry (docs/design.md §6).
 
 use super::block::{Tiling, fit_to_block, predict_tiled};
 use crate::data::{PairPattern, PairedDataset};

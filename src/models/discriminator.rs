@@ -1,4 +1,4 @@
-//! The conditional discriminators of DESIGN §4: "pixel" (1×1×1 convolutions, a per-voxel
+//! The conditional discriminators of docs/design.md §4: "pixel" (1×1×1 convolutions, a per-voxel
 //! real/fake logit) and "n_layers" (PatchGAN with 4³ kernels). The input is the CTA and an
 //! MBF map concatenated on the channel axis. Their batch norm always uses the batch's
 //! statistics and keeps no running state.

@@ -1,4 +1,4 @@
-//! Seeded parameter initialization (DESIGN §4: conv weights N(0, 0.02), norm weights
+//! Seeded parameter initialization (docs/design.md §4: conv weights N(0, 0.02), norm weights
 //! N(1, 0.02), biases 0), independent of the backend so that the same seed gives the same
 //! network on every device.
 

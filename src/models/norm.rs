@@ -1,5 +1,5 @@
 //! Normalization whose behaviour is an explicit mode, not a side effect of recording
-//! gradients (DESIGN §6).
+//! gradients (docs/design.md §6).
 //!
 //! PyTorch's batch norm has two behaviours, chosen by `module.train()` / `module.eval()`:
 //! - **train**: normalize with the current batch's mean and biased variance, and update the

@@ -1,4 +1,4 @@
-//! The chamber-segmentation network of DESIGN §5: a 3-D U-Net after Isensee et al. (2017),
+//! The chamber-segmentation network of docs/design.md §5: a 3-D U-Net after Isensee et al. (2017),
 //! with instance norm without affine parameters, LeakyReLU 0.01, residual context levels,
 //! and deep supervision; plus the resampling wrapper that runs it at a fixed grid size.
 //!

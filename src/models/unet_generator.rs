@@ -12,7 +12,7 @@
 //! with `ci = ngf · 2^i`. The skip at full resolution lets each output voxel see its own
 //! input voxel, which a voxel-wise mapping such as CTA → MBF needs. Weights are He-normal
 //! (not the reference's N(0, 0.02)), so that the network also trains without normalization
-//! statistics (eval norm mode, DESIGN §6). Spatial sizes must be multiples of
+//! statistics (eval norm mode, docs/design.md §6). Spatial sizes must be multiples of
 //! `2^(levels − 1)`. The norm layers take the same explicit train/eval mode as the ResNet's.
 
 use super::conv_norm_relu::ConvNormRelu;

@@ -35,7 +35,7 @@ pub enum TissueClass {
 pub struct Tissue {
     /// Tissue class.
     pub class: TissueClass,
-    /// Chamber label (DESIGN §3): 0 background, 1 LV, 2 RV, 3 LA, 4 RA, 5 aorta, 6 LV myocardium, 7 PA.
+    /// Chamber label (docs/design.md §3): 0 background, 1 LV, 2 RV, 3 LA, 4 RA, 5 aorta, 6 LV myocardium, 7 PA.
     pub label: u8,
     /// For myocardium: relative flow (1 = normal, down to the defects' flow fraction).
     pub flow: f64,

@@ -1,5 +1,5 @@
 //! The synthetic cardiac phantom cohort: CTA, misaligned CT-perfusion (MIP, AVG, BF),
-//! chamber masks and every derived folder of DESIGN §2, with known ground truth.
+//! chamber masks and every derived folder of docs/design.md §2, with known ground truth.
 //!
 //! Each patient is an analytic anatomy ([`anatomy`]) rendered per modality
 //! ([`intensity`]) on a fine CTA grid and on a coarser, shorter perfusion grid that is
@@ -292,7 +292,7 @@ pub fn generate_case(seed: u64, index: usize, pid: &str, size: [usize; 3], fov_m
     Ok(PhantomCase { truth, cta, mip, avg, bf, mask, mask_connected, registered })
 }
 
-/// Write one patient into the cohort folders of DESIGN §2 (and `phantom/<pid>/`).
+/// Write one patient into the cohort folders of docs/design.md §2 (and `phantom/<pid>/`).
 pub fn write_case(cohort: &Cohort, case: &PhantomCase) -> Result<()> {
     use NiftiDtype::{I16, U8};
     let pid = &case.truth.pid;

@@ -1,4 +1,4 @@
-//! Largest face-connected component per label (DESIGN §3 step 5).
+//! Largest face-connected component per label (docs/design.md §3 step 5).
 //!
 //! For each listed label, only its largest 6-connected component is kept; the other
 //! voxels of that label become 0. Unlisted labels are untouched. Linear time (union-find

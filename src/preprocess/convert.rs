@@ -1,4 +1,4 @@
-//! Stage 3, **convert** (DESIGN §3): each series of `3.sorted_dcm/<pid>/<MODALITY>/<suid>/`
+//! Stage 3, **convert** (docs/design.md §3): each series of `3.sorted_dcm/<pid>/<MODALITY>/<suid>/`
 //! becomes `3.sorted_nii/<pid>/<MODALITY>.nii.gz`, with the values (rescale applied) and
 //! the geometry ITK reads from the series (see [`crate::io::dicom::series`]). Written as
 //! int16 when every value is an integer that fits, float32 otherwise. A series that fails

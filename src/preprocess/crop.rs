@@ -1,4 +1,4 @@
-//! Cropping CTA, myocardium MBF and mask to the heart (DESIGN §3 step 7).
+//! Cropping CTA, myocardium MBF and mask to the heart (docs/design.md §3 step 7).
 
 use super::stage::{StageReport, for_each_patient};
 use super::{read_input, require_label_map, require_same_grid};

@@ -1,4 +1,4 @@
-//! Stage 2, **extract** (DESIGN §3): pick each patient's CTA, BF, AVG and MIP series from
+//! Stage 2, **extract** (docs/design.md §3): pick each patient's CTA, BF, AVG and MIP series from
 //! `0.ori_3/<pid>/<suid>/` and copy them to `3.sorted_dcm/<pid>/<MODALITY>/<suid>/`.
 //!
 //! With an annotation table, the table names all four series. Without one, BF, AVG and
@@ -16,7 +16,7 @@ use rayon::prelude::*;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-/// Series with fewer files than this are ignored when choosing by ImageType (DESIGN §3).
+/// Series with fewer files than this are ignored when choosing by ImageType (docs/design.md §3).
 pub const DEFAULT_MIN_FILES: usize = 20;
 
 /// How to choose the series.

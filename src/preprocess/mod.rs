@@ -1,4 +1,4 @@
-//! Cohort preprocessing stages (DESIGN §3), each a library module: the DICOM stages
+//! Cohort preprocessing stages (docs/design.md §3), each a library module: the DICOM stages
 //! (sort, extract, convert) and the volume stages (chamber segmentation, connected components,
 //! myocardium MBF, crop).
 

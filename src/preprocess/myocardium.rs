@@ -1,4 +1,4 @@
-//! Myocardial blood flow from the registered BF map (DESIGN §3 step 6).
+//! Myocardial blood flow from the registered BF map (docs/design.md §3 step 6).
 
 use super::stage::{StageReport, for_each_patient};
 use super::{read_input, require_label_map, require_same_grid};

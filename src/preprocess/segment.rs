@@ -1,4 +1,4 @@
-//! Step 5, **segment** (DESIGN §3): each patient's CTA through the chamber-segmentation
+//! Step 5, **segment** (docs/design.md §3): each patient's CTA through the chamber-segmentation
 //! network into `3.sorted_mask/<pid>/CTA/`: the CTA itself (`CTA.nii.gz`, copied), the label
 //! map (`CTA_MASK.nii.gz`, uint8, CTA geometry), and the map after keeping the largest
 //! component of each cleaned label (`CTA_MASK_connected.nii.gz`).

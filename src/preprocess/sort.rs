@@ -1,4 +1,4 @@
-//! Stage 1, **sort** (DESIGN §3): every file under `<in>/<pid>/` (any depth) that is a
+//! Stage 1, **sort** (docs/design.md §3): every file under `<in>/<pid>/` (any depth) that is a
 //! DICOM image is copied to `0.ori_3/<pid>/<SeriesInstanceUID>/<n>.dcm`.
 //!
 //! Files that are not DICOM or cannot be read are listed with the reason, never fatal.

@@ -49,7 +49,7 @@ pub struct TrainConfig {
     /// GAN objective.
     #[serde(default)]
     pub gan_mode: GanMode,
-    /// Normalization mode of the generator during training (DESIGN §6).
+    /// Normalization mode of the generator during training (docs/design.md §6).
     #[serde(default)]
     pub norm_mode: NormMode,
     /// Weight of the L1 term over the whole crop.

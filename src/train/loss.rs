@@ -1,4 +1,4 @@
-//! The losses of DESIGN §4: L1, masked L1 and the GAN objectives.
+//! The losses of docs/design.md §4: L1, masked L1 and the GAN objectives.
 
 use burn::tensor::Tensor;
 use burn::tensor::activation::relu;

@@ -1,4 +1,4 @@
-//! Segmentation losses (DESIGN §5): multi-class soft Dice on softmax probabilities, and
+//! Segmentation losses (docs/design.md §5): multi-class soft Dice on softmax probabilities, and
 //! cross-entropy as an optional extra term. Targets are per-class probabilities
 //! `[batch, classes, x, y, z]` (one-hot labels, or their trilinear resampling).
 

@@ -1,4 +1,4 @@
-//! The chamber-segmentation training loop (DESIGN §5): per step, augmented cases resized to
+//! The chamber-segmentation training loop (docs/design.md §5): per step, augmented cases resized to
 //! the network's fixed grid (the image trilinearly, the one-hot labels trilinearly into soft
 //! targets) and one Adam step on soft Dice (+ cross-entropy); per epoch, every held-out case
 //! segmented as inference does it (on its own grid) and scored by Dice per label, `best/`
