@@ -53,7 +53,7 @@ done
 if python3 -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null; then
   IFS=, read -r X Y Z <<< "$SIZE"
   for mode in train eval; do
-    measure "torch_cuda_${mode}" python3 "$HERE/torch_generator_cuda.py" "$X" "$Y" "$Z" "$NGF" "$REPS" "$mode"
+    measure "torch_cuda_${mode}" python3 "$HERE/torch_generator.py" "$X" "$Y" "$Z" "$NGF" "$REPS" "$mode" cuda
   done
 else
   echo "== torch: no CUDA here, skipped" | tee -a "$OUT/summary.txt"

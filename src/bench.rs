@@ -1,6 +1,6 @@
 //! Timing a network — the generator or the segmentation U-Net — : inference and one training
 //! step (L1 loss, Adam; norm in eval then train mode unless one mode is asked for) on random
-//! input, as the PyTorch anchor `bench/torch_generator.py` measures them.
+//! input, as `scripts/torch_generator.py` measures the same generator in PyTorch.
 //! GFLOP/s come from the layer-by-layer convolution FLOP count; a training step counts as
 //! three forward passes (forward, and a backward pass twice as costly).
 

@@ -1,12 +1,13 @@
-"""PyTorch + CUDA timing of the reference CTA->MBF generator, the GPU counterpart of the CPU
-anchor `bench/torch_generator.py` (same network: the ResNet generator of docs/design.md §4, 3 stride-2 3^3
-convolutions down, bottleneck residual blocks, 3 transposed convolutions up, batch norm).
+"""PyTorch timing of the reference CTA->MBF generator (the ResNet generator of docs/design.md
+§4: 3 stride-2 3^3 convolutions down, bottleneck residual blocks, 3 transposed convolutions up,
+batch norm), the anchor `cta2mbf bench` is compared with.
 
-    python3 scripts/torch_generator_cuda.py X Y Z [ngf] [reps] [train|eval]
+    python3 scripts/torch_generator.py X Y Z [ngf] [reps] [train|eval|-] [cpu|cuda]
 
-Times inference (no grad) and one training step (L1 to a random target, Adam) with CUDA
-synchronisation, in the given norm mode for both (default: eval for inference, train for the
-step, as the CPU anchor), and prints the peak GPU memory PyTorch allocated.
+Times inference (no grad) and one training step (L1 to a random target, Adam), in the given
+norm mode for both (default `-`: eval for inference, train for the step), on the CPU (default;
+set the threads with OMP_NUM_THREADS / torch's default) or on CUDA (synchronised, and the peak
+GPU memory PyTorch allocated is printed).
 """
 
 import sys
@@ -42,13 +43,14 @@ def generator(ngf=32, blocks=6):
     return nn.Sequential(*layers)
 
 
-def timed(f, reps):
+def timed(f, reps, cuda):
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
     f()
-    torch.cuda.synchronize()
+    sync()
     t = time.perf_counter()
     for _ in range(reps):
         f()
-    torch.cuda.synchronize()
+    sync()
     return (time.perf_counter() - t) / reps
 
 
@@ -56,8 +58,9 @@ def main():
     x_, y_, z_ = map(int, sys.argv[1:4])
     ngf = int(sys.argv[4]) if len(sys.argv) > 4 else 32
     reps = int(sys.argv[5]) if len(sys.argv) > 5 else 3
-    mode = sys.argv[6] if len(sys.argv) > 6 else None
-    dev = torch.device("cuda")
+    mode = sys.argv[6] if len(sys.argv) > 6 and sys.argv[6] != "-" else None
+    dev = torch.device(sys.argv[7] if len(sys.argv) > 7 else "cpu")
+    cuda = dev.type == "cuda"
     torch.manual_seed(0)
     g = generator(ngf).to(dev)
     x = torch.randn(1, 1, x_, y_, z_, device=dev)
@@ -69,7 +72,7 @@ def main():
         with torch.no_grad():
             g(x)
 
-    fwd = timed(infer, reps)
+    fwd = timed(infer, reps, cuda)
     g.train(mode != "eval")
 
     def step():
@@ -78,11 +81,13 @@ def main():
         loss.backward()
         opt.step()
 
-    torch.cuda.reset_peak_memory_stats()
-    tr = timed(step, reps)
-    peak = torch.cuda.max_memory_allocated() / 2**30
-    print(f"torch {torch.__version__} {torch.cuda.get_device_name()} size={x_}x{y_}x{z_} ngf={ngf} mode={mode or 'eval/train'}: "
-          f"infer {fwd:.3f} s  train_step {tr:.3f} s  peak allocated {peak:.2f} GiB")
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    tr = timed(step, reps, cuda)
+    where = torch.cuda.get_device_name() if cuda else f"cpu threads={torch.get_num_threads()}"
+    peak = f"  peak allocated {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB" if cuda else ""
+    print(f"torch {torch.__version__} {where} size={x_}x{y_}x{z_} ngf={ngf} mode={mode or 'eval/train'}: "
+          f"infer {fwd:.3f} s  train_step {tr:.3f} s{peak}")
 
 
 if __name__ == "__main__":
