@@ -24,6 +24,32 @@ pub const ANNOTATION: &str = "annotation";
 /// The annotation table the phantom writes: `annotation/annotation.csv`.
 pub const ANNOTATION_CSV: &str = "annotation.csv";
 
+/// Slice maps of inference folders: `6.inference_slicemap/<variant>/<pid>/...`.
+pub const SLICEMAP: &str = "6.inference_slicemap";
+/// Scores and comparisons: `7.analysis_result/`.
+pub const ANALYSIS: &str = "7.analysis_result";
+
+/// The folder name of an inference run, `6.inference_<X>x<Y>x<Z>` plus `_<suffix>`.
+pub fn inference_folder_name(block: [usize; 3], suffix: Option<&str>) -> String {
+    let base = format!("6.inference_{}x{}x{}", block[0], block[1], block[2]);
+    match suffix {
+        Some(s) => format!("{base}_{s}"),
+        None => base,
+    }
+}
+
+/// File names inside an inference folder's `<pid>/` (and at its top).
+pub mod inference {
+    /// The input CTA on the block.
+    pub const REAL_A: &str = "real_a.nii.gz";
+    /// The measured MBF on the block.
+    pub const REAL_B: &str = "real_b.nii.gz";
+    /// The predicted MBF on the block.
+    pub const FAKE_B: &str = "fake_b.nii.gz";
+    /// What produced an inference folder (checkpoint, modes, block), at its top.
+    pub const MANIFEST: &str = "inference.json";
+}
+
 /// The four modalities of a patient in `3.sorted_nii` / `3.sorted_dcm`.
 pub const MODALITIES: [&str; 4] = ["CTA", "BF", "AVG", "MIP"];
 

@@ -6,7 +6,8 @@ use crate::analysis::report::{ANALYSIS_FOLDER, Comparison, MaskSource, analyze_f
 use crate::analysis::slicemap::{SlicemapStyle, VariantSlices, write_index, write_variant};
 use crate::device::DeviceChoice;
 use crate::error::{Error, Result};
-use crate::infer::{InferJob, TrainedGenerator, infer_cohort, inference_folder_name};
+use crate::cohort::inference_folder_name;
+use crate::infer::{InferJob, TrainedGenerator, infer_cohort};
 use crate::io::atomic::write_bytes_atomically;
 use crate::models::NormMode;
 use crate::phantom::{PhantomOptions, write_cohort};
@@ -27,7 +28,7 @@ pub const DEMO_FOV_MM: [f64; 3] = [128.0, 128.0, 96.0];
 pub const DEMO_MARKER: &str = "cta2mbf-demo.json";
 
 /// The folder of the slice maps: `6.inference_slicemap`.
-pub const SLICEMAP_FOLDER: &str = "6.inference_slicemap";
+pub const SLICEMAP_FOLDER: &str = crate::cohort::SLICEMAP;
 
 /// What the demo runs.
 #[derive(Debug, Clone)]
@@ -201,7 +202,7 @@ pub fn run_demo(opts: &DemoOptions) -> Result<DemoReport> {
     let comparison = Comparison::new(variants);
     let train_targets: Vec<PathBuf> =
         ids.iter().filter(|p| !held_out.contains(p)).map(|p| data_root.join(p).join(crate::cohort::cropped::MBF)).collect();
-    let held_out_targets: Vec<PathBuf> = held_out.iter().map(|p| dirs[0].join(p).join(crate::infer::cohort::files::REAL_B)).collect();
+    let held_out_targets: Vec<PathBuf> = held_out.iter().map(|p| dirs[0].join(p).join(crate::cohort::inference::REAL_B)).collect();
     let baseline = training_mean_baseline(&train_targets, &held_out_targets)?;
     let mut curves = Vec::new();
     for (_, run) in &models {

@@ -10,13 +10,21 @@
 //! - [`io`]: NIfTI reading and writing, DICOM series reading and writing, atomic writes;
 //! - [`phantom`]: the synthetic cardiac cohort used by tests and the demo;
 //! - [`register`]: MIP→CTA registration (affine + B-spline, Mattes MI), applied to AVG and BF;
-//! - [`preprocess`]: cohort stages (DICOM sort, extract, convert; connected components,
-//!   myocardium MBF, heart crop);
-//! - [`models`], [`data`], [`train`]: the CTA→MBF generator and discriminator, paired
-//!   datasets with augmentation, and the training loop;
-//! - [`infer`], [`analysis`]: inference in train or eval norm mode, scores, tables, slice maps;
-//! - [`demo`]: the whole system on a phantom cohort in one call;
+//! - [`preprocess`]: cohort stages (DICOM sort, extract, convert; chamber segmentation,
+//!   connected components, myocardium MBF, heart crop);
+//! - [`pipeline`]: every stage from a raw DICOM dump to training pairs, resumable;
+//! - [`models`], [`ops`], [`data`]: the networks (CTA→MBF generators, discriminators, the
+//!   chamber-segmentation U-Net) in Burn, the 3-D tensor operations Burn lacks, paired datasets
+//!   with augmentation and intensity maps;
+//! - [`predict`]: one volume through a network in memory (the generator, tiled; the U-Net);
+//! - [`train`]: the generator and segmentation training loops, checkpoints, data parallelism;
+//! - [`infer`], [`analysis`]: trained networks over folders of cases in train or eval norm
+//!   mode, scores, tables, slice maps;
+//! - [`interop`]: PyTorch `.pth`, safetensors and burnpack state dicts, one-file export;
+//! - [`demo`], [`bench`]: the whole system on a phantom cohort in one call; timings;
 //! - [`device`]: choosing the Burn backend (CPU `flex` by default).
+//!
+//! The design these modules follow is written down in `docs/design.md`.
 
 pub mod analysis;
 pub mod bench;
@@ -32,6 +40,7 @@ pub mod models;
 pub mod ops;
 pub mod phantom;
 pub mod pipeline;
+pub mod predict;
 pub mod preprocess;
 pub mod register;
 pub mod train;

@@ -4,7 +4,7 @@
 
 use super::metrics::{CaseScores, is_measured, score_case};
 use crate::error::{Error, Result};
-use crate::infer::cohort::files;
+use crate::cohort::inference as files;
 use crate::io::atomic::write_bytes_atomically;
 use crate::io::nifti::read_nifti;
 use crate::volume::Interpolation;
@@ -12,7 +12,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 /// The analysis folder of a cohort: `7.analysis_result`.
-pub const ANALYSIS_FOLDER: &str = "7.analysis_result";
+pub const ANALYSIS_FOLDER: &str = crate::cohort::ANALYSIS;
 
 /// Where the myocardium of a case comes from.
 #[derive(Debug, Clone, PartialEq)]

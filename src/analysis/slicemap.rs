@@ -16,7 +16,7 @@ use super::report::VariantScores;
 use super::slice::{ColorMap, axial_slice};
 use super::svg::{color_bar, curve_plot, escape};
 use crate::error::{Error, Result};
-use crate::infer::cohort::files;
+use crate::cohort::inference as files;
 use crate::io::atomic::write_bytes_atomically;
 use crate::io::nifti::read_nifti;
 use crate::io::png::RgbImage;

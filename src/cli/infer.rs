@@ -4,7 +4,8 @@
 use super::parse_size;
 use cta2mbf::data::PairPattern;
 use cta2mbf::device::DeviceChoice;
-use cta2mbf::infer::{InferJob, Tiling, TrainedGenerator, infer_cohort, inference_folder_name};
+use cta2mbf::cohort::inference_folder_name;
+use cta2mbf::infer::{InferJob, Tiling, TrainedGenerator, infer_cohort};
 use cta2mbf::models::NormMode;
 use cta2mbf::train::progress::Progress;
 use burn::tensor::Device;

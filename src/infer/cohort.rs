@@ -2,8 +2,9 @@
 //! predicted in the requested norm mode, and written as `real_a`, `real_b`, `fake_b` under
 //! `<out>/<pid>/` with the block's true geometry (docs/design.md §6).
 
-use super::block::{Tiling, fit_to_block, predict_tiled};
+use crate::predict::{Tiling, fit_to_block, predict_tiled};
 use crate::data::{PairPattern, PairedDataset};
+use crate::cohort::inference as files;
 use crate::error::{Error, Result};
 use crate::interop::GeneratorSettings;
 use crate::io::atomic::write_bytes_atomically;
@@ -16,26 +17,6 @@ use serde::Serialize;
 use std::path::{Path, PathBuf};
 
 /// File names of an inference case folder, as the reference wrote them.
-pub mod files {
-    /// The input CTA on the block.
-    pub const REAL_A: &str = "real_a.nii.gz";
-    /// The measured MBF on the block.
-    pub const REAL_B: &str = "real_b.nii.gz";
-    /// The predicted MBF on the block.
-    pub const FAKE_B: &str = "fake_b.nii.gz";
-    /// What produced an inference folder (checkpoint, modes, block), at its top.
-    pub const MANIFEST: &str = "inference.json";
-}
-
-/// The folder name of an inference run, `6.inference_<X>x<Y>x<Z>` plus `_<suffix>`.
-pub fn inference_folder_name(block: [usize; 3], suffix: Option<&str>) -> String {
-    let base = format!("6.inference_{}x{}x{}", block[0], block[1], block[2]);
-    match suffix {
-        Some(s) => format!("{base}_{s}"),
-        None => base,
-    }
-}
-
 /// A generator ready for inference, with what is needed to run it as trained.
 #[derive(Debug, Clone)]
 pub struct TrainedGenerator {

@@ -2,14 +2,11 @@
 //! block, centred or sliding windows, and a whole folder of cases) and the chamber
 //! segmentation U-Net (CTA → label map).
 
-pub mod block;
 pub mod cohort;
-pub mod predict;
 pub mod single;
 pub mod segment;
 
-pub use block::{Tiling, fit_to_block, predict_tiled};
-pub use cohort::{InferJob, InferReport, TrainedGenerator, infer_cohort, inference_folder_name};
-pub use predict::predict_volume;
+pub use crate::predict::{Tiling, fit_to_block, predict_tiled, predict_volume, segment_volume};
+pub use cohort::{InferJob, InferReport, TrainedGenerator, infer_cohort};
 pub use single::predict_case;
-pub use segment::{Segmenter, segment_volume};
+pub use segment::Segmenter;

@@ -1,9 +1,8 @@
 //! One case, one file: the generator run on a whole input volume whose prediction keeps the
 //! input's grid (`cta2mbf infer --input ... --output ...`).
 
-use super::block::{Tiling, fit_to_block};
+use crate::predict::{Tiling, fit_to_block, predict_volume};
 use super::cohort::TrainedGenerator;
-use super::predict::predict_volume;
 use crate::models::NormMode;
 use crate::volume::Volume;
 use burn::tensor::Device;

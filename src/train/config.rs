@@ -134,8 +134,8 @@ impl TrainConfig {
 
     /// How held-out cases are fitted to the crop size for validation and, by default, for
     /// inference.
-    pub fn tiling(&self) -> crate::infer::Tiling {
-        if self.sliding_window { crate::infer::Tiling::SlidingWindow { overlap: SLIDING_WINDOW_OVERLAP } } else { crate::infer::Tiling::Centred }
+    pub fn tiling(&self) -> crate::predict::Tiling {
+        if self.sliding_window { crate::predict::Tiling::SlidingWindow { overlap: SLIDING_WINDOW_OVERLAP } } else { crate::predict::Tiling::Centred }
     }
 
     /// Total epochs: `n_epochs + n_epochs_decay`.

@@ -17,7 +17,7 @@ use crate::analysis::{ColorMap, Window, axial_slice, dice_per_label, mean_dice};
 use crate::data::{Pair, PairedDataset, Prefetcher, augment_labelled, volume_to_tensor};
 use crate::device::DeviceChoice;
 use crate::error::{Error, Result};
-use crate::infer::segment_volume;
+use crate::predict::segment_volume;
 use crate::models::UNet3d;
 use crate::models::init::Initializer;
 use crate::ops::resize_trilinear;

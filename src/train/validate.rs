@@ -4,7 +4,7 @@
 
 use crate::data::{Pair, Sample};
 use crate::error::Result;
-use crate::infer::{fit_to_block, predict_tiled};
+use crate::predict::{fit_to_block, predict_tiled};
 use crate::models::{Generator, NormMode};
 use crate::train::TrainConfig;
 use burn::tensor::Device;

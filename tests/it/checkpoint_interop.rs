@@ -4,7 +4,7 @@
 
 use burn::tensor::Device;
 use cta2mbf::data::IntensityMap;
-use cta2mbf::infer::predict::predict_volume;
+use cta2mbf::predict::predict_volume;
 use cta2mbf::interop::{StateDict, StoredTensor, generator_from_state_dict, infer_config, state_dict_from_generator};
 use cta2mbf::io::read_nifti;
 use cta2mbf::models::{NormKind, NormMode, UpsampleKind};

@@ -8,7 +8,7 @@ use crate::common;
 
 use common::{cta2mbf, repo};
 use cta2mbf::cohort::{MBF_MYOCARDIUM, cropped};
-use cta2mbf::infer::cohort::files;
+use cta2mbf::cohort::inference as files;
 use cta2mbf::io::nifti::{NiftiDtype, read_nifti, write_nifti};
 use std::path::{Path, PathBuf};
 use std::process::Output;

@@ -2,7 +2,7 @@
 //! or overlapping windows blended with Gaussian weights so that a case larger than the block
 //! keeps all its anatomy.
 
-use super::predict::predict_volume;
+use super::volume::predict_volume;
 use crate::data::IntensityMap;
 use crate::models::{Generator, NormMode};
 use crate::volume::Volume;
