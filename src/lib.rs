@@ -29,6 +29,7 @@
 pub mod analysis;
 pub mod bench;
 pub mod cohort;
+pub mod config;
 pub mod data;
 pub mod demo;
 pub mod device;
@@ -43,6 +44,7 @@ pub mod pipeline;
 pub mod predict;
 pub mod preprocess;
 pub mod register;
+pub mod store;
 pub mod train;
 pub mod volume;
 

@@ -10,7 +10,7 @@ use crate::interop::GeneratorSettings;
 use crate::io::atomic::write_bytes_atomically;
 use crate::io::nifti::{NiftiDtype, lossless_dtype, read_nifti, write_nifti};
 use crate::models::{Generator, NormMode};
-use crate::train::checkpoint;
+use crate::store::generator as checkpoint;
 use burn::module::Module;
 use burn::tensor::Device;
 use serde::Serialize;

@@ -22,7 +22,7 @@ impl Segmenter {
     /// Load a segmentation checkpoint (a checkpoint folder, a run folder, or a shipped model
     /// folder) onto `device`.
     pub fn load(path: &std::path::Path, device: &Device) -> crate::Result<Self> {
-        let (net, state) = crate::train::seg_checkpoint::load(path, device)?;
+        let (net, state) = crate::store::segmentation::load(path, device)?;
         Ok(Self { net, intensity: state.config.intensity, device: device.clone() })
     }
 

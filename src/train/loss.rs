@@ -2,21 +2,10 @@
 
 use burn::tensor::Tensor;
 use burn::tensor::activation::relu;
-use serde::{Deserialize, Serialize};
+use crate::config::GanMode;
 
 /// Added to the mask sum of the masked L1 (the reference's constant).
 pub const MASK_EPS: f64 = 1e-6;
-
-/// The GAN objective.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum GanMode {
-    /// Binary cross-entropy on logits.
-    #[default]
-    Vanilla,
-    /// Least squares (MSE against 1 / 0).
-    Lsgan,
-}
 
 /// Mean absolute error over every voxel.
 pub fn l1(fake: Tensor<5>, real: Tensor<5>) -> Tensor<1> {

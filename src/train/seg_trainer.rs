@@ -5,12 +5,12 @@
 //! when the mean Dice of labels 1.. improves, `latest/` and numbered checkpoints, a line in
 //! `metrics.jsonl` and TensorBoard events.
 
-use super::checkpoint::{self, write_json};
+use crate::store::generator::{self as checkpoint, write_json};
 use super::parallel;
 use super::progress::Progress;
 use super::run::{append_metrics, scalar, stream_seed, trim_metrics};
-use super::seg_checkpoint::{self, BEST, SegState};
-use super::seg_config::{SegConfig, read_case_list};
+use crate::store::segmentation::{self as seg_checkpoint, BEST, SegState};
+use crate::config::segmentation::{SegConfig, read_case_list};
 use super::seg_loss::{cross_entropy, soft_dice_loss};
 use super::tensorboard::EventWriter;
 use crate::analysis::{ColorMap, Window, axial_slice, dice_per_label, mean_dice};

@@ -3,9 +3,9 @@
 //! learning-rate schedule, `latest` and numbered checkpoints, TensorBoard events and a line in
 //! `metrics.jsonl`.
 
-use super::checkpoint::{self, CheckpointParts, TrainState};
+use crate::store::generator::{self as checkpoint, CheckpointParts, TrainState};
 use super::parallel;
-use super::config::TrainConfig;
+use crate::config::TrainConfig;
 use super::loss::{gan_loss, l1, masked_l1};
 use super::progress::Progress;
 use super::run::{append_metrics, scalar, stream_seed, trim_metrics};

@@ -1,13 +1,23 @@
 //! The training configuration: one JSON file in `configs/`, overridable from the command
 //! line, validated as a whole before anything starts, and saved beside the checkpoints.
 
-use super::loss::GanMode;
 use super::schedule::{LrPolicy, LrSchedule};
 use crate::data::{AugmentConfig, IntensityMap, PairPattern};
 use crate::error::{Error, Result};
 use crate::models::{DiscriminatorConfig, GeneratorConfig, GeneratorKind, NormMode};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
+
+/// The GAN objective.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GanMode {
+    /// Binary cross-entropy on logits.
+    #[default]
+    Vanilla,
+    /// Least squares (MSE against 1 / 0).
+    Lsgan,
+}
 
 /// Everything that defines a training run. Unknown keys are refused.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

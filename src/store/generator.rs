@@ -11,8 +11,7 @@
 //!     state.json              epoch, global step, learning-rate schedule, configuration
 //! ```
 
-use super::config::TrainConfig;
-use super::schedule::LrSchedule;
+use crate::config::{LrSchedule, TrainConfig};
 use crate::error::{Error, Result};
 use crate::models::init::Initializer;
 use crate::models::{Discriminator, Generator};

@@ -125,7 +125,7 @@ fn beta2() -> f64 { 0.999 }
 impl SegConfig {
     /// Read a configuration file; unknown keys and wrong types name the file.
     pub fn load(path: &Path) -> Result<Self> {
-        super::checkpoint::read_json(path)
+        crate::store::read_json(path)
     }
 
     /// The configuration as pretty JSON.

@@ -1,5 +1,5 @@
 //! Segmentation checkpoints, in the same atomic folder layout as the generator's
-//! ([`super::checkpoint`]):
+//! ([`super::generator`]):
 //!
 //! ```text
 //! <checkpoints-dir>/<name>/
@@ -14,9 +14,8 @@
 //! ```
 //! A shipped model (`models/<name>/`) is such a folder with `net_seg.bpk` and `state.json`.
 
-use super::checkpoint::{LATEST, STATE, load_module, read_json, save_folder, save_module, save_optim, write_json};
-use super::schedule::LrSchedule;
-use super::seg_config::SegConfig;
+use super::generator::{LATEST, STATE, load_module, read_json, save_folder, save_module, save_optim, write_json};
+use crate::config::{LrSchedule, SegConfig};
 use crate::error::{Error, Result};
 use crate::models::UNet3d;
 use crate::models::init::Initializer;

@@ -1,0 +1,11 @@
+//! The settings of a training run, read from JSON and saved in every checkpoint: the generator
+//! run's ([`TrainConfig`]), the segmentation run's ([`SegConfig`]) and the learning-rate
+//! schedule both use ([`LrSchedule`]). They sit below training and the checkpoint store.
+
+pub mod generator;
+pub mod schedule;
+pub mod segmentation;
+
+pub use generator::{GanMode, TrainConfig};
+pub use schedule::{LrPolicy, LrSchedule};
+pub use segmentation::SegConfig;
