@@ -227,19 +227,47 @@ pub fn read_nifti_image(path: impl AsRef<Path>) -> Result<NiftiImage> {
         return Err(Error::format(path, "is a directory, not a NIfTI file"));
     }
     let raw = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let bytes = if raw.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::with_capacity(raw.len() * 4);
-        flate2::read::MultiGzDecoder::new(&raw[..])
-            .read_to_end(&mut out)
-            .map_err(|e| Error::format(path, format!("corrupt or truncated gzip data ({e})")))?;
-        out
-    } else {
-        raw
-    };
+    let bytes = if raw.starts_with(&[0x1f, 0x8b]) { gunzip_bounded(path, &raw)? } else { raw };
     parse(path, &bytes)
 }
 
-fn parse(path: &Path, bytes: &[u8]) -> Result<NiftiImage> {
+/// Deflate expands data at most 1032-fold: the most voxel bytes a gzip file of `len` bytes can hold.
+fn gzip_capacity(len: usize) -> usize {
+    len.saturating_mul(1032).saturating_add(1024)
+}
+
+/// Decompress a `.nii.gz` no further than its header says the image needs: the header is read
+/// first, and a header claiming more data than the compressed file could hold
+/// ([`gzip_capacity`]) is refused before anything large is allocated (a gzip bomb stops there).
+fn gunzip_bounded(path: &Path, raw: &[u8]) -> Result<Vec<u8>> {
+    let corrupt = |e: std::io::Error| Error::format(path, format!("corrupt or truncated gzip data ({e})"));
+    let mut decoder = flate2::read::MultiGzDecoder::new(raw);
+    let mut out = Vec::new();
+    (&mut decoder).take(540).read_to_end(&mut out).map_err(corrupt)?;
+    let layout = layout(path, &out)?;
+    let total = layout.offset.checked_add(layout.need).ok_or_else(|| Error::format(path, "the header's data size overflows"))?;
+    if total > gzip_capacity(raw.len()) {
+        return Err(Error::format(
+            path,
+            format!("the header claims {total} bytes of image data (dims {:?}), more than a {}-byte gzip file can hold", layout.header.dim, raw.len()),
+        ));
+    }
+    (&mut decoder).take(total.saturating_sub(out.len()) as u64).read_to_end(&mut out).map_err(corrupt)?;
+    Ok(out)
+}
+
+/// Where a file's voxels are, from its header alone: the header, the grid and frame count,
+/// the datatype, the data's byte offset and length (sizes checked against overflow).
+struct Layout {
+    header: NiftiHeaderInfo,
+    shape: [usize; 3],
+    dtype: NiftiDtype,
+    offset: usize,
+    count: usize,
+    need: usize,
+}
+
+fn layout(path: &Path, bytes: &[u8]) -> Result<Layout> {
     if bytes.len() < 348 {
         return Err(Error::format(
             path,
@@ -279,7 +307,7 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<NiftiImage> {
     if header.dim.contains(&0) {
         return Err(Error::format(path, format!("a dimension is zero: {:?}", header.dim)));
     }
-    let frames: usize = (4..=ndim).map(dim).product::<usize>().max(1);
+    let frames = (4..=ndim).try_fold(1usize, |n, a| n.checked_mul(dim(a))).ok_or_else(|| Error::format(path, format!("dims {:?} overflow any addressable size", header.dim)))?;
     let dtype = NiftiDtype::from_code(header.datatype).ok_or_else(|| {
         Error::format(path, format!("unsupported NIfTI datatype code {}", header.datatype))
     })?;
@@ -288,9 +316,18 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<NiftiImage> {
     if header.vox_offset < min_offset || header.vox_offset.fract() != 0.0 {
         return Err(Error::format(path, format!("invalid vox_offset {}", header.vox_offset)));
     }
-    let count = shape[0] * shape[1] * shape[2];
-    let need = count * frames * dtype.size();
-    if bytes.len() < offset + need {
+    let overflow = || Error::format(path, format!("dims {:?} of {} overflow any addressable size", header.dim, dtype.name()));
+    let count = shape[0].checked_mul(shape[1]).and_then(|n| n.checked_mul(shape[2])).ok_or_else(overflow)?;
+    let need = count.checked_mul(frames).and_then(|n| n.checked_mul(dtype.size())).ok_or_else(overflow)?;
+    if offset.checked_add(need).is_none() {
+        return Err(overflow());
+    }
+    Ok(Layout { header, shape, dtype, offset, count, need })
+}
+
+fn parse(path: &Path, bytes: &[u8]) -> Result<NiftiImage> {
+    let Layout { header, shape, dtype, offset, count, need } = layout(path, bytes)?;
+    if bytes.len() - offset.min(bytes.len()) < need {
         return Err(Error::format(
             path,
             format!(
@@ -746,5 +783,56 @@ mod tests {
         let err = write_nifti(&path, &Volume::filled([4, 0, 3], 0.0, Geometry::default()), NiftiDtype::F32).unwrap_err().to_string();
         assert!(err.contains("empty 4x0x3"), "{err}");
         assert!(!path.exists());
+    }
+
+    /// A small int16 file's bytes with dims patched to `dims` (NIfTI-1 `dim[1..=3]`).
+    fn claiming(dims: [i16; 3]) -> Vec<u8> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("small.nii");
+        write_nifti(&path, &Volume::filled([4, 4, 4], 1.0, Geometry::default()), NiftiDtype::I16).unwrap();
+        let mut bytes = std::fs::read(&path).unwrap();
+        for (a, d) in dims.iter().enumerate() {
+            bytes[42 + 2 * a..44 + 2 * a].copy_from_slice(&d.to_le_bytes());
+        }
+        bytes
+    }
+
+    #[test]
+    fn a_header_claiming_more_than_the_file_holds_is_refused_before_allocating() {
+        let dir = tempfile::tempdir().unwrap();
+        // 30000^3 int16 = 54 TB claimed by a file of a few hundred bytes, plain and gzipped.
+        let bytes = claiming([30000, 30000, 30000]);
+        let plain = dir.path().join("bomb.nii");
+        std::fs::write(&plain, &bytes).unwrap();
+        let err = read_nifti(&plain).unwrap_err().to_string();
+        assert!(err.contains("data size mismatch") && err.contains("bomb.nii"), "{err}");
+        let gz = dir.path().join("bomb.nii.gz");
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        std::io::Write::write_all(&mut enc, &bytes).unwrap();
+        std::fs::write(&gz, enc.finish().unwrap()).unwrap();
+        let err = read_nifti(&gz).unwrap_err().to_string();
+        assert!(err.contains("more than a") && err.contains("gzip file can hold") && err.contains("bomb.nii.gz"), "{err}");
+    }
+
+    #[test]
+    fn dimensions_whose_product_overflows_are_an_error_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        // NIfTI-2 carries 64-bit dims: 2^62 × 2^62 × 4 voxels overflow.
+        let mut h = vec![0u8; 544];
+        h[0..4].copy_from_slice(&540i32.to_le_bytes());
+        h[4..12].copy_from_slice(b"n+2\0\r\n\x1a\n");
+        h[12..14].copy_from_slice(&4i16.to_le_bytes());
+        h[14..16].copy_from_slice(&16i16.to_le_bytes());
+        for (i, d) in [3i64, 1 << 62, 1 << 62, 4, 1, 1, 1, 1].iter().enumerate() {
+            h[16 + 8 * i..24 + 8 * i].copy_from_slice(&d.to_le_bytes());
+        }
+        for i in 0..8 {
+            h[104 + 8 * i..112 + 8 * i].copy_from_slice(&1f64.to_le_bytes());
+        }
+        h[168..176].copy_from_slice(&544i64.to_le_bytes());
+        let path = dir.path().join("overflow.nii");
+        std::fs::write(&path, &h).unwrap();
+        let err = read_nifti(&path).unwrap_err().to_string();
+        assert!(err.contains("overflow") && err.contains("overflow.nii"), "{err}");
     }
 }
