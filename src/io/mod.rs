@@ -3,6 +3,7 @@
 pub mod atomic;
 pub mod dicom;
 pub mod gzip;
+pub mod lock;
 pub mod nifti;
 pub mod png;
 

@@ -298,7 +298,7 @@ pub fn run_pipeline(o: &Options, device: &Device, events: &(dyn Fn(Event) + Sync
         return Err(Error::format(&o.seg_model, "segmentation model not found (pass --seg-model, e.g. models/chamber_seg_phantom of the repository)"));
     }
     let annotation = o.annotation.as_deref().map(Annotation::read).transpose()?;
-    std::fs::create_dir_all(&o.root).map_err(|e| Error::io(&o.root, e))?;
+    let _lock = crate::io::lock::FolderLock::acquire(&o.root)?;
     let (pids, ignored) = patients(o)?;
     let mut model = Model { device, loaded: None };
     let mut outcomes: Vec<Vec<Outcome>> = vec![Vec::new(); pids.len()];

@@ -258,6 +258,8 @@ pub fn train_seg(opts: &SegTrainOptions) -> Result<SegTrainReport> {
     }
     let split = (train_pairs.iter().map(|p| p.pid.clone()).collect(), val_pairs.iter().map(|p| p.pid.clone()).collect());
     let run_dir = opts.checkpoints_dir.join(&cfg.name);
+    // One process per run folder: a second `train` on it is refused, naming the holder.
+    let _lock = crate::io::lock::FolderLock::acquire(&run_dir)?;
     if opts.devices.len() == 1 {
         return Err(Error::invalid("data-parallel training needs two or more devices (one device: use --device)"));
     }
@@ -287,7 +289,6 @@ pub fn train_seg(opts: &SegTrainOptions) -> Result<SegTrainReport> {
         let net = cfg.net.init(&mut Initializer::new(cfg.seed, &ad));
         (net, adam(&cfg).init(), SegState { epoch: 0, global_step: 0, schedule: cfg.schedule(), best: None, config: cfg.clone() })
     };
-    std::fs::create_dir_all(&run_dir).map_err(|e| Error::io(&run_dir, e))?;
     trim_metrics(&run_dir, state.epoch)?;
     crate::io::atomic::write_bytes_atomically(&run_dir.join("config.json"), cfg.to_json().as_bytes())?;
     let mut tb = EventWriter::create(&run_dir.join("tb"))?;

@@ -247,6 +247,8 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
         cfg.intensity.dst_scale = sd;
     }
     let run_dir = opts.checkpoints_dir.join(&cfg.name);
+    // One process per run folder: a second `train` on it is refused, naming the holder.
+    let _lock = crate::io::lock::FolderLock::acquire(&run_dir)?;
     let resume_dir = if opts.continue_train {
         Some(checkpoint::resolve(&run_dir)?)
     } else {
@@ -267,7 +269,6 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
     trainer.replicas = opts.devices.iter().map(|d| d.clone().autodiff()).collect();
     // Each step takes batch_size samples per device.
     let step_batch = cfg.batch_size * opts.devices.len().max(1);
-    std::fs::create_dir_all(&run_dir).map_err(|e| Error::io(&run_dir, e))?;
     trim_metrics(&run_dir, state.epoch)?;
     crate::io::atomic::write_bytes_atomically(&run_dir.join("config.json"), cfg.to_json().as_bytes())?;
     let mut tb = EventWriter::create(&run_dir.join("tb"))?;

@@ -215,3 +215,30 @@ fn two_devices_with_one_sample_each_match_one_device_with_both() {
     eprintln!("largest weight difference: {worst:.2e} (lr {lr})");
     assert!(worst < 0.05 * lr, "data-parallel weights differ by {worst}");
 }
+
+#[test]
+fn a_second_run_on_the_same_folder_is_refused_naming_the_first() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = phantom(&tmp.path().join("cohort"), 2);
+    let config = tiny_config(tmp.path(), "locked", &[]);
+    let ckpt = tmp.path().join("ckpt");
+    let mut first = train_cmd(&config, &data, &ckpt, 50).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let lock = ckpt.join("locked").join(".lock");
+    let start = Instant::now();
+    while !lock.is_file() {
+        assert!(start.elapsed() < Duration::from_secs(120), "the first run never took its lock");
+        assert!(first.try_wait().unwrap().is_none(), "the first run ended early");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let out = train_cmd(&config, &data, &ckpt, 1).arg("--continue-train").output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains(&format!("in use by process {}", first.id())) && err.contains(".lock"), "{err}");
+    first.kill().unwrap();
+    first.wait().unwrap();
+    // Killed, its lock is stale: the next run takes it over (it may then find no checkpoint
+    // to continue, but it is not refused for the lock).
+    let out = train_cmd(&config, &data, &ckpt, 1).arg("--continue-train").output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("in use by process"), "{err}");
+}
