@@ -26,6 +26,8 @@
 //!
 //! The design these modules follow is written down in `docs/design.md`.
 
+#![warn(missing_docs)]
+
 pub mod analysis;
 pub mod bench;
 pub mod cohort;

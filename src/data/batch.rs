@@ -17,15 +17,6 @@ pub struct Sample {
     pub mask: Option<Volume>,
 }
 
-/// Samples of one training step, all of the same size.
-#[derive(Debug, Clone)]
-pub struct Batch {
-    /// Position of the first sample in the epoch's order.
-    pub index: usize,
-    /// The samples.
-    pub samples: Vec<Sample>,
-}
-
 /// Stack volumes of one shape into a `[n, 1, x, y, z]` tensor on `device`.
 pub fn volume_to_tensor(volumes: &[&Volume], device: &Device) -> Tensor<5> {
     let shape = volumes[0].shape();

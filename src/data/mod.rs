@@ -8,7 +8,7 @@ pub mod intensity;
 pub mod prefetch;
 
 pub use augment::{AugmentConfig, augment, augment_labelled};
-pub use batch::{Batch, Sample, volume_to_tensor, tensor_to_array};
+pub use batch::{Sample, volume_to_tensor, tensor_to_array};
 pub use intensity::{ClipNormalize, IntensityMap};
 pub use dataset::{PairPattern, PairedDataset, Pair};
 pub use prefetch::Prefetcher;
