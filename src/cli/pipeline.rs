@@ -18,9 +18,11 @@ pub struct PipelineArgs {
     /// Annotation table (CSV or .xlsx) naming each patient's CTA, MIP, AVG and BF series.
     #[arg(long)]
     pub annotation: Option<PathBuf>,
-    /// Chamber-segmentation model (checkpoint, run folder or shipped model folder).
-    #[arg(long, default_value = "models/chamber_seg_phantom")]
-    pub seg_model: PathBuf,
+    /// Chamber-segmentation model (checkpoint, run folder or shipped model folder); default
+    /// the shipped `models/chamber_seg_phantom` (of the working directory, else of the source
+    /// tree this binary was built from).
+    #[arg(long)]
+    pub seg_model: Option<PathBuf>,
     /// First stage to run.
     #[arg(long, value_enum, default_value = "sort")]
     pub from: Stage,
@@ -44,6 +46,12 @@ pub struct PipelineArgs {
     pub device: DeviceChoice,
 }
 
+/// The shipped segmentation model: `models/chamber_seg_phantom` here, else in the source tree.
+fn shipped_seg_model() -> PathBuf {
+    let here = PathBuf::from("models/chamber_seg_phantom");
+    if here.exists() { here } else { PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/chamber_seg_phantom") }
+}
+
 /// Run `cta2mbf pipeline`.
 pub fn run(args: PipelineArgs) -> cta2mbf::Result<()> {
     let register = match &args.register_config {
@@ -57,7 +65,7 @@ pub fn run(args: PipelineArgs) -> cta2mbf::Result<()> {
         raw: args.input,
         root: args.root,
         annotation: args.annotation,
-        seg_model: args.seg_model,
+        seg_model: args.seg_model.unwrap_or_else(shipped_seg_model),
         from: args.from,
         to: args.to,
         force: args.force,
