@@ -23,6 +23,7 @@ pub enum Network {
     #[default]
     Generator,
     /// The chamber-segmentation U-Net (8 classes; input size = `size`).
+    #[value(alias = "unet")]
     Segmentation,
 }
 
