@@ -7,7 +7,8 @@
 use super::bspline::BSplineField;
 use super::transform::Transform;
 use crate::error::{Error, Result};
-use crate::volume::mat3::{self, Vec3};
+use crate::volume::mat3;
+use crate::volume::resample::trilinear_weights;
 use crate::volume::{Geometry, Volume};
 use ndarray::Array3;
 use rayon::prelude::*;
@@ -99,12 +100,15 @@ pub fn resample_all(transform: &Transform, shape: [usize; 3], geometry: &Geometr
             for (k, d) in row_d.iter().enumerate() {
                 let u = [0, 1, 2].map(|r| row0[r] + l[r][2] * k as f64 + kd[r][0] * d[0] + kd[r][1] * d[1] + kd[r][2] * d[2]);
                 let at = j * shape[2] + k;
-                match trilinear(u, src_shape) {
+                match trilinear_weights(u, src_shape) {
                     Some((corners, weights)) => {
+                        let offsets = corners.map(|[x, y, z]| (x * src_shape[1] + y) * src_shape[2] + z);
                         for (out, src) in slab.iter_mut().zip(&sources) {
                             let mut acc = 0.0f64;
-                            for (&c, &w) in corners.iter().zip(&weights) {
-                                acc += w * src[c] as f64;
+                            for (&c, &w) in offsets.iter().zip(&weights) {
+                                if w != 0.0 {
+                                    acc += w * src[c] as f64;
+                                }
                             }
                             out[at] = acc as f32;
                         }
@@ -122,38 +126,6 @@ pub fn resample_all(transform: &Transform, shape: [usize; 3], geometry: &Geometr
         .into_iter()
         .map(|data| Volume::new(Array3::from_shape_vec(shape, data).expect("shape matches"), *geometry))
         .collect())
-}
-
-/// The 8 corner offsets and weights of trilinear interpolation at continuous index `u` of a
-/// grid of `shape` (standard layout), or `None` outside [−½, n − ½] on any axis.
-fn trilinear(u: Vec3, shape: [usize; 3]) -> Option<([usize; 8], [f64; 8])> {
-    let mut lo = [0usize; 3];
-    let mut hi = [0usize; 3];
-    let mut t = [0.0; 3];
-    for a in 0..3 {
-        if !(u[a] >= -0.5 && u[a] <= shape[a] as f64 - 0.5) {
-            return None;
-        }
-        let f = u[a].floor();
-        t[a] = u[a] - f;
-        let last = shape[a] as i64 - 1;
-        lo[a] = (f as i64).clamp(0, last) as usize;
-        hi[a] = (f as i64 + 1).clamp(0, last) as usize;
-    }
-    let (sx, sy) = (shape[1] * shape[2], shape[2]);
-    let mut corners = [0usize; 8];
-    let mut weights = [0.0; 8];
-    let mut n = 0;
-    for (x, wx) in [(lo[0], 1.0 - t[0]), (hi[0], t[0])] {
-        for (y, wy) in [(lo[1], 1.0 - t[1]), (hi[1], t[1])] {
-            for (z, wz) in [(lo[2], 1.0 - t[2]), (hi[2], t[2])] {
-                corners[n] = x * sx + y * sy + z;
-                weights[n] = wx * wy * wz;
-                n += 1;
-            }
-        }
-    }
-    Some((corners, weights))
 }
 
 /// Per-axis weights when the control grid's axes are the output grid's axes (same

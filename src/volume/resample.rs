@@ -12,6 +12,38 @@ pub enum Interpolation {
     Linear,
 }
 
+/// The 8 voxels and weights of trilinear interpolation at continuous index `index` of a grid
+/// of `shape` (z fastest, then y, then x), or `None` outside [−½, n − ½] on any axis (ITK's
+/// "inside"); the border voxels stand in for missing neighbours.
+pub fn trilinear_weights(index: Vec3, shape: [usize; 3]) -> Option<([[usize; 3]; 8], [f64; 8])> {
+    let mut lo = [0usize; 3];
+    let mut hi = [0usize; 3];
+    let mut t = [0.0f64; 3];
+    for a in 0..3 {
+        if !(index[a] >= -0.5 && index[a] <= shape[a] as f64 - 0.5) {
+            return None;
+        }
+        let f = index[a].floor();
+        t[a] = index[a] - f;
+        let last = shape[a] as i64 - 1;
+        lo[a] = (f as i64).clamp(0, last) as usize;
+        hi[a] = (f as i64 + 1).clamp(0, last) as usize;
+    }
+    let mut corners = [[0usize; 3]; 8];
+    let mut weights = [0.0; 8];
+    let mut n = 0;
+    for (cz, wz) in [(lo[2], 1.0 - t[2]), (hi[2], t[2])] {
+        for (cy, wy) in [(lo[1], 1.0 - t[1]), (hi[1], t[1])] {
+            for (cx, wx) in [(lo[0], 1.0 - t[0]), (hi[0], t[0])] {
+                corners[n] = [cx, cy, cz];
+                weights[n] = wx * wy * wz;
+                n += 1;
+            }
+        }
+    }
+    Some((corners, weights))
+}
+
 impl Volume {
     /// Value at continuous voxel index `index`. Points within half a voxel of the grid
     /// (as ITK counts "inside") are interpolated, using the border voxels where a neighbour
@@ -29,27 +61,11 @@ impl Volume {
                 self.data[i]
             }
             Interpolation::Linear => {
-                let mut lo = [0usize; 3];
-                let mut hi = [0usize; 3];
-                let mut t = [0.0f64; 3];
-                for a in 0..3 {
-                    let f = index[a].floor();
-                    t[a] = index[a] - f;
-                    let f = f as i64;
-                    let last = shape[a] as i64 - 1;
-                    lo[a] = f.clamp(0, last) as usize;
-                    hi[a] = (f + 1).clamp(0, last) as usize;
-                }
-                let d = &self.data;
+                let (corners, weights) = trilinear_weights(index, shape).expect("inside, checked above");
                 let mut acc = 0.0f64;
-                for (cz, wz) in [(lo[2], 1.0 - t[2]), (hi[2], t[2])] {
-                    for (cy, wy) in [(lo[1], 1.0 - t[1]), (hi[1], t[1])] {
-                        for (cx, wx) in [(lo[0], 1.0 - t[0]), (hi[0], t[0])] {
-                            let w = wx * wy * wz;
-                            if w != 0.0 {
-                                acc += w * d[[cx, cy, cz]] as f64;
-                            }
-                        }
+                for (c, &w) in corners.iter().zip(&weights) {
+                    if w != 0.0 {
+                        acc += w * self.data[*c] as f64;
                     }
                 }
                 acc as f32
