@@ -55,10 +55,7 @@ fn shipped_seg_model() -> PathBuf {
 /// Run `cta2mbf pipeline`.
 pub fn run(args: PipelineArgs) -> cta2mbf::Result<()> {
     let register = match &args.register_config {
-        Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|e| cta2mbf::Error::io(path, e))?;
-            serde_json::from_str(&text).map_err(|e| cta2mbf::Error::format(path, format!("invalid registration settings: {e}")))?
-        }
+        Some(path) => cta2mbf::register::Settings::read(path)?,
         None => cta2mbf::register::Settings::default(),
     };
     let options = Options {

@@ -65,10 +65,7 @@ pub struct RegisterArgs {
 impl RegisterArgs {
     fn settings(&self) -> cta2mbf::Result<Settings> {
         let mut s = match &self.config {
-            Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|e| cta2mbf::Error::io(path, e))?;
-                serde_json::from_str(&text).map_err(|e| cta2mbf::Error::format(path, format!("invalid registration settings: {e}")))?
-            }
+            Some(path) => Settings::read(path)?,
             None => Settings::default(),
         };
         if let Some(m) = self.metric {

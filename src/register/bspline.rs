@@ -159,20 +159,24 @@ impl BSplineField {
         Some(Support { start, weights })
     }
 
+    /// The 64 control points of a support with their weights: `(point index, weight)`.
+    pub fn support_points<'a>(&'a self, s: &'a Support) -> impl Iterator<Item = (usize, f64)> + 'a {
+        (0..4).flat_map(move |c| {
+            (0..4).flat_map(move |b| {
+                let wbc = s.weights[1][b] * s.weights[2][c];
+                let base = self.point_index(s.start[0], s.start[1] + b, s.start[2] + c);
+                s.weights[0].iter().enumerate().map(move |(a, &wa)| (base + a, wa * wbc))
+            })
+        })
+    }
+
     /// The displacement for a known support.
     pub fn displacement_at(&self, s: &Support) -> Vec3 {
         let n = self.points();
         let mut d = [0.0; 3];
-        for c in 0..4 {
-            for b in 0..4 {
-                let wbc = s.weights[1][b] * s.weights[2][c];
-                let base = self.point_index(s.start[0], s.start[1] + b, s.start[2] + c);
-                for (a, &wa) in s.weights[0].iter().enumerate() {
-                    let w = wa * wbc;
-                    for (comp, dc) in d.iter_mut().enumerate() {
-                        *dc += w * self.coefficients[comp * n + base + a];
-                    }
-                }
+        for (point, w) in self.support_points(s) {
+            for (comp, dc) in d.iter_mut().enumerate() {
+                *dc += w * self.coefficients[comp * n + point];
             }
         }
         d

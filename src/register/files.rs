@@ -82,18 +82,6 @@ fn read_image(path: &Path, what: &str) -> Result<(Volume, NiftiDtype)> {
     Ok((image.volumes.remove(0), image.dtype))
 }
 
-/// Error unless `v` (read from `path`) has some contrast and enough voxels to register.
-fn require_registrable(v: &Volume, path: &Path) -> Result<()> {
-    if v.shape().iter().any(|&n| n < 4) {
-        return Err(Error::format(path, format!("is {:?} voxels; registration needs at least 4 per axis", v.shape())));
-    }
-    let (lo, hi, _) = v.stats();
-    if !(hi > lo) {
-        return Err(Error::format(path, format!("has no contrast (every voxel is {lo}); nothing to register")));
-    }
-    Ok(())
-}
-
 /// Run one job (see [`Job`]); `events` hears the registration's progress.
 pub fn run_job(job: &Job, settings: &Settings, events: &(dyn Fn(Event) + Sync)) -> Result<Summary> {
     assert_eq!(job.outputs.len(), 1 + job.apply.len(), "one output per moved image");
@@ -120,8 +108,6 @@ pub fn run_job(job: &Job, settings: &Settings, events: &(dyn Fn(Event) + Sync)) 
     let (registration, transform) = match &job.transform {
         Some(t) => (None, Transform::read_tfm(t)?),
         None => {
-            require_registrable(&fixed, &job.fixed)?;
-            require_registrable(&moved[0].0, &job.moving)?;
             if super::overlap_fraction(&fixed, &moved[0].0) == 0.0 {
                 return Err(Error::format(
                     &job.moving,

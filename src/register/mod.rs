@@ -82,6 +82,14 @@ impl Default for Settings {
 }
 
 impl Settings {
+    /// Settings from a JSON file (any of the fields; the rest default), checked.
+    pub fn read(path: &std::path::Path) -> Result<Settings> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let s: Settings = serde_json::from_str(&text).map_err(|e| Error::format(path, format!("invalid registration settings: {e}")))?;
+        s.validate().map_err(|e| Error::format(path, e.to_string()))?;
+        Ok(s)
+    }
+
     /// Check the values, naming the first bad one.
     pub fn validate(&self) -> Result<()> {
         let positive = |v: &[f64]| v.iter().all(|&s| s > 0.0 && s.is_finite());
@@ -158,11 +166,21 @@ pub struct Registration {
 /// Fraction of the fixed image's voxels (on a coarse grid) that fall inside the moving image
 /// when both are placed by their scanner geometry.
 pub fn overlap_fraction(fixed: &Volume, moving: &Volume) -> f64 {
-    let level = image::fixed_level(fixed, 8.0);
-    let m = MovingImage::new(&moving.map(|_| 0.0), 0.0);
-    let total = level.len().max(1);
-    let inside = level.data.indexed_iter().filter(|((i, j, k), _)| m.contains(level.geometry.index_to_world([*i as f64, *j as f64, *k as f64]), 0.0)).count();
-    inside as f64 / total as f64
+    let Some(to_moving) = moving.geometry.world_to_index_fn() else { return 0.0 };
+    let shape = fixed.shape();
+    let inside_moving = |u: [f64; 3]| (0..3).all(|a| u[a] >= -0.5 && u[a] <= moving.shape()[a] as f64 - 0.5);
+    // Every `step`-th voxel per axis: at most about 64³ points.
+    let step = shape.iter().map(|&n| n.div_ceil(64)).max().unwrap_or(1).max(1);
+    let (mut inside, mut total) = (0usize, 0usize);
+    for i in (0..shape[0]).step_by(step) {
+        for j in (0..shape[1]).step_by(step) {
+            for k in (0..shape[2]).step_by(step) {
+                total += 1;
+                inside += inside_moving(to_moving(fixed.geometry.index_to_world([i as f64, j as f64, k as f64]))) as usize;
+            }
+        }
+    }
+    inside as f64 / total.max(1) as f64
 }
 
 /// Register `moving` to `fixed` (see the module docs); `events` hears progress.
@@ -209,21 +227,23 @@ pub fn register(fixed: &Volume, moving: &Volume, settings: &Settings, events: &(
                 fixed_level.len()
             )));
         }
-        let metric = Metric::new(settings.metric, settings.bins, &samples.values, &moving_level);
-        if l == 0 && settings.search_mm > 0.0 {
+        // On the coarsest level, a translation search first (then the samples are chosen again).
+        let search = (l == 0 && settings.search_mm > 0.0).then(|| {
             events(Event::Level { label: format!("translation search ±{} mm", settings.search_mm), iterations: 1 });
-            let start = stages::cost(&metric, &moving_level, &samples, &transform).0;
+            let start = stages::cost(&Metric::new(settings.metric, settings.bins, &samples.values, &moving_level), &moving_level, &samples, &transform).0;
             let small = subset(&samples, 5000);
             let small_metric = Metric::new(settings.metric, settings.bins, &small.values, &moving_level);
             stages::translation_search(&small_metric, &moving_level, &small, &mut transform, settings.search_mm, spacing);
             samples = stages::choose_samples(fixed_level, &moving_level, &transform, settings.samples, margin, seed);
-            let metric = Metric::new(settings.metric, settings.bins, &samples.values, &moving_level);
+            (start, small.points.len())
+        });
+        let metric = Metric::new(settings.metric, settings.bins, &samples.values, &moving_level);
+        if let Some((start, n)) = search {
             let end = stages::cost(&metric, &moving_level, &samples, &transform).0;
-            let report = LevelReport { stage: "translation".into(), spacing_mm: spacing, grid_spacing_mm: None, samples: small.points.len(), iterations: 1, cost_start: start, cost_end: end, seconds: level_started.elapsed().as_secs_f64() };
+            let report = LevelReport { stage: "translation".into(), spacing_mm: spacing, grid_spacing_mm: None, samples: n, iterations: 1, cost_start: start, cost_end: end, seconds: level_started.elapsed().as_secs_f64() };
             events(Event::LevelDone(report.clone()));
             levels.push(report);
         }
-        let metric = Metric::new(settings.metric, settings.bins, &samples.values, &moving_level);
         let level_started = Instant::now();
         let is_affine = l < n_affine;
         let grid = if is_affine {

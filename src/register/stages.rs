@@ -166,16 +166,9 @@ pub fn bspline_stage(
                 if v == [0.0; 3] {
                     continue;
                 }
-                for c in 0..4 {
-                    for b in 0..4 {
-                        let wbc = s.weights[1][b] * s.weights[2][c];
-                        let base = trial.point_index(s.start[0], s.start[1] + b, s.start[2] + c);
-                        for (a, &wa) in s.weights[0].iter().enumerate() {
-                            let w = wa * wbc;
-                            for comp in 0..3 {
-                                acc[comp * n + base + a] += w * v[comp];
-                            }
-                        }
+                for (point, w) in trial.support_points(s) {
+                    for comp in 0..3 {
+                        acc[comp * n + point] += w * v[comp];
                     }
                 }
             }
