@@ -102,7 +102,6 @@ impl FromStr for DeviceSpec {
 
 impl DeviceSpec {
     /// The Burn device, or an error when its backend was not compiled in.
-    #[allow(unreachable_code, unused_variables)]
     pub fn device(&self) -> Result<Device> {
         match self.backend {
             #[cfg(feature = "wgpu")]
