@@ -35,7 +35,12 @@ pub fn write_atomically(path: &Path, write: impl FnOnce(&Path) -> Result<()>) ->
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
     }
-    result
+    // An error about the temporary file (a full disk, say) names the file being written.
+    result.map_err(|e| match e {
+        Error::Io { path: p, source } if p == tmp => Error::io(path, source),
+        Error::Format { path: p, message } if p == tmp => Error::format(path, message),
+        other => other,
+    })
 }
 
 /// Write `bytes` to `path` atomically.
@@ -53,10 +58,11 @@ mod tests {
         let target = dir.path().join("sub/out.txt");
         let err = write_atomically(&target, |tmp| {
             fs::write(tmp, b"partial").unwrap();
-            Err(Error::invalid("boom"))
+            Err(Error::io(tmp, std::io::Error::other("boom")))
         });
-        assert!(err.is_err());
         assert!(!target.exists());
+        let err = err.unwrap_err().to_string();
+        assert!(err.starts_with(&target.display().to_string()), "the error names the file being written: {err}");
         assert_eq!(fs::read_dir(dir.path().join("sub")).unwrap().count(), 0);
         write_bytes_atomically(&target, b"done").unwrap();
         assert_eq!(fs::read(&target).unwrap(), b"done");

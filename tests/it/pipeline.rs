@@ -121,6 +121,20 @@ fn dicom_dump_to_training_pairs_resumable() {
     let killed = dir.path().join("K");
     let k = Cohort::new(&killed);
     kill_when(pipeline(&phantom.join("raw"), &killed), || killed.join(cohort::REGISTRATION).is_dir(), "registration");
+    // A second pipeline on a root that one is working on is refused, naming the lock and the process.
+    let mut first = pipeline(&phantom.join("raw"), &killed).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let start = Instant::now();
+    // (The killed run left its lock file behind, without the flock: wait for this run's pid.)
+    while std::fs::read_to_string(killed.join(".lock")).unwrap_or_default().lines().next() != Some(&first.id().to_string()) {
+        assert!(start.elapsed() < Duration::from_secs(60) && first.try_wait().unwrap().is_none(), "the first pipeline never took its lock");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let second = pipeline(&phantom.join("raw"), &killed).output().unwrap();
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(1), "{err}");
+    assert!(err.contains(&format!("in use by process {}", first.id())) && err.contains(".lock"), "{err}");
+    first.kill().unwrap();
+    first.wait().unwrap();
     kill_when(pipeline(&phantom.join("raw"), &killed), || k.mask(&pids[0], cohort::mask::MASK).is_file(), "segmentation");
     let text = run_ok(&mut pipeline(&phantom.join("raw"), &killed));
     assert!(text.contains("skipped"), "{text}");

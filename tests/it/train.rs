@@ -236,7 +236,7 @@ fn a_second_run_on_the_same_folder_is_refused_naming_the_first() {
     assert!(err.contains(&format!("in use by process {}", first.id())) && err.contains(".lock"), "{err}");
     first.kill().unwrap();
     first.wait().unwrap();
-    // Killed, its lock is stale: the next run takes it over (it may then find no checkpoint
+    // Killed, its flock went with it: the next run takes the lock (it may then find no checkpoint
     // to continue, but it is not refused for the lock).
     let out = train_cmd(&config, &data, &ckpt, 1).arg("--continue-train").output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
