@@ -11,7 +11,7 @@ use crate::infer::{InferJob, TrainedGenerator, infer_cohort};
 use crate::io::atomic::write_bytes_atomically;
 use crate::models::NormMode;
 use crate::phantom::{PhantomOptions, write_cohort};
-use crate::train::{TrainConfig, TrainOptions, train};
+use crate::train::{RunOptions, TrainConfig, TrainOptions, train};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -139,15 +139,20 @@ pub fn run_demo(opts: &DemoOptions) -> Result<DemoReport> {
 
     // The two runs are independent and each keeps about one CPU core busy: they train side
     // by side, each deterministic for its seed as when run alone.
-    stage(&started, &format!("train: norm modes train and eval side by side, {} epochs each, held out {}", opts.config.total_epochs(), held_out.join(", ")));
+    stage(&started, &format!("train: norm modes train and eval side by side, {} epochs each, held out {}", opts.config.run.total_epochs(), held_out.join(", ")));
     let runs: Vec<TrainOptions> = [NormMode::Train, NormMode::Eval]
         .map(|mode| {
             let mut cfg = opts.config.clone();
-            cfg.name = format!("demo_{mode}");
+            cfg.run.name = format!("demo_{mode}");
             cfg.norm_mode = mode;
-            cfg.data_root = Some(data_root.clone());
-            cfg.val_cases = held_out.clone();
-            TrainOptions { tag: Some(cfg.name.clone()), config: cfg, device: opts.device, devices: Vec::new(), checkpoints_dir: checkpoints.clone(), continue_train: false, quiet: true }
+            cfg.run.data_root = Some(data_root.clone());
+            cfg.run.val_cases = held_out.clone();
+            TrainOptions {
+                run: RunOptions { tag: Some(cfg.run.name.clone()), checkpoints_dir: checkpoints.clone(), continue_train: false, quiet: true },
+                config: cfg,
+                device: opts.device,
+                devices: Vec::new(),
+            }
         })
         .into();
     let reports: Vec<Result<crate::train::TrainReport>> =

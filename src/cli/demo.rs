@@ -1,5 +1,6 @@
 //! `cta2mbf demo`: the whole system on a synthetic cohort, in one command.
 
+use cta2mbf::config::RunConfig as _;
 use super::parse_size;
 use cta2mbf::demo::{DemoOptions, run_demo};
 use cta2mbf::device::DeviceChoice;
@@ -55,7 +56,7 @@ pub fn run(args: DemoArgs) -> cta2mbf::Result<()> {
         opts.config = TrainConfig::load(path)?;
     }
     if let Some(e) = args.epochs {
-        opts.config.n_epochs = e;
+        opts.config.run.n_epochs = e;
     }
     let report = run_demo(&opts)?;
     println!("\nHeld-out cases {}; three variants of docs/design.md §6 (trained → inferred norm mode):\n", report.held_out.join(", "));

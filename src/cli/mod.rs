@@ -14,6 +14,7 @@ mod myocardium;
 mod phantom;
 mod pipeline;
 mod register;
+mod run_args;
 mod segment;
 mod slicemap;
 mod sort;

@@ -1,12 +1,11 @@
 //! The training configuration: one JSON file in `configs/`, overridable from the command
 //! line, validated as a whole before anything starts, and saved beside the checkpoints.
 
-use super::schedule::{LrPolicy, LrSchedule};
+use super::run::{RunConfig, RunSettings, UnknownKeys, refuse_unknown};
 use crate::data::{AugmentConfig, IntensityMap, PairPattern};
 use crate::error::{Error, Result};
 use crate::models::{DiscriminatorConfig, GeneratorConfig, GeneratorKind, NormMode};
 use serde::{Deserialize, Serialize};
-use std::path::{Path, PathBuf};
 
 /// The GAN objective.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -19,21 +18,16 @@ pub enum GanMode {
     Lsgan,
 }
 
-/// Everything that defines a training run. Unknown keys are refused.
+/// Everything that defines a generator training run. Unknown keys are refused.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct TrainConfig {
-    /// Run name: checkpoints go to `<checkpoints_dir>/<name>/`.
-    pub name: String,
-    /// Folder of case folders (a `5.mbf_myocardium`); `--data-root` overrides it.
-    #[serde(default)]
-    pub data_root: Option<PathBuf>,
+    /// The settings every training run has (name, data root — a `5.mbf_myocardium` —,
+    /// held-out cases, rate and schedule, loop); their keys sit at the top level.
+    #[serde(flatten)]
+    pub run: RunSettings,
     /// File names of input, target and mask in each case folder.
     #[serde(default)]
     pub data: PairPattern,
-    /// Case ids held out from training and evaluated after every epoch.
-    #[serde(default)]
-    pub val_cases: Vec<String>,
     /// Training crop (x, y, z); each a multiple of the generator's size multiple.
     pub crop_size: [usize; 3],
     /// Validate, and by default infer, over each whole case with overlapping windows of
@@ -43,14 +37,6 @@ pub struct TrainConfig {
     /// each training crop was.
     #[serde(default)]
     pub sliding_window: bool,
-    /// Cases per step.
-    #[serde(default = "one")]
-    pub batch_size: usize,
-    /// Augmented crops drawn from each training case per epoch (TorchIO's
-    /// `samples_per_volume`): an epoch is this many passes over the training cases, each
-    /// crop with its own random augmentation.
-    #[serde(default = "one")]
-    pub samples_per_volume: usize,
     /// Generator architecture.
     pub generator: GeneratorConfig,
     /// Discriminator architecture, or `null` to train with L1 terms only.
@@ -77,101 +63,46 @@ pub struct TrainConfig {
     /// Image ↔ network intensity mapping.
     #[serde(default)]
     pub intensity: IntensityMap,
-    /// Initial learning rate.
-    pub lr: f64,
     /// Adam β1.
     #[serde(default = "half")]
     pub beta1: f64,
-    /// Adam β2.
-    #[serde(default = "beta2")]
-    pub beta2: f64,
-    /// Learning-rate policy.
-    #[serde(default)]
-    pub lr_policy: LrPolicy,
-    /// Epochs at the initial rate (linear), the cosine period; `--epochs` overrides it.
-    pub n_epochs: usize,
-    /// Epochs of linear decay after `n_epochs`.
-    #[serde(default)]
-    pub n_epochs_decay: usize,
-    /// Period of the `step` policy, epochs.
-    #[serde(default = "fifty")]
-    pub lr_decay_iters: usize,
-    /// Keep a numbered checkpoint every this many epochs (`latest` every epoch).
-    #[serde(default = "five")]
-    pub save_epoch_freq: usize,
-    /// Write TensorBoard images every this many steps.
-    #[serde(default = "hundred")]
-    pub display_freq: usize,
-    /// Seed of initialization, case order and augmentation.
-    #[serde(default)]
-    pub seed: u64,
     /// Augmentation.
     #[serde(default)]
     pub augment: AugmentConfig,
-    /// Loader threads.
-    #[serde(default = "two")]
-    pub workers: usize,
-    /// Loaded steps waiting ahead of the device.
-    #[serde(default = "four")]
-    pub prefetch: usize,
     /// Refuse a run whose estimated training memory exceeds this many GiB (default: the
     /// memory available on this machine).
     #[serde(default)]
     pub memory_limit_gb: Option<f64>,
+    /// Keys no field took (refused by [`TrainConfig::validate`] and [`RunConfig::load`]).
+    #[serde(flatten, skip_serializing)]
+    pub unknown: UnknownKeys,
 }
 
-fn one() -> usize { 1 }
-fn two() -> usize { 2 }
-fn four() -> usize { 4 }
-fn five() -> usize { 5 }
-fn fifty() -> usize { 50 }
-fn hundred() -> usize { 100 }
 fn one_f() -> f64 { 1.0 }
 fn half() -> f64 { 0.5 }
-fn beta2() -> f64 { 0.999 }
+
+impl RunConfig for TrainConfig {
+    fn run(&self) -> &RunSettings {
+        &self.run
+    }
+
+    fn unknown(&self) -> &UnknownKeys {
+        &self.unknown
+    }
+}
 
 impl TrainConfig {
-    /// Read a configuration file; unknown keys and wrong types name the file.
-    pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        serde_json::from_str(&text).map_err(|e| Error::format(path, e.to_string()))
-    }
-
-    /// The configuration as pretty JSON.
-    pub fn to_json(&self) -> String {
-        serde_json::to_string_pretty(self).expect("config serializes")
-    }
-
     /// How held-out cases are fitted to the crop size for validation and, by default, for
     /// inference.
     pub fn tiling(&self) -> crate::predict::Tiling {
         if self.sliding_window { crate::predict::Tiling::SlidingWindow { overlap: SLIDING_WINDOW_OVERLAP } } else { crate::predict::Tiling::Centred }
     }
 
-    /// Total epochs: `n_epochs + n_epochs_decay`.
-    pub fn total_epochs(&self) -> usize {
-        self.n_epochs + self.n_epochs_decay
-    }
-
-    /// A fresh learning-rate schedule.
-    pub fn schedule(&self) -> LrSchedule {
-        LrSchedule::new(self.lr_policy, self.lr, self.n_epochs, self.n_epochs_decay, self.lr_decay_iters)
-    }
-
     /// Check every value; the first problem is returned as one message.
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::invalid(m));
-        if self.name.is_empty() || self.name.contains(['/', '\\']) || self.name == "." || self.name == ".." {
-            return bad(format!("name '{}' must be a plain folder name", self.name));
-        }
-        if !(self.lr.is_finite() && self.lr > 0.0) {
-            return bad(format!("lr must be positive, got {}", self.lr));
-        }
-        for (n, b) in [("beta1", self.beta1), ("beta2", self.beta2)] {
-            if !(0.0..1.0).contains(&b) {
-                return bad(format!("{n} must be in [0, 1), got {b}"));
-            }
-        }
+        refuse_unknown(&self.unknown)?;
+        self.run.validate(self.beta1)?;
         for (n, w) in [("lambda_l1", self.lambda_l1), ("lambda_gan", self.lambda_gan), ("lambda_mask", self.lambda_mask)] {
             if !(w.is_finite() && w >= 0.0) {
                 return bad(format!("{n} must be a non-negative number, got {w}"));
@@ -179,14 +110,6 @@ impl TrainConfig {
         }
         if self.lambda_mask > 0.0 && self.data.mask.is_none() {
             return bad("lambda_mask > 0 needs a mask file name in data.mask".into());
-        }
-        if self.n_epochs == 0 {
-            return bad("n_epochs must be at least 1".into());
-        }
-        for (n, v) in [("batch_size", self.batch_size), ("samples_per_volume", self.samples_per_volume), ("save_epoch_freq", self.save_epoch_freq), ("display_freq", self.display_freq), ("lr_decay_iters", self.lr_decay_iters)] {
-            if v == 0 {
-                return bad(format!("{n} must be at least 1"));
-            }
         }
         let m = self.generator.size_multiple();
         if self.crop_size.iter().any(|&c| c == 0 || c % m != 0) {
@@ -204,7 +127,7 @@ impl TrainConfig {
     /// backward pass (conv and norm outputs, the ReLU's mask) plus a gradient-sized transient,
     /// and the parameters with their gradients and Adam moments.
     pub fn estimated_training_bytes(&self) -> f64 {
-        let act = activation_floats(&self.generator, self.crop_size) * self.batch_size as f64;
+        let act = activation_floats(&self.generator, self.crop_size) * self.run.batch_size as f64;
         let params = parameter_count(&self.generator) as f64;
         4.0 * (act * 4.0 + params * 4.0)
     }
@@ -225,7 +148,7 @@ impl TrainConfig {
         if need > limit {
             return Err(Error::invalid(format!(
                 "crop_size {:?} with ngf {} and batch {} needs about {:.1} GiB to train, more than the {:.1} GiB of {source}; use a smaller crop, ngf or batch",
-                self.crop_size, self.generator.ngf, self.batch_size, need / GIB, limit / GIB
+                self.crop_size, self.generator.ngf, self.run.batch_size, need / GIB, limit / GIB
             )));
         }
         Ok(())

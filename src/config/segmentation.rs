@@ -3,7 +3,7 @@
 //! starts, and saved with every checkpoint — so a checkpoint carries the network, the fixed
 //! grid and the CTA clip + normalization that inference must repeat.
 
-use super::schedule::{LrPolicy, LrSchedule};
+use super::run::{RunConfig, RunSettings, UnknownKeys, refuse_unknown};
 use crate::data::{AugmentConfig, ClipNormalize, PairPattern};
 use crate::error::{Error, Result};
 use crate::models::UNet3dConfig;
@@ -12,23 +12,17 @@ use std::path::{Path, PathBuf};
 
 /// Everything that defines a segmentation training run. Unknown keys are refused.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct SegConfig {
-    /// Run name: checkpoints go to `<checkpoints_dir>/<name>/`.
-    pub name: String,
-    /// Folder of case folders (a `3.sorted_mask`); `--data-root` overrides it.
-    #[serde(default)]
-    pub data_root: Option<PathBuf>,
+    /// The settings every training run has (name, data root — a `3.sorted_mask` —, held-out
+    /// cases, rate and schedule, loop); their keys sit at the top level.
+    #[serde(flatten)]
+    pub run: RunSettings,
     /// The image inside each case folder.
     #[serde(default = "default_image")]
     pub image: String,
     /// The label map inside each case folder, on the image's grid.
     #[serde(default = "default_labels")]
     pub labels: String,
-    /// Held-out case ids; when empty, the split comes from `train_list`/`val_list`, else the
-    /// last `val_count` cases (sorted by id) are held out.
-    #[serde(default)]
-    pub val_cases: Vec<String>,
     /// Case ids to train on, one per line (used when the file exists).
     #[serde(default = "default_train_list")]
     pub train_list: PathBuf,
@@ -49,51 +43,15 @@ pub struct SegConfig {
     /// Weight of the cross-entropy term added to the Dice loss (0: Dice only).
     #[serde(default)]
     pub ce_weight: f64,
-    /// Cases per step.
-    #[serde(default = "one")]
-    pub batch_size: usize,
-    /// Initial learning rate (reference: 2e−4).
-    pub lr: f64,
     /// Adam β1.
     #[serde(default = "beta1")]
     pub beta1: f64,
-    /// Adam β2.
-    #[serde(default = "beta2")]
-    pub beta2: f64,
-    /// Learning-rate policy.
-    #[serde(default)]
-    pub lr_policy: LrPolicy,
-    /// Epochs at the initial rate (linear), the cosine period; `--epochs` overrides it.
-    pub n_epochs: usize,
-    /// Epochs of linear decay after `n_epochs`.
-    #[serde(default)]
-    pub n_epochs_decay: usize,
-    /// Period of the `step` policy, epochs.
-    #[serde(default = "fifty")]
-    pub lr_decay_iters: usize,
-    /// Augmented crops of each training case per epoch (as the generator's config; the
-    /// key `repeats_per_epoch` of earlier configs is still read).
-    #[serde(default = "one", alias = "repeats_per_epoch")]
-    pub samples_per_volume: usize,
-    /// Keep a numbered checkpoint every this many epochs (`latest` every epoch, `best` when
-    /// the mean validation Dice improves).
-    #[serde(default = "five")]
-    pub save_epoch_freq: usize,
-    /// Write TensorBoard images every this many steps.
-    #[serde(default = "hundred")]
-    pub display_freq: usize,
-    /// Seed of initialization, case order, augmentation and dropout.
-    #[serde(default)]
-    pub seed: u64,
     /// Augmentation; flips of the x (left-right) axis are refused.
     #[serde(default = "default_augment")]
     pub augment: AugmentConfig,
-    /// Loader threads.
-    #[serde(default = "two")]
-    pub workers: usize,
-    /// Loaded steps waiting ahead of the device.
-    #[serde(default = "four")]
-    pub prefetch: usize,
+    /// Keys no field took (refused by [`SegConfig::validate`] and [`RunConfig::load`]).
+    #[serde(flatten, skip_serializing)]
+    pub unknown: UnknownKeys,
 }
 
 fn default_image() -> String {
@@ -113,36 +71,19 @@ fn default_val_list() -> PathBuf {
 pub fn default_augment() -> AugmentConfig {
     AugmentConfig { flip: 0.0, flip_axes: [false, true, true], max_shift: 4, ..AugmentConfig::default() }
 }
-fn one() -> usize { 1 }
-fn two() -> usize { 2 }
-fn four() -> usize { 4 }
-fn five() -> usize { 5 }
-fn fifty() -> usize { 50 }
-fn hundred() -> usize { 100 }
 fn beta1() -> f64 { 0.9 }
-fn beta2() -> f64 { 0.999 }
+
+impl RunConfig for SegConfig {
+    fn run(&self) -> &RunSettings {
+        &self.run
+    }
+
+    fn unknown(&self) -> &UnknownKeys {
+        &self.unknown
+    }
+}
 
 impl SegConfig {
-    /// Read a configuration file; unknown keys and wrong types name the file.
-    pub fn load(path: &Path) -> Result<Self> {
-        crate::store::read_json(path)
-    }
-
-    /// The configuration as pretty JSON.
-    pub fn to_json(&self) -> String {
-        serde_json::to_string_pretty(self).expect("config serializes")
-    }
-
-    /// Total epochs: `n_epochs + n_epochs_decay`.
-    pub fn total_epochs(&self) -> usize {
-        self.n_epochs + self.n_epochs_decay
-    }
-
-    /// A fresh learning-rate schedule.
-    pub fn schedule(&self) -> LrSchedule {
-        LrSchedule::new(self.lr_policy, self.lr, self.n_epochs, self.n_epochs_decay, self.lr_decay_iters)
-    }
-
     /// The file pattern of a case folder (image as source, labels as target).
     pub fn pattern(&self) -> PairPattern {
         PairPattern { src: self.image.clone(), dst: self.labels.clone(), mask: None }
@@ -151,36 +92,13 @@ impl SegConfig {
     /// Check every value; the first problem is returned as one message.
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::invalid(m));
-        if self.name.is_empty() || self.name.contains(['/', '\\']) || self.name == "." || self.name == ".." {
-            return bad(format!("name '{}' must be a plain folder name", self.name));
-        }
-        if !(self.lr.is_finite() && self.lr > 0.0) {
-            return bad(format!("lr must be positive, got {}", self.lr));
-        }
-        for (n, b) in [("beta1", self.beta1), ("beta2", self.beta2)] {
-            if !(0.0..1.0).contains(&b) {
-                return bad(format!("{n} must be in [0, 1), got {b}"));
-            }
-        }
+        refuse_unknown(&self.unknown)?;
+        self.run.validate(self.beta1)?;
         if !(self.ce_weight.is_finite() && self.ce_weight >= 0.0) {
             return bad(format!("ce_weight must be a non-negative number, got {}", self.ce_weight));
         }
         if self.dice_first_class >= self.net.classes {
             return bad(format!("dice_first_class {} leaves no class of {} to score", self.dice_first_class, self.net.classes));
-        }
-        if self.n_epochs == 0 {
-            return bad("n_epochs must be at least 1".into());
-        }
-        for (n, v) in [
-            ("batch_size", self.batch_size),
-            ("save_epoch_freq", self.save_epoch_freq),
-            ("display_freq", self.display_freq),
-            ("lr_decay_iters", self.lr_decay_iters),
-            ("samples_per_volume", self.samples_per_volume),
-        ] {
-            if v == 0 {
-                return bad(format!("{n} must be at least 1"));
-            }
         }
         if self.net.in_channels != 1 {
             return bad(format!("net.in_channels must be 1 (one CTA), got {}", self.net.in_channels));

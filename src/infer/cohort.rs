@@ -39,13 +39,13 @@ impl TrainedGenerator {
     pub fn load(path: &Path, device: &Device) -> Result<Self> {
         let folder = if path.is_dir() {
             Some(path.to_path_buf())
-        } else if path.file_name().is_some_and(|n| n == checkpoint::NET_G) && path.with_file_name(checkpoint::STATE).is_file() {
+        } else if path.file_name().is_some_and(|n| n == checkpoint::NET_G) && path.with_file_name(crate::store::STATE).is_file() {
             path.parent().map(Path::to_path_buf)
         } else {
             None
         };
         if let Some(folder) = folder {
-            let dir = checkpoint::resolve(&folder)?;
+            let dir = crate::store::resolve(&folder)?;
             let (generator, state) = checkpoint::load_generator(&dir, device)?;
             let cfg = state.config;
             return Ok(Self {

@@ -1,5 +1,4 @@
-//! Segmentation checkpoints, in the same atomic folder layout as the generator's
-//! ([`super::generator`]):
+//! Segmentation checkpoints, in the shared folder layout ([`super::folder`]):
 //!
 //! ```text
 //! <checkpoints-dir>/<name>/
@@ -14,37 +13,22 @@
 //! ```
 //! A shipped model (`models/<name>/`) is such a folder with `net_seg.bpk` and `state.json`.
 
-use super::generator::{LATEST, STATE, load_module, read_json, save_folder, save_module, save_optim, write_json};
-use crate::config::{LrSchedule, SegConfig};
+use super::folder::{BEST, LATEST, RunState, STATE, load_module, read_json, save_folder, save_module, save_optim, write_json};
+use crate::config::SegConfig;
 use crate::error::{Error, Result};
 use crate::models::UNet3d;
 use crate::models::init::Initializer;
 use burn::optim::ModuleOptimizer;
 use burn::tensor::Device;
-use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 /// The network file.
 pub const NET: &str = "net_seg.bpk";
 /// The optimizer state file.
 pub const OPTIM: &str = "optim_seg.bpk";
-/// Folder name of the best checkpoint.
-pub const BEST: &str = "best";
 
 /// Where segmentation training stands after an epoch.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SegState {
-    /// Last finished epoch (1-based).
-    pub epoch: usize,
-    /// Optimizer steps taken so far.
-    pub global_step: usize,
-    /// The learning-rate schedule, with its state.
-    pub schedule: LrSchedule,
-    /// Highest mean validation Dice so far and its epoch.
-    pub best: Option<(f64, usize)>,
-    /// The run's configuration.
-    pub config: SegConfig,
-}
+pub type SegState = RunState<SegConfig>;
 
 /// Write `run_dir/label` with the network, its optimizer state (when given) and `state`.
 pub fn save(run_dir: &Path, label: &str, net: &UNet3d, optim: Option<&ModuleOptimizer>, state: &SegState) -> Result<PathBuf> {

@@ -1,34 +1,30 @@
-//! The training loop (pix2pix's, in 3-D): per step an optional discriminator update, then a
-//! generator update on λ_L1·L1 + λ_mask·masked L1 + λ_GAN·GAN; per epoch a validation, the
-//! learning-rate schedule, `latest` and numbered checkpoints, TensorBoard events and a line in
-//! `metrics.jsonl`.
+//! The generator's training task (pix2pix's, in 3-D) for the [`engine`](super::engine): per
+//! step an optional discriminator update, then a generator update on λ_L1·L1 + λ_mask·masked
+//! L1 + λ_GAN·GAN; per epoch a validation of the held-out cases in both norm modes.
 
-use crate::store::generator::{self as checkpoint, CheckpointParts, TrainState};
-use super::parallel;
-use crate::config::TrainConfig;
+use super::engine::{self, Losses, Monitored, RunFolder, RunOptions, Save, Task, loss};
 use super::loss::{gan_loss, l1, masked_l1};
-use super::progress::Progress;
-use super::run::{append_metrics, scalar, stream_seed, trim_metrics};
+use super::parallel;
+use super::run::scalar;
 use super::tensorboard::EventWriter;
 use super::validate::{CaseMetrics, evaluate_case};
 use crate::analysis::{ColorMap, Window, axial_slice};
-use crate::data::{Pair, PairedDataset, Prefetcher, Sample, augment, tensor_to_array, volume_to_tensor};
+use crate::config::TrainConfig;
+use crate::data::{Pair, PairedDataset, Sample, augment, tensor_to_array, volume_to_tensor};
 use crate::device::DeviceChoice;
 use crate::error::{Error, Result};
 use crate::models::init::Initializer;
 use crate::models::{Discriminator, Generator, NormMode};
+use crate::store::generator::{self as checkpoint, CheckpointParts, TrainState};
+use crate::store::folder::load_optimizer;
 use burn::module::Module;
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Tensor};
-use rand::SeedableRng;
-use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
 
-/// PyTorch's Adam ε.
 /// Salt separating the discriminator's initialization stream from the generator's.
 const DISCRIMINATOR_SEED_SALT: u64 = 0x0D15C;
 
@@ -42,14 +38,8 @@ pub struct TrainOptions {
     /// Data-parallel training on these devices (two or more; the first holds the networks and
     /// validates); empty to train on `device` alone.
     pub devices: Vec<Device>,
-    /// Parent of the run folder.
-    pub checkpoints_dir: PathBuf,
-    /// Resume from `<run>/latest`.
-    pub continue_train: bool,
-    /// No progress bar (the epoch lines are still printed).
-    pub quiet: bool,
-    /// Prefix of the printed lines, when several runs share one terminal.
-    pub tag: Option<String>,
+    /// The run folder and reporting.
+    pub run: RunOptions,
 }
 
 /// What a finished training produced.
@@ -220,7 +210,97 @@ impl Trainer {
 }
 
 fn adam(cfg: &TrainConfig) -> AdamConfig {
-    super::run::adam(cfg.beta1, cfg.beta2)
+    cfg.run.adam(cfg.beta1)
+}
+
+/// The generator's part of a training run.
+struct GeneratorTask {
+    cfg: TrainConfig,
+    val_pairs: Vec<Pair>,
+    /// Where validation runs (the first device).
+    device: Device,
+}
+
+impl Task for GeneratorTask {
+    type Config = TrainConfig;
+    type Model = Trainer;
+    type Sample = Sample;
+    type Metrics = EpochMetrics;
+
+    fn preparer(&self) -> Arc<dyn Fn(&Pair, &mut ChaCha8Rng) -> Result<Sample> + Send + Sync> {
+        let (crop, aug) = (self.cfg.crop_size, self.cfg.augment.clone());
+        Arc::new(move |pair, rng| Ok(augment(pair.load()?, crop, &aug, rng)))
+    }
+
+    fn step(&mut self, trainer: Trainer, batch: &[Sample], lr: f64) -> (Trainer, Losses, Tensor<5>) {
+        let (trainer, l, fake) = trainer.step(batch, lr);
+        let mut losses = vec![("G_L1", l.l1)];
+        if self.cfg.lambda_mask > 0.0 {
+            losses.push(("G_mask", l.mask));
+        }
+        if trainer.d.is_some() {
+            losses.extend([("G_GAN", l.gan), ("D", l.d)]);
+        }
+        (trainer, losses, fake)
+    }
+
+    fn step_message(&self, trainer: &Trainer, l: &[(&'static str, f64)]) -> String {
+        let gan = if trainer.d.is_some() { format!(" G_GAN {:.3} D {:.3}", loss(l, "G_GAN"), loss(l, "D")) } else { String::new() };
+        format!("L1 {:.4} mask {:.4}{gan}", loss(l, "G_L1"), loss(l, "G_mask"))
+    }
+
+    fn log_images(&self, tb: &mut EventWriter, sample: &Sample, fake: Tensor<5>, step: usize) -> Result<()> {
+        log_images(tb, sample, fake, &self.cfg, step)
+    }
+
+    fn end_epoch(&mut self, trainer: &Trainer, epoch: usize, lr: f64, means: &[(&'static str, f64)], tb: &mut EventWriter, step: usize) -> Result<EpochMetrics> {
+        let (val_train, val_eval) = validate(&trainer.g, &self.val_pairs, &self.cfg, &self.device)?;
+        for (tag, m) in [("val_train_mode", val_train), ("val_eval_mode", val_eval)] {
+            if let Some(m) = m {
+                tb.scalar(&format!("{tag}/mae"), m.mae as f32, step)?;
+                if let Some(x) = m.mae_mask {
+                    tb.scalar(&format!("{tag}/mae_mask"), x as f32, step)?;
+                }
+            }
+        }
+        Ok(EpochMetrics {
+            epoch,
+            lr,
+            loss_g_l1: loss(means, "G_L1"),
+            loss_g_mask: loss(means, "G_mask"),
+            loss_g_gan: loss(means, "G_GAN"),
+            loss_d: loss(means, "D"),
+            val_train_mode: val_train,
+            val_eval_mode: val_eval,
+            seconds: 0.0,
+        })
+    }
+
+    fn set_seconds(metrics: &mut EpochMetrics, seconds: f64) {
+        metrics.seconds = seconds;
+    }
+
+    /// The held-out MAE in the training norm mode, else the training L1.
+    fn monitored(&self, m: &EpochMetrics) -> Monitored {
+        let val = match self.cfg.norm_mode {
+            NormMode::Train => m.val_train_mode,
+            NormMode::Eval => m.val_eval_mode,
+        };
+        Monitored { value: val.map(|v| v.mae).unwrap_or(m.loss_g_l1), higher_is_better: false }
+    }
+
+    fn keeps_best(&self) -> bool {
+        false
+    }
+
+    fn save(&self, t: &Trainer, run_dir: &Path, label: &str, _kind: Save, state: &TrainState) -> Result<()> {
+        let parts = CheckpointParts { generator: &t.g, discriminator: t.d.as_ref(), optim_g: &t.optim_g, optim_d: t.optim_d.as_ref(), state };
+        checkpoint::save(run_dir, label, &parts).map(drop)
+    }
+
+    fn epoch_line(&self, m: &EpochMetrics, total: usize, _best: bool) -> String {
+        epoch_line(m, total)
+    }
 }
 
 /// Train a generator as `opts` says; returns where the checkpoints are.
@@ -231,13 +311,13 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
     if opts.devices.len() == 1 {
         return Err(Error::invalid("data-parallel training needs two or more devices (one device: use --device)"));
     }
-    let root = cfg.data_root.clone().ok_or_else(|| Error::invalid("no data root: set data_root in the config or pass --data-root"))?;
+    let root = cfg.run.data_root.clone().ok_or_else(|| Error::invalid("no data root: set data_root in the config or pass --data-root"))?;
     if !root.is_dir() {
         return Err(Error::format(&root, "data root is not a folder"));
     }
     let dataset = PairedDataset::scan(&root, &cfg.data)?;
     let skipped = dataset.skipped.clone();
-    let (train_pairs, val_pairs) = dataset.split(&cfg.val_cases)?;
+    let (train_pairs, val_pairs) = dataset.split(&cfg.run.val_cases)?;
     if train_pairs.is_empty() {
         return Err(Error::format(&root, format!("no complete training case (need {} and {} in each case folder)", cfg.data.src, cfg.data.dst)));
     }
@@ -246,137 +326,21 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
         cfg.intensity.dst_offset = mean;
         cfg.intensity.dst_scale = sd;
     }
-    let run_dir = opts.checkpoints_dir.join(&cfg.name);
-    // One process per run folder: a second `train` on it is refused, naming the holder.
-    let _lock = crate::io::lock::FolderLock::acquire(&run_dir)?;
-    let resume_dir = if opts.continue_train {
-        Some(checkpoint::resolve(&run_dir)?)
-    } else {
-        if checkpoint::resolve(&run_dir).is_ok() {
-            return Err(Error::format(&run_dir, "a run with this name already has checkpoints: pass --continue-train to resume it, or choose another --name"));
-        }
-        None
-    };
+    let folder = RunFolder::open(&opts.run, &cfg.run.name)?;
     let device = match opts.devices.first() {
         Some(d) => d.clone(),
         None => opts.device.device()?,
     };
     let ad = device.clone().autodiff();
-    let (mut trainer, mut state) = match &resume_dir {
+    let (mut trainer, state) = match &folder.resume {
         Some(dir) => resume(dir, &cfg, &ad)?,
         None => fresh(&cfg, &ad),
     };
     trainer.replicas = opts.devices.iter().map(|d| d.clone().autodiff()).collect();
-    // Each step takes batch_size samples per device.
-    let step_batch = cfg.batch_size * opts.devices.len().max(1);
-    trim_metrics(&run_dir, state.epoch)?;
-    crate::io::atomic::write_bytes_atomically(&run_dir.join("config.json"), cfg.to_json().as_bytes())?;
-    let mut tb = EventWriter::create(&run_dir.join("tb"))?;
-    let progress = Progress::new(0, 0, opts.quiet).tagged(opts.tag.as_deref());
-    for (pid, why) in &skipped {
-        progress.line(&format!("skipped case {pid}: {why}"));
-    }
-    let total_epochs = cfg.total_epochs();
-    let samples_per_epoch = train_pairs.len() * cfg.samples_per_volume;
-    let steps_per_epoch = samples_per_epoch.div_ceil(step_batch);
-    let progress = Progress::new((total_epochs * steps_per_epoch) as u64, (state.epoch * steps_per_epoch) as u64, opts.quiet).tagged(opts.tag.as_deref());
-    let start_epoch = state.epoch;
-    let train_pairs = Arc::new(train_pairs);
-    let mut last = None;
-    for epoch in state.epoch + 1..=total_epochs {
-        let started = Instant::now();
-        progress.set_epoch(epoch, total_epochs);
-        let lr = state.schedule.lr(epoch);
-        let mut order: Vec<usize> = (0..samples_per_epoch).map(|i| i % train_pairs.len()).collect();
-        order.shuffle(&mut ChaCha8Rng::seed_from_u64(stream_seed(cfg.seed, epoch, usize::MAX)));
-        let loader = {
-            let (pairs, order, cfg) = (train_pairs.clone(), order.clone(), cfg.clone());
-            Prefetcher::spawn(steps_per_epoch, cfg.workers, cfg.prefetch, move |step| -> Result<Vec<Sample>> {
-                order[step * step_batch..((step + 1) * step_batch).min(order.len())]
-                    .iter()
-                    .enumerate()
-                    .map(|(j, &i)| {
-                        let mut rng = ChaCha8Rng::seed_from_u64(stream_seed(cfg.seed, epoch, step * step_batch + j));
-                        Ok(augment(pairs[i].load()?, cfg.crop_size, &cfg.augment, &mut rng))
-                    })
-                    .collect()
-            })
-        };
-        let mut sum = StepLosses::default();
-        for (step, batch) in loader.enumerate() {
-            let batch = batch?;
-            let (t, l, fake) = trainer.step(&batch, lr);
-            trainer = t;
-            state.global_step += 1;
-            let gs = state.global_step;
-            sum.l1 += l.l1;
-            sum.mask += l.mask;
-            sum.gan += l.gan;
-            sum.d += l.d;
-            tb.scalar("loss/G_L1", l.l1 as f32, gs)?;
-            if cfg.lambda_mask > 0.0 {
-                tb.scalar("loss/G_mask", l.mask as f32, gs)?;
-            }
-            if trainer.d.is_some() {
-                tb.scalar("loss/G_GAN", l.gan as f32, gs)?;
-                tb.scalar("loss/D", l.d as f32, gs)?;
-            }
-            tb.scalar("lr", lr as f32, gs)?;
-            if gs % cfg.display_freq == 0 || (epoch == 1 && step == 0) {
-                log_images(&mut tb, &batch[0], fake, &cfg, gs)?;
-            }
-            progress.step(format!("L1 {:.4} mask {:.4}{}", l.l1, l.mask, if trainer.d.is_some() { format!(" G_GAN {:.3} D {:.3}", l.gan, l.d) } else { String::new() }));
-        }
-        let n = steps_per_epoch as f64;
-        let (val_train, val_eval) = validate(&trainer.g, &val_pairs, &cfg, &device)?;
-        let mut metrics = EpochMetrics {
-            epoch,
-            lr,
-            loss_g_l1: sum.l1 / n,
-            loss_g_mask: sum.mask / n,
-            loss_g_gan: sum.gan / n,
-            loss_d: sum.d / n,
-            val_train_mode: val_train,
-            val_eval_mode: val_eval,
-            seconds: 0.0,
-        };
-        for (tag, m) in [("val_train_mode", val_train), ("val_eval_mode", val_eval)] {
-            if let Some(m) = m {
-                tb.scalar(&format!("{tag}/mae"), m.mae as f32, state.global_step)?;
-                if let Some(x) = m.mae_mask {
-                    tb.scalar(&format!("{tag}/mae_mask"), x as f32, state.global_step)?;
-                }
-            }
-        }
-        let monitored = match cfg.norm_mode {
-            NormMode::Train => val_train.map(|m| m.mae),
-            NormMode::Eval => val_eval.map(|m| m.mae),
-        }
-        .unwrap_or(metrics.loss_g_l1);
-        state.schedule.end_epoch(monitored);
-        state.epoch = epoch;
-        // The metrics line first, then the checkpoint: a run killed in between resumes from the
-        // previous checkpoint and drops the line of the epoch it repeats.
-        metrics.seconds = started.elapsed().as_secs_f64();
-        append_metrics(&run_dir, &metrics)?;
-        let parts = CheckpointParts {
-            generator: &trainer.g,
-            discriminator: trainer.d.as_ref(),
-            optim_g: &trainer.optim_g,
-            optim_d: trainer.optim_d.as_ref(),
-            state: &state,
-        };
-        // The numbered checkpoint before `latest`, so `latest` never runs ahead of it.
-        if epoch % cfg.save_epoch_freq == 0 || epoch == total_epochs {
-            checkpoint::save(&run_dir, &checkpoint::epoch_dir_name(epoch), &parts)?;
-        }
-        checkpoint::save(&run_dir, checkpoint::LATEST, &parts)?;
-        tb.flush()?;
-        progress.line(&epoch_line(&metrics, total_epochs));
-        last = Some(metrics);
-    }
-    progress.finish();
-    Ok(TrainReport { run_dir, start_epoch, epoch: state.epoch, last, skipped })
+    let notes: Vec<String> = skipped.iter().map(|(pid, why)| format!("skipped case {pid}: {why}")).collect();
+    let task = GeneratorTask { cfg, val_pairs, device };
+    let report = engine::run(&folder, task, trainer, state, train_pairs, opts.devices.len().max(1), &opts.run, &notes)?;
+    Ok(TrainReport { run_dir: report.run_dir, start_epoch: report.start_epoch, epoch: report.epoch, last: report.last, skipped })
 }
 
 /// Mean and standard deviation of the training targets inside the loss mask (`mask ==
@@ -396,8 +360,8 @@ fn target_statistics(pairs: &[Pair], cfg: &TrainConfig) -> Result<(f32, f32)> {
 }
 
 fn fresh(cfg: &TrainConfig, device: &Device) -> (Trainer, TrainState) {
-    let g = cfg.generator.init(&mut Initializer::new(cfg.seed, device));
-    let d = cfg.discriminator.as_ref().map(|dc| dc.init(&mut Initializer::new(cfg.seed ^ DISCRIMINATOR_SEED_SALT, device), 2));
+    let g = cfg.generator.init(&mut Initializer::new(cfg.run.seed, device));
+    let d = cfg.discriminator.as_ref().map(|dc| dc.init(&mut Initializer::new(cfg.run.seed ^ DISCRIMINATOR_SEED_SALT, device), 2));
     let trainer = Trainer {
         g,
         optim_d: d.as_ref().map(|_| adam(cfg).init()),
@@ -407,7 +371,7 @@ fn fresh(cfg: &TrainConfig, device: &Device) -> (Trainer, TrainState) {
         device: device.clone(),
         replicas: Vec::new(),
     };
-    let state = TrainState { epoch: 0, global_step: 0, schedule: cfg.schedule(), config: cfg.clone() };
+    let state = TrainState { epoch: 0, global_step: 0, schedule: cfg.run.schedule(), best: None, config: cfg.clone() };
     (trainer, state)
 }
 
@@ -418,15 +382,15 @@ fn resume(dir: &Path, cfg: &TrainConfig, device: &Device) -> Result<(Trainer, Tr
         return Err(Error::format(dir, "the checkpoint's generator/discriminator architecture differs from the configuration; resume with the run's own config.json"));
     }
     let d = checkpoint::load_discriminator(dir, &state, device)?;
-    let optim_g = checkpoint::load_optimizer(&dir.join(checkpoint::OPTIM_G), &adam(cfg))?;
+    let optim_g = load_optimizer(&dir.join(checkpoint::OPTIM_G), &adam(cfg))?;
     let optim_d = match d {
-        Some(_) => Some(checkpoint::load_optimizer(&dir.join(checkpoint::OPTIM_D), &adam(cfg))?),
+        Some(_) => Some(load_optimizer(&dir.join(checkpoint::OPTIM_D), &adam(cfg))?),
         None => None,
     };
     // The schedule continues (its state and base rate from the checkpoint); a changed number
     // of epochs extends or shortens it.
-    state.schedule.n_epochs = cfg.n_epochs;
-    state.schedule.n_epochs_decay = cfg.n_epochs_decay;
+    state.schedule.n_epochs = cfg.run.n_epochs;
+    state.schedule.n_epochs_decay = cfg.run.n_epochs_decay;
     state.config = cfg.clone();
     let g = g.train();
     let d = d.map(|d| d.train());

@@ -1,18 +1,20 @@
-//! Training the CTA→MBF generator and the chamber-segmentation U-Net: configurations,
-//! losses, learning-rate policies, checkpoints, TensorBoard events, progress, the run folder,
-//! and the two loops.
+//! Training: one engine ([`engine`]: run folder, epoch loop, schedule, logging, checkpoint
+//! policy) and one task per network ([`generator`]: the CTA→MBF GAN; [`segmentation`]: the
+//! chamber U-Net), with their losses, TensorBoard events, progress and data parallelism.
 
+pub mod engine;
+pub mod generator;
 pub mod loss;
 pub mod parallel;
 pub mod progress;
 pub mod run;
 pub mod seg_loss;
-pub mod seg_trainer;
+pub mod segmentation;
 pub mod tensorboard;
-pub mod trainer;
 pub mod validate;
 
 pub use crate::config::{GanMode, LrPolicy, LrSchedule, SegConfig, TrainConfig};
-pub use trainer::{TrainOptions, TrainReport, train};
+pub use engine::RunOptions;
+pub use generator::{TrainOptions, TrainReport, train};
+pub use segmentation::{SegTrainOptions, SegTrainReport, train_seg};
 pub use validate::{CaseMetrics, evaluate_case};
-pub use seg_trainer::{SegTrainOptions, SegTrainReport, train_seg};

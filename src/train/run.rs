@@ -1,19 +1,11 @@
 //! What every training loop shares about its run folder, its randomness and its optimizer:
 //! the `metrics.jsonl` log (one JSON line per finished epoch, trimmed back when a run
-//! resumes), the derivation of per-epoch, per-item random streams from the run seed, and Adam.
+//! resumes) and the derivation of per-epoch, per-item random streams from the run seed.
 
 use crate::error::{Error, Result};
 use serde::Serialize;
 use std::io::Write;
 use std::path::Path;
-
-/// Adam's ε (PyTorch's default).
-pub const ADAM_EPS: f32 = 1e-8;
-
-/// Adam with the given betas and ε [`ADAM_EPS`], as every training loop here uses it.
-pub fn adam(beta1: f64, beta2: f64) -> burn::optim::AdamConfig {
-    burn::optim::AdamConfig::new().with_beta_1(beta1 as f32).with_beta_2(beta2 as f32).with_epsilon(ADAM_EPS)
-}
 
 /// File name of the per-epoch metrics log inside a run folder (defined beside its reader).
 pub use crate::analysis::curve::METRICS;

@@ -1,39 +1,36 @@
-//! The chamber-segmentation training loop (docs/design.md §5): per step, augmented cases resized to
-//! the network's fixed grid (the image trilinearly, the one-hot labels trilinearly into soft
-//! targets) and one Adam step on soft Dice (+ cross-entropy); per epoch, every held-out case
-//! segmented as inference does it (on its own grid) and scored by Dice per label, `best/`
-//! when the mean Dice of labels 1.. improves, `latest/` and numbered checkpoints, a line in
-//! `metrics.jsonl` and TensorBoard events.
+//! The chamber-segmentation training task (docs/design.md §5) for the
+//! [`engine`](super::engine): per step, augmented cases resized to the network's fixed grid
+//! (the image trilinearly, the one-hot labels trilinearly into soft targets) and one Adam step
+//! on soft Dice (+ cross-entropy); per epoch, every held-out case segmented as inference does
+//! it (on its own grid) and scored by Dice per label, `best/` when the mean Dice of labels
+//! 1.. improves.
 
-use crate::store::generator::{self as checkpoint, write_json};
+use super::engine::{self, Losses, Monitored, RunFolder, RunOptions, Save, Task, loss};
 use super::parallel;
-use super::progress::Progress;
-use super::run::{append_metrics, scalar, stream_seed, trim_metrics};
-use crate::store::segmentation::{self as seg_checkpoint, BEST, SegState};
-use crate::config::segmentation::{SegConfig, read_case_list};
+use super::run::{scalar, stream_seed};
 use super::seg_loss::{cross_entropy, soft_dice_loss};
 use super::tensorboard::EventWriter;
 use crate::analysis::{ColorMap, Window, axial_slice, dice_per_label, mean_dice};
-use crate::data::{Pair, PairedDataset, Prefetcher, augment_labelled, volume_to_tensor};
+use crate::config::segmentation::{SegConfig, read_case_list};
+use crate::data::{Pair, PairedDataset, augment_labelled, volume_to_tensor};
 use crate::device::DeviceChoice;
 use crate::error::{Error, Result};
-use crate::predict::segment_volume;
 use crate::models::UNet3d;
 use crate::models::init::Initializer;
 use crate::ops::resize_trilinear;
+use crate::predict::segment_volume;
+use crate::store::folder::load_optimizer;
+use crate::store::segmentation::{self as seg_checkpoint, SegState};
+use crate::store::write_json;
 use crate::volume::Volume;
 use burn::module::Module;
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Tensor, TensorData};
-use rand::SeedableRng;
-use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
 
-/// PyTorch's Adam ε.
 /// Index salt of the dropout stream of an epoch.
 const DROPOUT_STREAM: usize = usize::MAX - 1;
 
@@ -47,12 +44,8 @@ pub struct SegTrainOptions {
     /// Data-parallel training on these devices (two or more; the first holds the network and
     /// validates); empty to train on `device` alone.
     pub devices: Vec<Device>,
-    /// Parent of the run folder.
-    pub checkpoints_dir: PathBuf,
-    /// Resume from `<run>/latest`.
-    pub continue_train: bool,
-    /// No progress output.
-    pub quiet: bool,
+    /// The run folder and reporting.
+    pub run: RunOptions,
 }
 
 /// One line of `metrics.jsonl`.
@@ -99,7 +92,7 @@ pub struct SegTrainReport {
 }
 
 fn adam(cfg: &SegConfig) -> AdamConfig {
-    super::run::adam(cfg.beta1, cfg.beta2)
+    cfg.run.adam(cfg.beta1)
 }
 
 /// Training and held-out cases: `val_cases` when given; else the lists `train_list` /
@@ -114,9 +107,9 @@ pub fn split_cases(pairs: Vec<Pair>, cfg: &SegConfig) -> Result<(Vec<Pair>, Vec<
         }
         Ok(())
     };
-    let val: Vec<String> = if !cfg.val_cases.is_empty() {
-        known(&cfg.val_cases, "val_cases")?;
-        cfg.val_cases.clone()
+    let val: Vec<String> = if !cfg.run.val_cases.is_empty() {
+        known(&cfg.run.val_cases, "val_cases")?;
+        cfg.run.val_cases.clone()
     } else if let Some(list) = read_case_list(&cfg.val_list)? {
         known(&list, &cfg.val_list.display().to_string())?;
         list
@@ -125,7 +118,7 @@ pub fn split_cases(pairs: Vec<Pair>, cfg: &SegConfig) -> Result<(Vec<Pair>, Vec<
         pairs[n..].iter().map(|p| p.pid.clone()).collect()
     };
     let train: Option<Vec<String>> = match read_case_list(&cfg.train_list)? {
-        Some(list) if cfg.val_cases.is_empty() => {
+        Some(list) if cfg.run.val_cases.is_empty() => {
             known(&list, &cfg.train_list.display().to_string())?;
             if let Some(id) = list.iter().find(|id| val.contains(id)) {
                 return Err(Error::invalid(format!("case '{id}' is both a training and a validation case")));
@@ -178,7 +171,6 @@ struct StepLoss {
     ce: f64,
 }
 
-/// One optimization step on `batch`.
 /// One optimization step on `batch`, split over `devices` (one share each, see
 /// [`parallel`]); returns the network, the losses (weighted over the shares) and the first
 /// share's logits.
@@ -242,11 +234,113 @@ pub fn validate(net: &UNet3d, pairs: &[Pair], cfg: &SegConfig, device: &Device) 
     Ok(sums.into_iter().map(|(sum, n)| (n > 0).then(|| sum / n as f64)).collect())
 }
 
+/// The segmentation network's part of a training run.
+struct SegmentationTask {
+    optim: ModuleOptimizer,
+    cfg: SegConfig,
+    val_pairs: Vec<Pair>,
+    /// The network's devices (autodiff), one per share of a step.
+    replicas: Vec<Device>,
+    /// Where validation runs.
+    device: Device,
+    /// The network as inference runs it, after the last validation (saved as `best`).
+    validated: Option<UNet3d>,
+}
+
+impl Task for SegmentationTask {
+    type Config = SegConfig;
+    type Model = UNet3d;
+    type Sample = Prepared;
+    type Metrics = SegEpochMetrics;
+
+    fn preparer(&self) -> Arc<dyn Fn(&Pair, &mut ChaCha8Rng) -> Result<Prepared> + Send + Sync> {
+        let (classes, aug) = (self.cfg.net.classes, self.cfg.augment.clone());
+        Arc::new(move |pair, rng| {
+            let sample = pair.load()?;
+            check_labels(&sample.dst, classes, &pair.dst)?;
+            let shape = sample.src.shape();
+            let (image, labels) = augment_labelled(sample.src, sample.dst, shape, &aug, rng);
+            Ok(Prepared { image, labels })
+        })
+    }
+
+    fn begin_epoch(&mut self, epoch: usize) {
+        self.replicas[0].seed(stream_seed(self.cfg.run.seed, epoch, DROPOUT_STREAM));
+    }
+
+    fn step(&mut self, net: UNet3d, batch: &[Prepared], lr: f64) -> (UNet3d, Losses, Tensor<5>) {
+        let (net, l, logits) = step(net, &mut self.optim, batch, &self.cfg, lr, &self.replicas);
+        let mut losses = vec![("total", l.total), ("dice", l.dice)];
+        if self.cfg.ce_weight > 0.0 {
+            losses.push(("ce", l.ce));
+        }
+        (net, losses, logits)
+    }
+
+    fn step_message(&self, _net: &UNet3d, l: &[(&'static str, f64)]) -> String {
+        format!("loss {:.4} dice {:.4}", loss(l, "total"), loss(l, "dice"))
+    }
+
+    fn log_images(&self, tb: &mut EventWriter, sample: &Prepared, logits: Tensor<5>, step: usize) -> Result<()> {
+        log_images(tb, sample, logits, &self.cfg, step)
+    }
+
+    fn end_epoch(&mut self, net: &UNet3d, epoch: usize, lr: f64, means: &[(&'static str, f64)], tb: &mut EventWriter, step: usize) -> Result<SegEpochMetrics> {
+        let valid_net = net.valid();
+        let val_dice = if self.val_pairs.is_empty() { Vec::new() } else { validate(&valid_net, &self.val_pairs, &self.cfg, &self.device)? };
+        self.validated = Some(valid_net);
+        let val_mean_dice = mean_dice(&val_dice);
+        for (l, d) in val_dice.iter().enumerate() {
+            if let Some(d) = d {
+                tb.scalar(&format!("val_dice/label_{}", l + 1), *d as f32, step)?;
+            }
+        }
+        if let Some(m) = val_mean_dice {
+            tb.scalar("val_dice/mean", m as f32, step)?;
+        }
+        Ok(SegEpochMetrics {
+            epoch,
+            lr,
+            loss: loss(means, "total"),
+            loss_dice: loss(means, "dice"),
+            loss_ce: loss(means, "ce"),
+            val_dice,
+            val_mean_dice,
+            seconds: 0.0,
+        })
+    }
+
+    fn set_seconds(metrics: &mut SegEpochMetrics, seconds: f64) {
+        metrics.seconds = seconds;
+    }
+
+    /// The mean validation Dice; without held-out cases, 1 − the training loss.
+    fn monitored(&self, m: &SegEpochMetrics) -> Monitored {
+        Monitored { value: m.val_mean_dice.unwrap_or(1.0 - m.loss), higher_is_better: true }
+    }
+
+    fn keeps_best(&self) -> bool {
+        true
+    }
+
+    fn save(&self, net: &UNet3d, run_dir: &Path, label: &str, kind: Save, state: &SegState) -> Result<()> {
+        match kind {
+            Save::Best => seg_checkpoint::save(run_dir, label, self.validated.as_ref().expect("validated before saving best"), None, state),
+            Save::Resume => seg_checkpoint::save(run_dir, label, net, Some(&self.optim), state),
+        }
+        .map(drop)
+    }
+
+    fn epoch_line(&self, m: &SegEpochMetrics, total: usize, best: bool) -> String {
+        epoch_line(m, total, best)
+    }
+}
+
 /// Train a segmentation network as `opts` says; returns where the checkpoints are.
 pub fn train_seg(opts: &SegTrainOptions) -> Result<SegTrainReport> {
     let cfg = opts.config.clone();
     cfg.validate()?;
-    let root = cfg.data_root.clone().ok_or_else(|| Error::invalid("no data root: set data_root in the config or pass --data-root"))?;
+    let root = cfg.run.data_root.clone().ok_or_else(|| Error::invalid("no data root: set data_root in the config or pass --data-root"))?;
     if !root.is_dir() {
         return Err(Error::format(&root, "data root is not a folder"));
     }
@@ -257,9 +351,7 @@ pub fn train_seg(opts: &SegTrainOptions) -> Result<SegTrainReport> {
         return Err(Error::format(&root, format!("no complete training case (need {} and {} in each case folder)", cfg.image, cfg.labels)));
     }
     let split = (train_pairs.iter().map(|p| p.pid.clone()).collect(), val_pairs.iter().map(|p| p.pid.clone()).collect());
-    let run_dir = opts.checkpoints_dir.join(&cfg.name);
-    // One process per run folder: a second `train` on it is refused, naming the holder.
-    let _lock = crate::io::lock::FolderLock::acquire(&run_dir)?;
+    let folder = RunFolder::open(&opts.run, &cfg.run.name)?;
     if opts.devices.len() == 1 {
         return Err(Error::invalid("data-parallel training needs two or more devices (one device: use --device)"));
     }
@@ -269,146 +361,44 @@ pub fn train_seg(opts: &SegTrainOptions) -> Result<SegTrainReport> {
     };
     let ad = device.clone().autodiff();
     let replicas: Vec<Device> = if opts.devices.is_empty() { vec![ad.clone()] } else { opts.devices.iter().map(|d| d.clone().autodiff()).collect() };
-    // Each step takes batch_size cases per device.
-    let step_batch = cfg.batch_size * replicas.len();
-    let (mut net, mut optim, mut state) = if opts.continue_train {
-        let dir = checkpoint::resolve(&run_dir)?;
-        let (net, mut state) = seg_checkpoint::load(&dir, &ad)?;
-        if state.config.net != cfg.net {
-            return Err(Error::format(&dir, "the checkpoint's network differs from the configuration; resume with the run's own config.json"));
+    let (net, optim, state) = match &folder.resume {
+        Some(dir) => {
+            let (net, mut state) = seg_checkpoint::load(dir, &ad)?;
+            if state.config.net != cfg.net {
+                return Err(Error::format(dir, "the checkpoint's network differs from the configuration; resume with the run's own config.json"));
+            }
+            let optim = load_optimizer(&dir.join(seg_checkpoint::OPTIM), &adam(&cfg))?;
+            state.schedule.n_epochs = cfg.run.n_epochs;
+            state.schedule.n_epochs_decay = cfg.run.n_epochs_decay;
+            state.config = cfg.clone();
+            (net, optim, state)
         }
-        let optim = checkpoint::load_optimizer(&dir.join(seg_checkpoint::OPTIM), &adam(&cfg))?;
-        state.schedule.n_epochs = cfg.n_epochs;
-        state.schedule.n_epochs_decay = cfg.n_epochs_decay;
-        state.config = cfg.clone();
-        (net, optim, state)
-    } else {
-        if checkpoint::resolve(&run_dir).is_ok() {
-            return Err(Error::format(&run_dir, "a run with this name already has checkpoints: pass --continue-train to resume it, or choose another --name"));
+        None => {
+            let net = cfg.net.init(&mut Initializer::new(cfg.run.seed, &ad));
+            (net, adam(&cfg).init(), SegState { epoch: 0, global_step: 0, schedule: cfg.run.schedule(), best: None, config: cfg.clone() })
         }
-        let net = cfg.net.init(&mut Initializer::new(cfg.seed, &ad));
-        (net, adam(&cfg).init(), SegState { epoch: 0, global_step: 0, schedule: cfg.schedule(), best: None, config: cfg.clone() })
     };
-    trim_metrics(&run_dir, state.epoch)?;
-    crate::io::atomic::write_bytes_atomically(&run_dir.join("config.json"), cfg.to_json().as_bytes())?;
-    let mut tb = EventWriter::create(&run_dir.join("tb"))?;
-    let total_epochs = cfg.total_epochs();
-    let cases_per_epoch = train_pairs.len() * cfg.samples_per_volume;
-    let steps_per_epoch = cases_per_epoch.div_ceil(step_batch);
-    let progress = Progress::new((total_epochs * steps_per_epoch) as u64, (state.epoch * steps_per_epoch) as u64, opts.quiet);
-    for (pid, why) in &skipped {
-        progress.line(&format!("skipped case {pid}: {why}"));
-    }
-    progress.line(&format!(
+    let mut notes: Vec<String> = skipped.iter().map(|(pid, why)| format!("skipped case {pid}: {why}")).collect();
+    notes.push(format!(
         "train-seg: {} training and {} validation cases, {} parameters, fixed grid {:?}",
         train_pairs.len(),
         val_pairs.len(),
         net.num_params(),
         cfg.net.input_size
     ));
-    let start_epoch = state.epoch;
-    let started_all = Instant::now();
-    let train_pairs = Arc::new(train_pairs);
-    let mut last = None;
-    for epoch in state.epoch + 1..=total_epochs {
-        let started = Instant::now();
-        progress.set_epoch(epoch, total_epochs);
-        ad.seed(stream_seed(cfg.seed, epoch, DROPOUT_STREAM));
-        let lr = state.schedule.lr(epoch);
-        let mut order: Vec<usize> = (0..cases_per_epoch).map(|i| i % train_pairs.len()).collect();
-        order.shuffle(&mut ChaCha8Rng::seed_from_u64(stream_seed(cfg.seed, epoch, usize::MAX)));
-        let loader = {
-            let (pairs, order, cfg) = (train_pairs.clone(), order.clone(), cfg.clone());
-            Prefetcher::spawn(steps_per_epoch, cfg.workers, cfg.prefetch, move |step| -> Result<Vec<Prepared>> {
-                order[step * step_batch..((step + 1) * step_batch).min(order.len())]
-                    .iter()
-                    .enumerate()
-                    .map(|(j, &i)| {
-                        let sample = pairs[i].load()?;
-                        check_labels(&sample.dst, cfg.net.classes, &pairs[i].dst)?;
-                        let mut rng = ChaCha8Rng::seed_from_u64(stream_seed(cfg.seed, epoch, step * step_batch + j));
-                        let shape = sample.src.shape();
-                        let (image, labels) = augment_labelled(sample.src, sample.dst, shape, &cfg.augment, &mut rng);
-                        Ok(Prepared { image, labels })
-                    })
-                    .collect()
-            })
-        };
-        let mut sum = StepLoss::default();
-        for (s, batch) in loader.enumerate() {
-            let batch = batch?;
-            let (n, l, logits) = step(net, &mut optim, &batch, &cfg, lr, &replicas);
-            net = n;
-            state.global_step += 1;
-            let gs = state.global_step;
-            sum.total += l.total;
-            sum.dice += l.dice;
-            sum.ce += l.ce;
-            tb.scalar("loss/total", l.total as f32, gs)?;
-            tb.scalar("loss/dice", l.dice as f32, gs)?;
-            if cfg.ce_weight > 0.0 {
-                tb.scalar("loss/ce", l.ce as f32, gs)?;
-            }
-            tb.scalar("lr", lr as f32, gs)?;
-            if gs % cfg.display_freq == 0 || (epoch == 1 && s == 0) {
-                log_images(&mut tb, &batch[0], logits, &cfg, gs)?;
-            }
-            progress.step(format!("loss {:.4} dice {:.4}", l.total, l.dice));
-        }
-        let n = steps_per_epoch as f64;
-        let valid_net = net.valid();
-        let val_dice = if val_pairs.is_empty() { Vec::new() } else { validate(&valid_net, &val_pairs, &cfg, &device)? };
-        let val_mean_dice = mean_dice(&val_dice);
-        for (l, d) in val_dice.iter().enumerate() {
-            if let Some(d) = d {
-                tb.scalar(&format!("val_dice/label_{}", l + 1), *d as f32, state.global_step)?;
-            }
-        }
-        if let Some(m) = val_mean_dice {
-            tb.scalar("val_dice/mean", m as f32, state.global_step)?;
-        }
-        let mut metrics = SegEpochMetrics {
-            epoch,
-            lr,
-            loss: sum.total / n,
-            loss_dice: sum.dice / n,
-            loss_ce: sum.ce / n,
-            val_dice,
-            val_mean_dice,
-            seconds: 0.0,
-        };
-        // Without held-out cases, "best" follows the training loss (as 1 − loss).
-        let monitored = val_mean_dice.unwrap_or(1.0 - metrics.loss);
-        state.schedule.end_epoch(-monitored);
-        state.epoch = epoch;
-        let improved = state.best.is_none_or(|(b, _)| monitored > b);
-        if improved {
-            state.best = Some((monitored, epoch));
-        }
-        metrics.seconds = started.elapsed().as_secs_f64();
-        append_metrics(&run_dir, &metrics)?;
-        if improved {
-            seg_checkpoint::save(&run_dir, BEST, &valid_net, None, &state)?;
-        }
-        if epoch % cfg.save_epoch_freq == 0 || epoch == total_epochs {
-            seg_checkpoint::save(&run_dir, &checkpoint::epoch_dir_name(epoch), &net, Some(&optim), &state)?;
-        }
-        seg_checkpoint::save(&run_dir, checkpoint::LATEST, &net, Some(&optim), &state)?;
-        tb.flush()?;
-        progress.line(&epoch_line(&metrics, total_epochs, improved));
-        last = Some(metrics);
-    }
-    progress.finish();
-    write_json(&run_dir.join("split.json"), &split)?;
+    let devices = replicas.len();
+    let task = SegmentationTask { optim, cfg, val_pairs, replicas, device, validated: None };
+    let report = engine::run(&folder, task, net, state, train_pairs, devices, &opts.run, &notes)?;
+    write_json(&folder.dir.join("split.json"), &split)?;
     Ok(SegTrainReport {
-        run_dir,
-        start_epoch,
-        epoch: state.epoch,
+        run_dir: report.run_dir,
+        start_epoch: report.start_epoch,
+        epoch: report.epoch,
         split,
-        last,
-        best: state.best,
+        last: report.last,
+        best: report.best,
         skipped,
-        seconds: started_all.elapsed().as_secs_f64(),
+        seconds: report.seconds,
     })
 }
 
