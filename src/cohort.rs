@@ -29,9 +29,12 @@ pub const SLICEMAP: &str = "6.inference_slicemap";
 /// Scores and comparisons: `7.analysis_result/`.
 pub const ANALYSIS: &str = "7.analysis_result";
 
+/// The prefix of every inference folder's name.
+pub const INFERENCE_PREFIX: &str = "6.inference_";
+
 /// The folder name of an inference run, `6.inference_<X>x<Y>x<Z>` plus `_<suffix>`.
 pub fn inference_folder_name(block: [usize; 3], suffix: Option<&str>) -> String {
-    let base = format!("6.inference_{}x{}x{}", block[0], block[1], block[2]);
+    let base = format!("{INFERENCE_PREFIX}{}x{}x{}", block[0], block[1], block[2]);
     match suffix {
         Some(s) => format!("{base}_{s}"),
         None => base,

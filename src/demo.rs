@@ -11,6 +11,7 @@ use crate::infer::{InferJob, TrainedGenerator, infer_cohort};
 use crate::io::atomic::write_bytes_atomically;
 use crate::models::NormMode;
 use crate::phantom::{PhantomOptions, write_cohort};
+use crate::train::progress::Log;
 use crate::train::{RunOptions, TrainConfig, TrainOptions, train};
 use std::path::PathBuf;
 use std::time::Instant;
@@ -49,8 +50,10 @@ pub struct DemoOptions {
     pub config: TrainConfig,
     /// Backend.
     pub device: DeviceChoice,
-    /// No progress bars (the stage lines are still printed).
+    /// No progress bars (the stage lines are still reported).
     pub quiet: bool,
+    /// Where the stage lines and the training runs' epoch lines go.
+    pub log: Log,
 }
 
 impl DemoOptions {
@@ -67,6 +70,7 @@ impl DemoOptions {
             config: serde_json::from_str(DEMO_CONFIG).expect("the embedded phantom_demo.json parses"),
             device: DeviceChoice::Cpu,
             quiet: false,
+            log: Log::none(),
         }
     }
 }
@@ -110,8 +114,8 @@ pub struct DemoReport {
     pub seconds: f64,
 }
 
-fn stage(started: &Instant, text: &str) {
-    eprintln!("demo [{:6.1} s] {text}", started.elapsed().as_secs_f64());
+fn stage(log: &Log, started: &Instant, text: &str) {
+    log.line(&format!("demo [{:6.1} s] {text}", started.elapsed().as_secs_f64()));
 }
 
 /// Run the whole demo.
@@ -129,7 +133,7 @@ pub fn run_demo(opts: &DemoOptions) -> Result<DemoReport> {
     }
     let marker = serde_json::json!({ "cases": opts.cases, "held_out": opts.held_out, "size": opts.size, "seed": opts.seed });
     write_bytes_atomically(&root.join(DEMO_MARKER), marker.to_string().as_bytes())?;
-    stage(&started, &format!("phantom: {} patients of {}x{}x{} → {}", opts.cases, opts.size[0], opts.size[1], opts.size[2], root.display()));
+    stage(&opts.log, &started, &format!("phantom: {} patients of {}x{}x{} → {}", opts.cases, opts.size[0], opts.size[1], opts.size[2], root.display()));
     let phantom = PhantomOptions { cases: opts.cases, size: opts.size, fov_mm: opts.fov_mm, seed: opts.seed };
     let mut ids = write_cohort(root, &phantom, |_, _| {})?;
     ids.sort();
@@ -139,7 +143,7 @@ pub fn run_demo(opts: &DemoOptions) -> Result<DemoReport> {
 
     // The two runs are independent and each keeps about one CPU core busy: they train side
     // by side, each deterministic for its seed as when run alone.
-    stage(&started, &format!("train: norm modes train and eval side by side, {} epochs each, held out {}", opts.config.run.total_epochs(), held_out.join(", ")));
+    stage(&opts.log, &started, &format!("train: norm modes train and eval side by side, {} epochs each, held out {}", opts.config.run.total_epochs(), held_out.join(", ")));
     let runs: Vec<TrainOptions> = [NormMode::Train, NormMode::Eval]
         .map(|mode| {
             let mut cfg = opts.config.clone();
@@ -148,7 +152,7 @@ pub fn run_demo(opts: &DemoOptions) -> Result<DemoReport> {
             cfg.run.data_root = Some(data_root.clone());
             cfg.run.val_cases = held_out.clone();
             TrainOptions {
-                run: RunOptions { tag: Some(cfg.run.name.clone()), checkpoints_dir: checkpoints.clone(), continue_train: false, quiet: true },
+                run: RunOptions { tag: Some(cfg.run.name.clone()), checkpoints_dir: checkpoints.clone(), continue_train: false, quiet: true, log: opts.log.clone() },
                 config: cfg,
                 device: opts.device,
                 devices: Vec::new(),
@@ -169,7 +173,7 @@ pub fn run_demo(opts: &DemoOptions) -> Result<DemoReport> {
         let run = &models.iter().find(|(m, _)| *m == v.trained).expect("both modes trained").1;
         let model = TrainedGenerator::load(run, &device)?;
         let out = root.join(inference_folder_name(block, v.suffix));
-        stage(&started, &format!("infer: trained {} → inferred {} → {}", v.trained, v.inferred, out.display()));
+        stage(&opts.log, &started, &format!("infer: trained {} → inferred {} → {}", v.trained, v.inferred, out.display()));
         let job = InferJob {
             data_root: data_root.clone(),
             pattern: crate::data::PairPattern::default(),
@@ -186,7 +190,7 @@ pub fn run_demo(opts: &DemoOptions) -> Result<DemoReport> {
         dirs.push(out);
     }
 
-    stage(&started, "analyze and slice maps");
+    stage(&opts.log, &started, "analyze and slice maps");
     let mut variants = Vec::new();
     let mut csvs = Vec::new();
     let mut slices = Vec::new();
@@ -215,7 +219,7 @@ pub fn run_demo(opts: &DemoOptions) -> Result<DemoReport> {
         // without that run's curves, and says why here.
         match crate::analysis::curve::read_learning_curves(run) {
             Ok(c) => curves.extend(c),
-            Err(e) => stage(&started, &format!("no learning curve on the page: {e}")),
+            Err(e) => stage(&opts.log, &started, &format!("no learning curve on the page: {e}")),
         }
     }
     let index = write_index(&slicemap_root, &slices, &style, &crate::analysis::slicemap::IndexExtras { baseline: Some(baseline), curves })?;

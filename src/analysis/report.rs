@@ -156,7 +156,7 @@ impl VariantScores {
 /// without the 6.inference_ prefix>.csv`.
 pub fn default_csv_path(dir: &Path) -> PathBuf {
     let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let suffix = name.strip_prefix("6.inference_").unwrap_or(&name);
+    let suffix = name.strip_prefix(crate::cohort::INFERENCE_PREFIX).unwrap_or(&name);
     dir.parent().unwrap_or(Path::new(".")).join(ANALYSIS_FOLDER).join(format!("mae_{suffix}.csv"))
 }
 

@@ -52,6 +52,7 @@ pub fn run(args: DemoArgs) -> cta2mbf::Result<()> {
     opts.seed = args.seed;
     opts.device = args.device;
     opts.quiet = args.quiet;
+    opts.log = super::stderr_log();
     if let Some(path) = &args.config {
         opts.config = TrainConfig::load(path)?;
     }

@@ -95,7 +95,7 @@ pub fn run(args: InferArgs) -> cta2mbf::Result<()> {
     };
     let mut bar: Option<Progress> = None;
     let report = infer_cohort(&model, &job, &device, |done, total, pid| {
-        let bar = bar.get_or_insert_with(|| Progress::new(total as u64, 0, args.quiet));
+        let bar = bar.get_or_insert_with(|| Progress::new(total as u64, 0, args.quiet, super::stderr_log()));
         bar.step(format!("case {pid}"));
         if !args.quiet {
             bar.line(&format!("infer: {done}/{total} {pid}"));

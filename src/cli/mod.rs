@@ -23,6 +23,11 @@ mod train_seg;
 
 use clap::{Parser, Subcommand};
 
+/// The lines of long-running library calls (training epochs, demo stages), on stderr.
+pub fn stderr_log() -> cta2mbf::train::progress::Log {
+    cta2mbf::train::progress::Log::new(|line| eprintln!("{line}"))
+}
+
 /// cta2mbf: cardiac CTA → myocardial blood flow. Preprocessing stages and 3-D networks in Burn.
 #[derive(Debug, Parser)]
 #[command(name = "cta2mbf", version, about, long_about = None)]

@@ -74,7 +74,7 @@ impl RunArgs {
 
     /// The run folder and reporting options.
     pub fn options(&self) -> RunOptions {
-        RunOptions { checkpoints_dir: self.checkpoints_dir.clone(), continue_train: self.continue_train, quiet: self.quiet, tag: None }
+        RunOptions { checkpoints_dir: self.checkpoints_dir.clone(), continue_train: self.continue_train, quiet: self.quiet, tag: None, log: super::stderr_log() }
     }
 
     /// The data-parallel devices (empty without `--devices`).

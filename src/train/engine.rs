@@ -8,7 +8,7 @@
 //! how to validate, what an epoch's metrics are and what a checkpoint holds (docs/design.md
 //! §4, §5, §8).
 
-use super::progress::Progress;
+use super::progress::{Log, Progress};
 use super::run::{append_metrics, stream_seed, trim_metrics};
 use super::tensorboard::EventWriter;
 use crate::config::{RunConfig, RunSettings};
@@ -36,6 +36,8 @@ pub struct RunOptions {
     pub quiet: bool,
     /// Prefix of the printed lines, when several runs share one terminal.
     pub tag: Option<String>,
+    /// Where the epoch lines go.
+    pub log: Log,
 }
 
 /// The run folder of a training, locked for this process.
@@ -205,7 +207,7 @@ pub fn run<T: Task>(
     let mut tb = EventWriter::create(&run_dir.join("tb"))?;
     let samples_per_epoch = train_pairs.len() * s.samples_per_volume;
     let steps_per_epoch = samples_per_epoch.div_ceil(s.step_batch);
-    let progress = Progress::new((s.total_epochs * steps_per_epoch) as u64, (state.epoch * steps_per_epoch) as u64, opts.quiet).tagged(opts.tag.as_deref());
+    let progress = Progress::new((s.total_epochs * steps_per_epoch) as u64, (state.epoch * steps_per_epoch) as u64, opts.quiet, opts.log.clone()).tagged(opts.tag.as_deref());
     for note in notes {
         progress.line(note);
     }

@@ -12,19 +12,41 @@ pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// The Python packages (PyPI names) of each module the cross-check scripts import.
+const PYTHON_PACKAGES: [(&str, &str); 7] = [
+    ("SimpleITK", "SimpleITK"),
+    ("nibabel", "nibabel"),
+    ("pydicom", "pydicom pydicom-data"),
+    ("tensorboard", "tensorboard"),
+    ("playwright", "playwright (and Debian's chromium)"),
+    ("numpy", "numpy"),
+    ("scipy", "scipy"),
+];
+
+/// Run `scripts/<script>` with `args` under python3 and return what it did. A script that
+/// fails because a Python module is missing panics with one message naming the module and the
+/// package to install, so that a missing package never reads as a wrong result.
+pub fn python_output<S: AsRef<std::ffi::OsStr>>(script: &str, args: &[S]) -> std::process::Output {
+    let out = Command::new("python3").arg(repo().join("scripts").join(script)).args(args).output().expect("python3 runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if let Some(module) = stderr.split("No module named '").nth(1).and_then(|rest| rest.split('\'').next()) {
+        let top = module.split('.').next().unwrap_or(module);
+        let package = PYTHON_PACKAGES.iter().find(|(m, _)| *m == top).map_or(top, |(_, p)| p);
+        panic!("scripts/{script} needs the Python module '{module}': `python3 -m pip install {package}` (as .ci/run does)");
+    }
+    out
+}
+
+/// Run `scripts/<script>` with `args`; its stdout, or a panic with its stderr on failure.
+pub fn python<S: AsRef<std::ffi::OsStr>>(script: &str, args: &[S]) -> Vec<u8> {
+    let out = python_output(script, args);
+    assert!(out.status.success(), "scripts/{script} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    out.stdout
+}
+
 /// Run `scripts/nifti_crosscheck.py` with `args`; panics with its stderr on failure.
 pub fn crosscheck(args: &[&str]) -> String {
-    let out = Command::new("python3")
-        .arg(repo().join("scripts/nifti_crosscheck.py"))
-        .args(args)
-        .output()
-        .expect("python3 runs");
-    assert!(
-        out.status.success(),
-        "nifti_crosscheck.py {args:?} failed (are SimpleITK and nibabel installed? `pip install SimpleITK nibabel`):\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    String::from_utf8(python("nifti_crosscheck.py", args)).unwrap()
 }
 
 /// What SimpleITK and nibabel read from file number `i` of a `crosscheck read` run.

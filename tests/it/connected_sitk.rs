@@ -4,7 +4,7 @@
 
 use crate::common;
 
-use common::{cta2mbf, repo};
+use common::cta2mbf;
 use cta2mbf::io::{NiftiDtype, read_nifti, write_nifti};
 use cta2mbf::preprocess::connected::{DEFAULT_LABELS, keep_largest_components};
 use cta2mbf::{Geometry, Volume};
@@ -12,20 +12,9 @@ use ndarray::Array3;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::path::Path;
-use std::process::Command;
 
 fn sitk_connected(input: &Path, output: &Path, labels: &str) {
-    let out = Command::new("python3")
-        .arg(repo().join("scripts/connected_crosscheck.py"))
-        .args([input, output])
-        .arg(labels)
-        .output()
-        .expect("python3 runs");
-    assert!(
-        out.status.success(),
-        "connected_crosscheck.py failed (is SimpleITK installed? `pip install SimpleITK`):\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    crate::common::python("connected_crosscheck.py", &[input.as_os_str(), output.as_os_str(), labels.as_ref()]);
 }
 
 /// Random label blobs: a few labels painted as random boxes, plus salt of single voxels, so

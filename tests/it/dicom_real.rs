@@ -11,16 +11,9 @@ use cta2mbf::preprocess::sort::sort_dicom;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 fn script(args: &[&str]) -> String {
-    let out = Command::new("python3").arg(repo().join("scripts/dicom_crosscheck.py")).args(args).output().expect("python3 runs");
-    assert!(
-        out.status.success(),
-        "dicom_crosscheck.py {args:?} failed (are pydicom and SimpleITK installed? `pip install pydicom pydicom-data SimpleITK`):\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    String::from_utf8(crate::common::python("dicom_crosscheck.py", args)).unwrap()
 }
 
 fn read_f32(path: &Path) -> Vec<f32> {

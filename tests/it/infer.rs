@@ -4,7 +4,7 @@
 
 use crate::common;
 
-use common::{cta2mbf, repo};
+use common::cta2mbf;
 use cta2mbf::io::nifti::read_nifti;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -50,14 +50,7 @@ fn infer(run_dir: &Path, root: &Path, mode: &str, extra: &[&str]) -> Output {
 }
 
 fn geometry_check(block: &Path, source: &Path) -> Value {
-    let out = Command::new("python3")
-        .arg(repo().join("scripts/inference_geometry_check.py"))
-        .arg(block)
-        .arg(source)
-        .output()
-        .expect("python3 runs");
-    assert!(out.status.success(), "inference_geometry_check.py failed (pip install SimpleITK):\n{}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap()
+    serde_json::from_slice(&crate::common::python("inference_geometry_check.py", &[block, source])).unwrap()
 }
 
 #[test]

@@ -6,7 +6,7 @@
 
 use crate::common;
 
-use common::{cta2mbf, repo};
+use common::cta2mbf;
 use cta2mbf::cohort::{self, Cohort};
 use cta2mbf::io::{NiftiDtype, read_nifti, write_nifti};
 use cta2mbf::phantom::check::check_registration;
@@ -26,18 +26,12 @@ fn run_ok(cmd: &mut Command) -> String {
 }
 
 fn crosscheck(args: &[&Path], fill: &str, points: Option<&Path>) -> serde_json::Value {
-    let mut cmd = Command::new("python3");
-    cmd.arg(repo().join("scripts/register_crosscheck.py")).args(args).arg(fill);
+    let mut all: Vec<&std::ffi::OsStr> = args.iter().map(|p| p.as_os_str()).collect();
+    all.push(fill.as_ref());
     if let Some(p) = points {
-        cmd.arg(p);
+        all.push(p.as_os_str());
     }
-    let out = cmd.output().expect("python3 runs");
-    assert!(
-        out.status.success(),
-        "register_crosscheck.py failed (is SimpleITK installed? `pip install SimpleITK`):\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    serde_json::from_slice(&crate::common::python("register_crosscheck.py", &all)).unwrap()
 }
 
 #[test]

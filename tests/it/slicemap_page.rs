@@ -6,7 +6,7 @@
 
 use crate::common;
 
-use common::{cta2mbf, repo};
+use common::cta2mbf;
 use cta2mbf::cohort::{MBF_MYOCARDIUM, cropped};
 use cta2mbf::cohort::inference as files;
 use cta2mbf::io::nifti::{NiftiDtype, read_nifti, write_nifti};
@@ -52,13 +52,7 @@ fn run_with_metrics(dir: &Path, name: &str, start: f64) -> PathBuf {
 }
 
 fn page_check(index: &Path) -> Output {
-    let out = std::process::Command::new("python3").arg(repo().join("scripts/page_check.py")).arg(index).output().expect("python3 runs");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !stderr.contains("No module named 'playwright'"),
-        "page_check.py needs Playwright and Chromium: `python3 -m pip install playwright` and `apt-get install chromium`"
-    );
-    out
+    crate::common::python_output("page_check.py", &[index])
 }
 
 #[test]

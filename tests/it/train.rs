@@ -3,7 +3,7 @@
 
 use crate::common;
 
-use common::{cta2mbf, repo};
+use common::cta2mbf;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -105,9 +105,7 @@ fn tensorboard_reads_scalars_and_images() {
     let out = train_cmd(&config, &data, &ckpt, 2).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let tb = ckpt.join("tb/tb");
-    let out = Command::new("python3").arg(repo().join("scripts/tensorboard_check.py")).arg(&tb).output().unwrap();
-    assert!(out.status.success(), "tensorboard reader failed (pip install tensorboard):\n{}", String::from_utf8_lossy(&out.stderr));
-    let found: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let found: Value = serde_json::from_slice(&crate::common::python("tensorboard_check.py", &[&tb])).unwrap();
     // 2 training cases × 2 epochs = 4 steps.
     for tag in ["loss/G_L1", "loss/G_mask", "loss/G_GAN", "loss/D", "lr"] {
         assert_eq!(found["scalars"][tag]["count"], 4, "{tag}: {found}");
