@@ -1,7 +1,7 @@
 //! Convolution, normalization, ReLU: the stage both generators are built from.
 
 use super::init::Initializer;
-use super::layers::Conv3;
+use super::conv3::{Conv3, Conv3Config};
 use super::norm::{Norm, NormKind, NormMode};
 use burn::module::Module;
 use burn::tensor::Tensor;
@@ -17,9 +17,10 @@ pub struct ConvNormRelu {
 }
 
 impl ConvNormRelu {
-    /// A `k³` convolution `c_in → c_out` (bias only when the norm has none), then `norm`.
-    pub fn new(init: &mut Initializer, c_in: usize, c_out: usize, k: usize, stride: usize, padding: usize, norm: NormKind) -> Self {
-        let conv = Conv3::new(init, c_in, c_out, k, stride, padding, norm.conv_bias());
+    /// The convolution `conv` (its bias only when the norm has none), then `norm`.
+    pub fn new(init: &mut Initializer, conv: Conv3Config, norm: NormKind) -> Self {
+        let c_out = conv.c_out;
+        let conv = conv.with_bias(norm.conv_bias()).init(init);
         Self { conv, norm: Norm::new(init, norm, c_out, true) }
     }
 

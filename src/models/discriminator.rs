@@ -5,7 +5,7 @@
 
 use super::generator::push_norm;
 use super::init::Initializer;
-use super::layers::Conv3;
+use super::conv3::{Conv3, Conv3Config};
 use super::norm::{Norm, NormKind, NormMode};
 use burn::module::Module;
 use burn::tensor::Tensor;
@@ -103,7 +103,7 @@ impl DiscBlock {
     /// `conv` = (in, out, kernel, stride, padding, bias).
     fn new(init: &mut Initializer, conv: (usize, usize, usize, usize, usize, bool), norm: NormKind, activation: bool) -> Self {
         let (c_in, c_out, k, stride, padding, bias) = conv;
-        let conv = Conv3::new(init, c_in, c_out, k, stride, padding, bias);
+        let conv = Conv3Config::new(c_in, c_out, k).with_stride(stride).with_padding(padding).with_bias(bias).init(init);
         Self { conv, norm: Norm::new(init, norm, c_out, false), activation }
     }
 

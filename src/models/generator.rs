@@ -14,7 +14,8 @@
 //! reference's `nn.Sequential` layout; [`ResnetGenerator::torch_names`] lists the pairs.
 
 use super::init::Initializer;
-use super::layers::{Conv3, ConvTranspose3};
+use super::conv_transpose3::ConvTranspose3Config;
+use super::conv3::{Conv3, Conv3Config};
 use super::norm::{Norm, NormKind, NormMode};
 use super::upsample::Upsampler;
 pub use super::upsample::UpsampleKind;
@@ -109,9 +110,9 @@ impl GeneratorConfig {
 
     fn init_resnet(&self, init: &mut Initializer) -> ResnetGenerator {
         let ngf = self.ngf;
-        let stem = ConvNormRelu::new(init, 1, ngf, 7, 1, 3, self.norm);
+        let stem = ConvNormRelu::new(init, Conv3Config::new(1, ngf, 7).with_padding(3), self.norm);
         let down = (0..N_DOWNSAMPLING)
-            .map(|i| ConvNormRelu::new(init, ngf << i, ngf << (i + 1), 3, 2, 1, self.norm))
+            .map(|i| ConvNormRelu::new(init, Conv3Config::new(ngf << i, ngf << (i + 1), 3).with_stride(2).with_padding(1), self.norm))
             .collect();
         let d = ngf << N_DOWNSAMPLING;
         let blocks = (0..self.n_blocks).map(|_| ResnetBlock::new(init, d, self.norm)).collect();
@@ -121,7 +122,7 @@ impl GeneratorConfig {
                 UpBlock::new(init, c, c / 2, self.norm, self.upsample)
             })
             .collect();
-        let head = Conv3::new(init, ngf, 1, 7, 1, 3, true);
+        let head = Conv3Config::new(ngf, 1, 7).with_padding(3).init(init);
         ResnetGenerator { stem, down, blocks, up, head, config: self.clone() }
     }
 }
@@ -138,9 +139,9 @@ impl ResnetBlock {
     fn new(init: &mut Initializer, d: usize, norm: NormKind) -> Self {
         let h = d / 2;
         let stages = vec![
-            ConvNormRelu::new(init, d, h, 1, 1, 0, norm),
-            ConvNormRelu::new(init, h, h, 3, 1, 1, norm),
-            ConvNormRelu::new(init, h, d, 1, 1, 0, norm),
+            ConvNormRelu::new(init, Conv3Config::new(d, h, 1), norm),
+            ConvNormRelu::new(init, Conv3Config::new(h, h, 3).with_padding(1), norm),
+            ConvNormRelu::new(init, Conv3Config::new(h, d, 1), norm),
         ];
         Self { stages }
     }
@@ -165,8 +166,8 @@ impl UpBlock {
     fn new(init: &mut Initializer, c_in: usize, c_out: usize, norm: NormKind, kind: UpsampleKind) -> Self {
         let bias = norm.conv_bias();
         let conv = match kind {
-            UpsampleKind::Transposed => Upsampler::Transposed(ConvTranspose3::new(init, c_in, c_out, 3, 2, 1, 1, bias)),
-            UpsampleKind::Trilinear => Upsampler::Trilinear(Conv3::new(init, c_in, c_out, 3, 1, 1, bias)),
+            UpsampleKind::Transposed => Upsampler::Transposed(ConvTranspose3Config::new(c_in, c_out, 3).with_stride(2).with_padding(1).with_output_padding(1).with_bias(bias).init(init)),
+            UpsampleKind::Trilinear => Upsampler::Trilinear(Conv3Config::new(c_in, c_out, 3).with_padding(1).with_bias(bias).init(init)),
         };
         Self { conv, norm: Norm::new(init, norm, c_out, true) }
     }

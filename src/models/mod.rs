@@ -4,11 +4,12 @@
 //!
 //! Tensors are `[batch, channel, x, y, z]`, as TorchIO feeds the reference network.
 
+pub mod conv3;
 pub mod conv_norm_relu;
+pub mod conv_transpose3;
 pub mod discriminator;
 pub mod generator;
 pub mod init;
-pub mod layers;
 pub mod norm;
 pub mod unet3d;
 pub mod unet_generator;

@@ -17,13 +17,19 @@
 //! resizes any input to the configured `input_size` (trilinear, align-corners) and the logits back.
 
 use super::init::Initializer;
-use super::layers::Conv3;
+use super::conv3::{Conv3, Conv3Config, WeightInit};
+
 use super::norm::{NORM_EPS, instance_norm};
 use crate::ops::{resize_trilinear, upsample_nearest2};
 use burn::module::Module;
 use burn::tensor::activation::leaky_relu;
 use burn::tensor::{Distribution, Tensor};
 use serde::{Deserialize, Serialize};
+
+/// A He-initialized convolution's settings (every U-Net convolution is one).
+fn he(c_in: usize, c_out: usize, kernel: usize) -> Conv3Config {
+    Conv3Config::new(c_in, c_out, kernel).with_init(WeightInit::He)
+}
 
 /// Number of context levels (four stride-2 down-samplings).
 pub const LEVELS: usize = 5;
@@ -89,14 +95,14 @@ impl UNet3dConfig {
                 let c = ch(k);
                 let out = if k == 0 { self.classes } else { c };
                 LocalizationLevel {
-                    conv: Conv3::he(init, 2 * c, 2 * c, 3, 1, 1, false),
-                    reduce: Conv3::he(init, 2 * c, out, 1, 1, 0, k == 0),
+                    conv: he(2 * c, 2 * c, 3).with_padding(1).with_bias(false).init(init),
+                    reduce: he(2 * c, out, 1).with_bias(k == 0).init(init),
                     up: (k > 0).then(|| UpConv::new(init, c, ch(k - 1))),
                 }
             })
             .collect();
         // Heads on the localization features of levels 3 and 2 (indices 2 and 1): 2·ch(k) channels.
-        let heads = [2, 1].into_iter().map(|k| Conv3::he(init, 2 * ch(k), self.classes, 1, 1, 0, true)).collect();
+        let heads = [2, 1].into_iter().map(|k| he(2 * ch(k), self.classes, 1).init(init)).collect();
         UNet3d { context, bottom_up, localization, heads, config: self.clone() }
     }
 }
@@ -130,9 +136,9 @@ pub struct ContextLevel {
 impl ContextLevel {
     fn new(init: &mut Initializer, c_in: usize, c_out: usize, stride: usize) -> Self {
         Self {
-            entry: Conv3::he(init, c_in, c_out, 3, stride, 1, false),
-            conv_a: Conv3::he(init, c_out, c_out, 3, 1, 1, false),
-            conv_b: Conv3::he(init, c_out, c_out, 3, 1, 1, false),
+            entry: he(c_in, c_out, 3).with_stride(stride).with_padding(1).with_bias(false).init(init),
+            conv_a: he(c_out, c_out, 3).with_padding(1).with_bias(false).init(init),
+            conv_b: he(c_out, c_out, 3).with_padding(1).with_bias(false).init(init),
         }
     }
 
@@ -154,7 +160,7 @@ pub struct UpConv {
 
 impl UpConv {
     fn new(init: &mut Initializer, c_in: usize, c_out: usize) -> Self {
-        Self { conv: Conv3::he(init, c_in, c_out, 3, 1, 1, false) }
+        Self { conv: he(c_in, c_out, 3).with_padding(1).with_bias(false).init(init) }
     }
 
     fn forward(&self, x: Tensor<5>) -> Tensor<5> {

@@ -18,7 +18,8 @@
 use super::conv_norm_relu::ConvNormRelu;
 use super::generator::GeneratorConfig;
 use super::init::Initializer;
-use super::layers::{Conv3, ConvTranspose3};
+use super::conv_transpose3::ConvTranspose3Config;
+use super::conv3::{Conv3, Conv3Config, WeightInit};
 use super::norm::{Norm, NormKind, NormMode};
 use super::upsample::{UpsampleKind, Upsampler};
 use burn::module::Module;
@@ -27,7 +28,7 @@ use burn::tensor::activation::relu;
 
 /// Convolution–norm–ReLU with He-normal weights.
 fn stage(init: &mut Initializer, c_in: usize, c_out: usize, k: usize, stride: usize, norm: NormKind) -> ConvNormRelu {
-    let conv = Conv3::he(init, c_in, c_out, k, stride, k / 2, norm.conv_bias());
+    let conv = Conv3Config::new(c_in, c_out, k).with_stride(stride).with_same_padding().with_bias(norm.conv_bias()).with_init(WeightInit::He).init(init);
     ConvNormRelu { conv, norm: Norm::new(init, norm, c_out, true) }
 }
 
@@ -75,13 +76,13 @@ impl UnetGenerator {
             let (c_in, c) = (channels[i + 1], channels[i]);
             let bias = norm.conv_bias();
             let up = match config.upsample {
-                UpsampleKind::Transposed => Upsampler::Transposed(ConvTranspose3::he_stride_k(init, c_in, c, 2, bias)),
-                UpsampleKind::Trilinear => Upsampler::Trilinear(Conv3::he(init, c_in, c, 3, 1, 1, bias)),
+                UpsampleKind::Transposed => Upsampler::Transposed(ConvTranspose3Config::new(c_in, c, 2).with_stride(2).with_bias(bias).with_init(WeightInit::He).init(init)),
+                UpsampleKind::Trilinear => Upsampler::Trilinear(Conv3Config::new(c_in, c, 3).with_padding(1).with_bias(bias).with_init(WeightInit::He).init(init)),
             };
             let norm_up = Norm::new(init, norm, c, true);
             decoder.push(UnetUp { up, norm: norm_up, stages: vec![stage(init, 2 * c, c, 3, 1, norm), stage(init, c, c, 3, 1, norm)] });
         }
-        let head = Conv3::he(init, channels[0], 1, 1, 1, 0, true);
+        let head = Conv3Config::new(channels[0], 1, 1).with_init(WeightInit::He).init(init);
         Self { encoder, decoder, head, config: config.clone() }
     }
 

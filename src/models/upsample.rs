@@ -1,7 +1,8 @@
 //! ×2 up-sampling of both generators: a transposed convolution (the reference's) or
 //! trilinear interpolation followed by a convolution.
 
-use super::layers::{Conv3, ConvTranspose3};
+use super::conv_transpose3::ConvTranspose3;
+use super::conv3::Conv3;
 use crate::ops::resize_trilinear;
 use burn::module::Module;
 use burn::tensor::Tensor;

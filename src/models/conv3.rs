@@ -1,12 +1,13 @@
-//! 3-D convolution layers whose parameters are named like PyTorch's (`weight`, `bias`) and
-//! initialized by the seeded [`Initializer`](super::init::Initializer).
+//! A cubic 3-D convolution whose parameters are named like PyTorch's (`weight`, `bias`),
+//! built from named settings ([`Conv3Config`]) and initialized by the seeded
+//! [`Initializer`](super::init::Initializer).
 
 use super::init::{INIT_GAIN, Initializer};
-use burn::module::{Module, Param};
 use crate::ops::direct_conv::conv3d_direct;
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::module::{Module, Param};
 use burn::tensor::module::{conv_transpose3d, conv3d};
 use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
+use burn::tensor::{Device, Tensor, TensorData};
 
 /// A cubic 3-D convolution: kernel `k³`, equal stride and zero padding on every axis.
 #[derive(Module, Debug)]
@@ -23,29 +24,85 @@ pub struct Conv3 {
     pub padding: usize,
 }
 
+/// How a [`Conv3`]'s weights are drawn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WeightInit {
+    /// N(0, 0.02), pix2pix's `init_type normal` (the generators and discriminators).
+    #[default]
+    Gan,
+    /// He-normal, N(0, 2 / fan_in): keeps activations of (leaky) ReLU networks from shrinking
+    /// layer by layer (the U-Nets).
+    He,
+}
+
+/// The settings of a [`Conv3`], by name: channels and kernel, then stride (1), zero padding
+/// (0), bias (on) and weight initialization ([`WeightInit::Gan`]), as Burn's `Conv3dConfig`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Conv3Config {
+    /// Input channels.
+    pub c_in: usize,
+    /// Output channels.
+    pub c_out: usize,
+    /// Kernel size on every axis.
+    pub kernel: usize,
+    /// Stride on every axis.
+    pub stride: usize,
+    /// Zero padding on each side of every axis.
+    pub padding: usize,
+    /// Whether the layer has a bias.
+    pub bias: bool,
+    /// How the weights are drawn.
+    pub init: WeightInit,
+}
+
+impl Conv3Config {
+    /// A `kernel³` convolution `c_in → c_out`, stride 1, no padding, with a bias.
+    pub fn new(c_in: usize, c_out: usize, kernel: usize) -> Self {
+        Self { c_in, c_out, kernel, stride: 1, padding: 0, bias: true, init: WeightInit::Gan }
+    }
+
+    /// With this stride.
+    pub fn with_stride(self, stride: usize) -> Self {
+        Self { stride, ..self }
+    }
+
+    /// With this zero padding.
+    pub fn with_padding(self, padding: usize) -> Self {
+        Self { padding, ..self }
+    }
+
+    /// With ("same" size at stride 1) padding `kernel / 2`.
+    pub fn with_same_padding(self) -> Self {
+        Self { padding: self.kernel / 2, ..self }
+    }
+
+    /// With or without a bias.
+    pub fn with_bias(self, bias: bool) -> Self {
+        Self { bias, ..self }
+    }
+
+    /// With this weight initialization.
+    pub fn with_init(self, init: WeightInit) -> Self {
+        Self { init, ..self }
+    }
+
+    /// The layer, its weights drawn from `init` (then a zero bias).
+    pub fn init(&self, init: &mut Initializer) -> Conv3 {
+        let k = self.kernel;
+        let std = match self.init {
+            WeightInit::Gan => INIT_GAIN,
+            WeightInit::He => (2.0 / (self.c_in * k * k * k) as f64).sqrt(),
+        };
+        Conv3 {
+            weight: init.normal([self.c_out, self.c_in, k, k, k], 0.0, std),
+            bias: self.bias.then(|| init.constant([self.c_out], 0.0)),
+            stride: self.stride,
+            padding: self.padding,
+        }
+    }
+}
+
 impl Conv3 {
-    /// A `k³` convolution `c_in → c_out` with weights N(0, 0.02) and a zero bias when `bias`.
-    pub fn new(init: &mut Initializer, c_in: usize, c_out: usize, k: usize, stride: usize, padding: usize, bias: bool) -> Self {
-        Self {
-            weight: init.normal([c_out, c_in, k, k, k], 0.0, INIT_GAIN),
-            bias: bias.then(|| init.constant([c_out], 0.0)),
-            stride,
-            padding,
-        }
-    }
-
-    /// A `k³` convolution `c_in → c_out` with He-normal weights, N(0, 2 / (c_in·k³)), the
-    /// scale that keeps activations of (leaky) ReLU networks from shrinking layer by layer.
-    pub fn he(init: &mut Initializer, c_in: usize, c_out: usize, k: usize, stride: usize, padding: usize, bias: bool) -> Self {
-        let std = (2.0 / (c_in * k * k * k) as f64).sqrt();
-        Self {
-            weight: init.normal([c_out, c_in, k, k, k], 0.0, std),
-            bias: bias.then(|| init.constant([c_out], 0.0)),
-            stride,
-            padding,
-        }
-    }
-
     /// Output channels.
     pub fn channels_out(&self) -> usize {
         self.weight.dims()[0]
@@ -110,66 +167,6 @@ fn on_cpu_without_gradients(x: &Tensor<5>) -> bool {
     !device.is_autodiff() && device == Device::flex()
 }
 
-/// A cubic 3-D transposed convolution (up-sampling), PyTorch's `ConvTranspose3d`.
-#[derive(Module, Debug)]
-pub struct ConvTranspose3 {
-    /// Kernel, `[in, out, k, k, k]` (PyTorch layout).
-    pub weight: Param<Tensor<5>>,
-    /// Optional bias, `[out]`.
-    pub bias: Option<Param<Tensor<1>>>,
-    /// Stride on each axis.
-    #[module(skip)]
-    pub stride: usize,
-    /// Padding removed from each side of each axis.
-    #[module(skip)]
-    pub padding: usize,
-    /// Extra samples added at the end of each axis.
-    #[module(skip)]
-    pub output_padding: usize,
-}
-
-impl ConvTranspose3 {
-    /// A `k³` transposed convolution `c_in → c_out` with weights N(0, 0.02).
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(init: &mut Initializer, c_in: usize, c_out: usize, k: usize, stride: usize, padding: usize, output_padding: usize, bias: bool) -> Self {
-        Self {
-            weight: init.normal([c_in, c_out, k, k, k], 0.0, INIT_GAIN),
-            bias: bias.then(|| init.constant([c_out], 0.0)),
-            stride,
-            padding,
-            output_padding,
-        }
-    }
-
-    /// A `k³` transposed convolution `c_in → c_out`, stride `k`, with He-normal weights,
-    /// N(0, 2 / c_in): with stride equal to the kernel each output sums one tap per input
-    /// channel.
-    pub fn he_stride_k(init: &mut Initializer, c_in: usize, c_out: usize, k: usize, bias: bool) -> Self {
-        Self {
-            weight: init.normal([c_in, c_out, k, k, k], 0.0, (2.0 / c_in as f64).sqrt()),
-            bias: bias.then(|| init.constant([c_out], 0.0)),
-            stride: k,
-            padding: 0,
-            output_padding: 0,
-        }
-    }
-
-    /// Apply the transposed convolution.
-    pub fn forward(&self, x: Tensor<5>) -> Tensor<5> {
-        let opts = ConvTransposeOptions::new([self.stride; 3], [self.padding; 3], [self.output_padding; 3], [1; 3], 1);
-        conv_transpose3d(x, self.weight.val(), self.bias.as_ref().map(|b| b.val()), opts)
-    }
-
-    /// Floating-point operations for an input of spatial size `input`, batch 1, with the
-    /// output's spatial size.
-    pub fn flops(&self, input: [usize; 3]) -> (f64, [usize; 3]) {
-        let [c_in, c_out, k, _, _] = self.weight.dims();
-        let out = input.map(|n| (n - 1) * self.stride + k + self.output_padding - 2 * self.padding);
-        let voxels: usize = input.iter().product();
-        (2.0 * (c_in * c_out * k * k * k) as f64 * voxels as f64, out)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -182,7 +179,7 @@ mod tests {
         for (c_in, c_out, k, padding) in [(1, 8, 7, 3), (8, 1, 7, 3), (1, 3, 3, 0)] {
             let layer = |device: &Device| {
                 let mut init = Initializer::new(5, device);
-                let mut conv = Conv3::new(&mut init, c_in, c_out, k, 1, padding, true);
+                let mut conv = Conv3Config::new(c_in, c_out, k).with_padding(padding).init(&mut init);
                 conv.bias = Some(init.normal([c_out], 0.0, 1.0));
                 conv
             };
@@ -204,7 +201,7 @@ mod tests {
         let device = Device::flex().autodiff();
         for (k, padding) in [(7, 3), (5, 0), (3, 2)] {
             let mut init = Initializer::new(3, &device);
-            let mut conv = Conv3::new(&mut init, 4, 1, k, 1, padding, true);
+            let mut conv = Conv3Config::new(4, 1, k).with_padding(padding).init(&mut init);
             conv.bias = Some(init.normal([1], 0.0, 1.0));
             let x: Tensor<5> = Tensor::random([2, 4, 9, 8, 10], Distribution::Normal(0.0, 1.0), &device).require_grad();
             let direct = conv3d(
