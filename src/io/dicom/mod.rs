@@ -1,6 +1,7 @@
 //! DICOM: reading headers and pixel data of single-frame images, assembling a series into
 //! a [`Volume`](crate::Volume) with ITK's geometry, validating UIDs, and writing series.
 
+pub mod bounds;
 pub mod header;
 pub mod pixels;
 pub mod series;

@@ -1,0 +1,212 @@
+//! A bound on what one DICOM file can make the reader allocate. dicom-rs allocates the length
+//! an element header states before it reads the value, so a 1 kB file whose PixelData claims
+//! 4 GB would take 4 GB before failing. [`check_lengths`] walks the element headers first —
+//! the file meta group, then the data set in its transfer syntax (explicit or implicit VR,
+//! little or big endian, deflated), into sequences and items and over the fragments of
+//! encapsulated pixel data — and refuses any defined length longer than the bytes left in
+//! the file. A file that passes can make the reader allocate at most about its own size per
+//! value (a deflated data set: at most its inflated size, which deflate caps at 1032× the
+//! file).
+
+use super::header::dicm_offset;
+use crate::error::{Error, Result};
+use dicom_core::Tag;
+use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry, VirtualVr};
+use dicom_core::VR;
+use dicom_dictionary_std::StandardDataDictionary;
+use std::io::Read;
+use std::path::Path;
+
+/// The length that marks an undefined-length sequence, item or encapsulated value.
+const UNDEFINED: u32 = u32::MAX;
+/// Implicit VR Little Endian.
+const IMPLICIT_LE: &str = "1.2.840.10008.1.2";
+/// Explicit VR Big Endian (retired).
+const EXPLICIT_BE: &str = "1.2.840.10008.1.2.2";
+/// Deflated Explicit VR Little Endian.
+const DEFLATED_LE: &str = "1.2.840.10008.1.2.1.99";
+/// Deflate expands data at most 1032-fold.
+const DEFLATE_MAX_RATIO: usize = 1032;
+
+/// How the data set's element headers are encoded.
+#[derive(Clone, Copy)]
+struct Encoding {
+    explicit: bool,
+    little: bool,
+}
+
+impl Encoding {
+    fn u16(self, d: &[u8], at: usize) -> u16 {
+        let b = [d[at], d[at + 1]];
+        if self.little { u16::from_le_bytes(b) } else { u16::from_be_bytes(b) }
+    }
+
+    fn u32(self, d: &[u8], at: usize) -> u32 {
+        let b = [d[at], d[at + 1], d[at + 2], d[at + 3]];
+        if self.little { u32::from_le_bytes(b) } else { u32::from_be_bytes(b) }
+    }
+}
+
+/// VRs whose explicit header has a 2-byte length; every other VR, an unknown one included
+/// (read as UN, as dicom-rs does), has two reserved bytes and a 4-byte length.
+fn short_header(vr: &[u8]) -> bool {
+    matches!(
+        vr,
+        b"AE" | b"AS" | b"AT" | b"CS" | b"DA" | b"DS" | b"DT" | b"FL" | b"FD" | b"IS" | b"LO" | b"LT" | b"PN" | b"SH" | b"SL" | b"SS" | b"ST" | b"TM" | b"UI" | b"UL" | b"US"
+    )
+}
+
+/// Whether the dictionary (as dicom-rs reads implicit VR) makes `tag` a sequence.
+fn is_sequence(tag: Tag) -> bool {
+    StandardDataDictionary.by_tag(tag).is_some_and(|e| e.vr() == VirtualVr::Exact(VR::SQ))
+}
+
+/// Check every element length of the DICOM file `bytes` (read from `path`) against the bytes
+/// left after its header; the first that does not fit is an error naming the element.
+pub fn check_lengths(path: &Path, bytes: &[u8]) -> Result<()> {
+    let Some(offset) = dicm_offset(bytes) else { return Ok(()) };
+    let data = &bytes[offset + 4..];
+    // The file meta group: explicit VR little endian, group 0002.
+    let meta = Encoding { explicit: true, little: true };
+    let mut pos = 0;
+    let mut syntax = String::new();
+    while pos + 8 <= data.len() && meta.u16(data, pos) == 0x0002 {
+        let (header, len) = element_header(data, pos, meta);
+        let len = len as usize;
+        if len > data.len().saturating_sub(pos + header) {
+            return Err(too_long(path, Tag(0x0002, meta.u16(data, pos + 2)), len, data.len() - pos - header));
+        }
+        if meta.u16(data, pos + 2) == 0x0010 {
+            syntax = String::from_utf8_lossy(&data[pos + header..pos + header + len]).trim_end_matches(['\0', ' ']).to_string();
+        }
+        pos += header + len;
+    }
+    let body = &data[pos..];
+    match syntax.as_str() {
+        IMPLICIT_LE => walk(path, body, Encoding { explicit: false, little: true }),
+        EXPLICIT_BE => walk(path, body, Encoding { explicit: true, little: false }),
+        DEFLATED_LE => {
+            let cap = body.len().saturating_mul(DEFLATE_MAX_RATIO).saturating_add(1024);
+            let mut inflated = Vec::new();
+            let read = flate2::read::DeflateDecoder::new(body).take(cap as u64).read_to_end(&mut inflated);
+            // A corrupt stream is left to the reader to report; what did inflate is checked.
+            let _ = read;
+            walk(path, &inflated, Encoding { explicit: true, little: true })
+        }
+        _ => walk(path, body, Encoding { explicit: true, little: true }),
+    }
+}
+
+/// The header size and the stated length of the element at `pos` (a header cut by the end of
+/// the data is given the rest of it and length 0).
+fn element_header(d: &[u8], pos: usize, enc: Encoding) -> (usize, u32) {
+    if !enc.explicit {
+        return (8, enc.u32(d, pos + 4));
+    }
+    if short_header(&d[pos + 4..pos + 6]) {
+        return (8, enc.u16(d, pos + 6) as u32);
+    }
+    if pos + 12 > d.len() {
+        return (d.len() - pos, 0);
+    }
+    (12, enc.u32(d, pos + 8))
+}
+
+fn too_long(path: &Path, tag: Tag, len: usize, left: usize) -> Error {
+    Error::format(path, format!("unreadable DICOM: element ({:04X},{:04X}) claims {len} bytes, more than the {left} left in the file (truncated or corrupt)", tag.0, tag.1))
+}
+
+/// Walk the data set `d`: sequences and items are entered, fragments of encapsulated pixel
+/// data and every other value skipped, each defined length checked first.
+fn walk(path: &Path, d: &[u8], enc: Encoding) -> Result<()> {
+    let mut pos = 0;
+    let mut in_fragments = false;
+    while pos + 8 <= d.len() {
+        let tag = Tag(enc.u16(d, pos), enc.u16(d, pos + 2));
+        if tag.0 == 0xFFFE {
+            // Item, item delimiter, sequence delimiter: no VR, a 4-byte length.
+            let len = enc.u32(d, pos + 4);
+            pos += 8;
+            match tag.1 {
+                0xE000 if len != UNDEFINED => {
+                    if len as usize > d.len() - pos {
+                        return Err(too_long(path, tag, len as usize, d.len() - pos));
+                    }
+                    if in_fragments {
+                        pos += len as usize;
+                    }
+                }
+                0xE0DD => in_fragments = false,
+                _ => {}
+            }
+            continue;
+        }
+        let (header, len) = element_header(d, pos, enc);
+        let vr = &d[pos + 4..pos + 6];
+        pos += header;
+        if len == UNDEFINED {
+            // A sequence (entered) or encapsulated pixel data (its fragments skipped).
+            in_fragments = tag == Tag(0x7FE0, 0x0010) || (enc.explicit && matches!(vr, b"OB" | b"OW"));
+            continue;
+        }
+        let len = len as usize;
+        if len > d.len().saturating_sub(pos) {
+            return Err(too_long(path, tag, len, d.len().saturating_sub(pos)));
+        }
+        if enc.explicit && vr == b"UN" && is_sequence(tag) {
+            // dicom-rs reads a UN value that the dictionary calls a sequence as implicit VR.
+            walk(path, &d[pos..pos + len], Encoding { explicit: false, little: true })?;
+            pos += len;
+        } else if !(if enc.explicit { vr == b"SQ" } else { is_sequence(tag) }) {
+            pos += len;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A minimal explicit-VR-little-endian file: meta group with the transfer syntax, then `body`.
+    fn file(body: &[u8]) -> Vec<u8> {
+        let mut f = vec![0u8; 128];
+        f.extend_from_slice(b"DICM");
+        let ts = b"1.2.840.10008.1.2.1\0";
+        f.extend_from_slice(&[0x02, 0x00, 0x10, 0x00, b'U', b'I']);
+        f.extend_from_slice(&(ts.len() as u16).to_le_bytes());
+        f.extend_from_slice(ts);
+        f.extend_from_slice(body);
+        f
+    }
+
+    fn element(tag: (u16, u16), vr: &[u8; 2], value: &[u8], stated: Option<u32>) -> Vec<u8> {
+        let mut e = Vec::new();
+        e.extend_from_slice(&tag.0.to_le_bytes());
+        e.extend_from_slice(&tag.1.to_le_bytes());
+        e.extend_from_slice(vr);
+        if !short_header(vr) {
+            e.extend_from_slice(&[0, 0]);
+            e.extend_from_slice(&stated.unwrap_or(value.len() as u32).to_le_bytes());
+        } else {
+            e.extend_from_slice(&(stated.unwrap_or(value.len() as u32) as u16).to_le_bytes());
+        }
+        e.extend_from_slice(value);
+        e
+    }
+
+    #[test]
+    fn honest_lengths_pass_and_a_4_gb_element_is_refused_before_reading() {
+        let path = Path::new("x.dcm");
+        let ok = file(&[element((0x0010, 0x0020), b"LO", b"PID1", None), element((0x7FE0, 0x0010), b"OW", &[0; 8], None)].concat());
+        check_lengths(path, &ok).unwrap();
+        let bomb = file(&[element((0x0010, 0x0020), b"LO", b"PID1", None), element((0x7FE0, 0x0010), b"OW", &[0; 8], Some(0xFFFF_FFF0))].concat());
+        let err = check_lengths(path, &bomb).unwrap_err().to_string();
+        assert!(err.contains("(7FE0,0010) claims 4294967280 bytes, more than the 8 left"), "{err}");
+        // Inside a sequence item too.
+        let item = [&[0xFE, 0xFF, 0x00, 0xE0][..], &0xFFFF_FFFFu32.to_le_bytes(), &element((0x0008, 0x0100), b"SH", b"X", Some(60000)), &[0xFE, 0xFF, 0x0D, 0xE0, 0, 0, 0, 0]].concat();
+        let nested = file(&element((0x0008, 0x1140), b"SQ", &item, Some(0xFFFF_FFFF)));
+        let err = check_lengths(path, &nested).unwrap_err().to_string();
+        assert!(err.contains("(0008,0100) claims 60000 bytes"), "{err}");
+    }
+}
