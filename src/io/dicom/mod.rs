@@ -4,6 +4,7 @@
 pub mod bounds;
 pub mod header;
 pub mod pixels;
+pub mod rle;
 pub mod series;
 pub mod uid;
 pub mod write;

@@ -1,8 +1,11 @@
 //! Decoding the pixel data of a single-frame grey-scale DICOM image into values with the
 //! modality rescale (RescaleSlope/Intercept) applied. Native and encapsulated transfer
-//! syntaxes go through `dicom-pixeldata` (JPEG baseline/lossless, RLE, deflate).
+//! syntaxes go through `dicom-pixeldata` (JPEG baseline/lossless, JPEG 2000, deflate), RLE
+//! Lossless through [`super::rle`].
 
 use super::header::{DicomFile, SliceHeader};
+use super::rle::{self, RLE_LOSSLESS};
+use dicom_dictionary_std::tags;
 use crate::error::{Error, Result};
 use dicom_pixeldata::{PixelDecoder, PixelRepresentation};
 use std::path::Path;
@@ -35,21 +38,48 @@ fn stored_value(raw: u32, bits_stored: u32, signed: bool) -> i64 {
 /// frame, 8, 16 or 32 bits allocated; the header's slope and intercept are applied.
 pub fn decode_slice(path: &Path, file: &DicomFile, header: &SliceHeader) -> Result<DecodedSlice> {
     let bad = |message: String| Error::format(path, message);
-    if file.get(dicom_dictionary_std::tags::PIXEL_DATA).is_none() {
+    if file.get(tags::PIXEL_DATA).is_none() {
         return Err(bad("no pixel data (PixelData (7FE0,0010) is absent)".into()));
     }
     if header.number_of_frames != 1 {
         return Err(bad(format!("multi-frame image ({} frames) is not supported; one slice per file expected", header.number_of_frames)));
     }
-    let decoded = file.decode_pixel_data().map_err(|e| bad(format!("cannot decode pixel data (transfer syntax {}): {e}", header.transfer_syntax)))?;
-    if decoded.samples_per_pixel() != 1 {
-        return Err(bad(format!("{} samples per pixel: only grey-scale images are supported", decoded.samples_per_pixel())));
+    let decoded;
+    let (samples, rows, columns, bits_allocated, bits_stored, signed, bytes) = if header.transfer_syntax == RLE_LOSSLESS {
+        let int = |tag| file.get(tag).and_then(|e| e.to_int::<i64>().ok());
+        let (rows, columns) = (header.rows.unwrap_or(0) as usize, header.columns.unwrap_or(0) as usize);
+        let bits_allocated = int(tags::BITS_ALLOCATED).unwrap_or(0) as usize;
+        let samples = int(tags::SAMPLES_PER_PIXEL).unwrap_or(1);
+        if samples != 1 {
+            return Err(bad(format!("{samples} samples per pixel: only grey-scale images are supported")));
+        }
+        if !matches!(bits_allocated, 8 | 16 | 32) {
+            return Err(bad(format!("BitsAllocated {bits_allocated} is not supported (8, 16 or 32)")));
+        }
+        let fragment = file
+            .get(tags::PIXEL_DATA)
+            .and_then(|e| e.value().fragments())
+            .and_then(|f| f.first())
+            .ok_or_else(|| bad("RLE Lossless pixel data holds no fragment".into()))?;
+        let bytes = rle::decode_frame(fragment, rows, columns, bits_allocated / 8).map_err(|e| bad(format!("cannot decode pixel data: {e}")))?;
+        let bits_stored = int(tags::BITS_STORED).unwrap_or(bits_allocated as i64).clamp(1, bits_allocated as i64) as u32;
+        (1, rows, columns, bits_allocated, bits_stored, int(tags::PIXEL_REPRESENTATION) == Some(1), std::borrow::Cow::Owned(bytes))
+    } else {
+        decoded = file.decode_pixel_data().map_err(|e| bad(format!("cannot decode pixel data (transfer syntax {}): {e}", header.transfer_syntax)))?;
+        let bits_allocated = decoded.bits_allocated() as usize;
+        (
+            decoded.samples_per_pixel(),
+            decoded.rows() as usize,
+            decoded.columns() as usize,
+            bits_allocated,
+            (decoded.bits_stored() as u32).clamp(1, bits_allocated.max(1) as u32),
+            decoded.pixel_representation() == PixelRepresentation::Signed,
+            std::borrow::Cow::Borrowed(decoded.data()),
+        )
+    };
+    if samples != 1 {
+        return Err(bad(format!("{samples} samples per pixel: only grey-scale images are supported")));
     }
-    let (rows, columns) = (decoded.rows() as usize, decoded.columns() as usize);
-    let bits_allocated = decoded.bits_allocated() as usize;
-    let bits_stored = (decoded.bits_stored() as u32).clamp(1, bits_allocated.max(1) as u32);
-    let signed = decoded.pixel_representation() == PixelRepresentation::Signed;
-    let bytes = decoded.data();
     let count = rows * columns;
     let width = match bits_allocated {
         8 | 16 | 32 => bits_allocated / 8,
