@@ -90,6 +90,13 @@ pub fn generator_from_state_dict(sd: &StateDict, path: &Path, device: &Device) -
         Some(json) => {
             let c: GeneratorConfig = serde_json::from_str(json).map_err(|e| Error::format(path, format!("unreadable {GENERATOR_KEY} metadata: {e}")))?;
             c.validate().map_err(|e| Error::format(path, format!("{GENERATOR_KEY} metadata: {e}")))?;
+            // Refused before it is allocated: a described generator must fit in the values the
+            // file stores (its tensors must match the architecture's shapes anyway).
+            let stored: usize = sd.tensors.values().map(|t| t.shape.iter().product::<usize>()).sum();
+            let needed = crate::config::generator::parameter_count(&c);
+            if needed > stored.saturating_mul(2).saturating_add(1024) {
+                return Err(Error::format(path, format!("{GENERATOR_KEY} metadata describes a generator of about {needed} parameters; the file stores {stored} values")));
+            }
             c
         }
         None => infer_config(sd, path)?,

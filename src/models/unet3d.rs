@@ -59,6 +59,13 @@ fn one() -> usize {
 }
 
 impl UNet3dConfig {
+    /// Floats of the network's largest kernel (a 3³ convolution at the deepest level): a
+    /// lower bound on the size of any file that stores this network's parameters.
+    pub fn largest_kernel_floats(&self) -> usize {
+        let deepest = self.base_n_filter.saturating_mul(1 << (LEVELS - 1));
+        27usize.saturating_mul(deepest).saturating_mul(deepest)
+    }
+
     /// Check the configuration; the message says what is wrong.
     pub fn validate(&self) -> crate::Result<()> {
         let bad = |m: String| Err(crate::Error::invalid(m));

@@ -60,7 +60,34 @@ pub fn load(path: &Path, device: &Device) -> Result<(UNet3d, SegState)> {
     let dir = resolve_model(path)?;
     let state: SegState = read_json(&dir.join(STATE))?;
     state.config.net.validate().map_err(|e| Error::format(dir.join(STATE), e.to_string()))?;
+    // A state.json describing a network far larger than its parameter file is refused before
+    // the network is allocated.
+    let net_path = dir.join(NET);
+    let stored = std::fs::metadata(&net_path).map_err(|e| Error::io(&net_path, e))?.len();
+    if (stored / 4) < state.config.net.largest_kernel_floats() as u64 {
+        return Err(Error::format(
+            dir.join(STATE),
+            format!("describes a network (base_n_filter {}) larger than the {stored} bytes of {NET}", state.config.net.base_n_filter),
+        ));
+    }
     let mut net = state.config.net.init(&mut Initializer::new(0, device));
     load_module(&mut net, &dir.join(NET))?;
     Ok((net, state))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_state_describing_a_network_larger_than_its_file_is_refused_before_allocating() {
+        let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/chamber_seg_phantom");
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::copy(shipped.join(NET), dir.path().join(NET)).unwrap();
+        let mut state: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(shipped.join(STATE)).unwrap()).unwrap();
+        state["config"]["net"]["base_n_filter"] = 100_000.into();
+        std::fs::write(dir.path().join(STATE), state.to_string()).unwrap();
+        let err = load(dir.path(), &Device::flex()).map(drop).unwrap_err().to_string();
+        assert!(err.contains("base_n_filter 100000) larger than the"), "{err}");
+    }
 }
