@@ -125,14 +125,28 @@ fn convert_segment_crop_and_export_killed_anywhere_leave_no_partial_file() {
     });
 }
 
-/// `mount` and `unshare` can make a private tmpfs here (root, or user namespaces allowed).
-fn can_mount_tmpfs() -> bool {
-    Command::new("unshare").args(["-Urm", "sh", "-c", "mount -t tmpfs -o size=64k tmpfs /tmp"]).status().is_ok_and(|s| s.success())
+/// How to run a shell script that mounts a small tmpfs: in a private mount namespace
+/// (`unshare -Urm`: root or unprivileged user namespaces), else directly as root (the script
+/// then unmounts it); `None` when neither can mount.
+fn tmpfs_shell() -> Option<(Vec<&'static str>, bool)> {
+    let probe = tempfile::tempdir().unwrap();
+    let try_mount = |prefix: &[&str], unmount: bool| {
+        let dir = probe.path().display().to_string();
+        let script = format!("mount -t tmpfs -o size=64k tmpfs '{dir}'{}", if unmount { format!(" && umount '{dir}'") } else { String::new() });
+        Command::new(prefix[0]).args(&prefix[1..]).arg(script).status().is_ok_and(|s| s.success())
+    };
+    if try_mount(&["unshare", "-Urm", "sh", "-c"], false) {
+        Some((vec!["unshare", "-Urm", "sh", "-c"], false))
+    } else if try_mount(&["sh", "-c"], true) {
+        Some((vec!["sh", "-c"], true))
+    } else {
+        None
+    }
 }
 
 #[test]
 fn a_full_disk_names_the_file_removes_the_temporary_and_keeps_earlier_outputs() {
-    assert!(can_mount_tmpfs(), "this test needs `unshare -Urm` and tmpfs mounts (util-linux; root or unprivileged user namespaces)");
+    let (shell, unmount) = tmpfs_shell().expect("this test mounts a small tmpfs: it needs root or `unshare -Urm` (util-linux, unprivileged user namespaces)");
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("P");
     let out = cta2mbf().args(["phantom", "--cases", "1", "--size", "96,96,64", "--out"]).arg(&p).output().unwrap();
@@ -155,7 +169,8 @@ fn a_full_disk_names_the_file_removes_the_temporary_and_keeps_earlier_outputs() 
         m = model.display(),
         c = cta.display(),
     );
-    let out = Command::new("unshare").args(["-Urm", "sh", "-c", &script]).output().unwrap();
+    let script = if unmount { format!("{script}; umount '{}'", disk.display()) } else { script };
+    let out = Command::new(shell[0]).args(&shell[1..]).arg(&script).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(out.status.success(), "script failed ({:?}): {text}{}", out.status, String::from_utf8_lossy(&out.stderr));
     let err = std::fs::read_to_string(dir.path().join("err.txt")).unwrap();
