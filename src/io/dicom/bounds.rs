@@ -66,21 +66,32 @@ fn is_sequence(tag: Tag) -> bool {
 pub fn check_lengths(path: &Path, bytes: &[u8]) -> Result<()> {
     let Some(offset) = dicm_offset(bytes) else { return Ok(()) };
     let data = &bytes[offset + 4..];
-    // The file meta group: explicit VR little endian, group 0002.
+    // The file meta group, explicit VR little endian, read as dicom-rs reads it: its group
+    // length (0002,0000) first, then elements (whatever their tags) until that many bytes.
     let meta = Encoding { explicit: true, little: true };
-    let mut pos = 0;
+    if data.len() < 12 || meta.u16(data, 0) != 0x0002 || meta.u16(data, 2) != 0x0000 {
+        return Ok(()); // the reader refuses it without allocating
+    }
+    let group_length = meta.u32(data, 8) as usize;
+    let mut pos = 12;
     let mut syntax = String::new();
-    while pos + 8 <= data.len() && meta.u16(data, pos) == 0x0002 {
+    while pos - 12 < group_length && pos + 8 <= data.len() {
+        let tag = Tag(meta.u16(data, pos), meta.u16(data, pos + 2));
         let (header, len) = element_header(data, pos, meta);
-        let len = len as usize;
-        if len > data.len().saturating_sub(pos + header) {
-            return Err(too_long(path, Tag(0x0002, meta.u16(data, pos + 2)), len, data.len() - pos - header));
+        let left = data.len() - pos - header;
+        if len == UNDEFINED {
+            return Ok(()); // refused by the reader (an undefined length in the meta group)
         }
-        if meta.u16(data, pos + 2) == 0x0010 {
+        let len = len as usize;
+        if len > left {
+            return Err(too_long(path, tag, len, left));
+        }
+        if tag == Tag(0x0002, 0x0010) {
             syntax = String::from_utf8_lossy(&data[pos + header..pos + header + len]).trim_end_matches(['\0', ' ']).to_string();
         }
         pos += header + len;
     }
+    let pos = pos.min(data.len());
     let body = &data[pos..];
     match syntax.as_str() {
         IMPLICIT_LE => walk(path, body, Encoding { explicit: false, little: true }),
@@ -168,11 +179,14 @@ fn walk(path: &Path, d: &[u8], enc: Encoding) -> Result<()> {
 mod tests {
     use super::*;
 
-    /// A minimal explicit-VR-little-endian file: meta group with the transfer syntax, then `body`.
+    /// A minimal explicit-VR-little-endian file: meta group (its length, the transfer syntax),
+    /// then `body`.
     fn file(body: &[u8]) -> Vec<u8> {
         let mut f = vec![0u8; 128];
         f.extend_from_slice(b"DICM");
         let ts = b"1.2.840.10008.1.2.1\0";
+        f.extend_from_slice(&[0x02, 0x00, 0x00, 0x00, b'U', b'L', 4, 0]);
+        f.extend_from_slice(&(8 + ts.len() as u32).to_le_bytes());
         f.extend_from_slice(&[0x02, 0x00, 0x10, 0x00, b'U', b'I']);
         f.extend_from_slice(&(ts.len() as u16).to_le_bytes());
         f.extend_from_slice(ts);
