@@ -3,7 +3,7 @@
 
 use super::print_report;
 use cta2mbf::preprocess::connected::{DEFAULT_LABELS, connected_cohort, connected_file, sorted_mask_folder};
-use cta2mbf::preprocess::stage::with_jobs;
+use super::args::JobsArg;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -23,16 +23,16 @@ pub struct ConnectedArgs {
     /// The labels to clean; other labels are copied unchanged.
     #[arg(long, value_delimiter = ',', default_values_t = DEFAULT_LABELS)]
     pub labels: Vec<u8>,
-    /// Worker threads for `--root` (default: one per core).
-    #[arg(long)]
-    pub jobs: Option<usize>,
+    /// Worker threads.
+    #[command(flatten)]
+    pub jobs: JobsArg,
 }
 
 /// Run `cta2mbf connected`.
 pub fn run(args: ConnectedArgs) -> cta2mbf::Result<()> {
     if let Some(root) = &args.root {
         let folder = sorted_mask_folder(root);
-        let report = with_jobs(args.jobs, || connected_cohort(&folder, &args.labels))??;
+        let report = args.jobs.run(|| connected_cohort(&folder, &args.labels))??;
         print_report(&report);
         return report.check();
     }

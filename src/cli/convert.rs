@@ -2,7 +2,7 @@
 
 use super::print_report;
 use cta2mbf::preprocess::convert::{convert_cohort, convert_series};
-use cta2mbf::preprocess::stage::with_jobs;
+use super::args::JobsArg;
 use std::path::PathBuf;
 
 /// Arguments of `cta2mbf convert`.
@@ -24,15 +24,15 @@ pub struct ConvertArgs {
     /// at one position) instead of stacking them as ITK's ImageSeriesReader does.
     #[arg(long)]
     pub strict: bool,
-    /// Worker threads (default: one per core).
-    #[arg(long)]
-    pub jobs: Option<usize>,
+    /// Worker threads.
+    #[command(flatten)]
+    pub jobs: JobsArg,
 }
 
 /// Run `cta2mbf convert`.
 pub fn run(args: ConvertArgs) -> cta2mbf::Result<()> {
     if let (Some(series), Some(output)) = (&args.series, &args.output) {
-        let c = with_jobs(args.jobs, || convert_series(series, output, args.strict))??;
+        let c = args.jobs.run(|| convert_series(series, output, args.strict))??;
         let mut text = format!("convert: {} -> {} ({}x{}x{}, {})\n", series.display(), c.output.display(), c.size[0], c.size[1], c.size[2], c.dtype.name());
         for w in &c.warnings {
             text.push_str(&format!("  warning: {w}\n"));
@@ -44,7 +44,7 @@ pub fn run(args: ConvertArgs) -> cta2mbf::Result<()> {
         return Ok(());
     }
     let (input, out) = (args.input.as_ref().expect("clap requires --in"), args.out.as_ref().expect("clap requires --out"));
-    let report = with_jobs(args.jobs, || convert_cohort(input, out, args.strict))??;
+    let report = args.jobs.run(|| convert_cohort(input, out, args.strict))??;
     print_report(&report);
     match report.failed() {
         0 => Ok(()),

@@ -3,7 +3,7 @@
 
 use super::print_report;
 use cta2mbf::preprocess::crop::crop_cohort;
-use cta2mbf::preprocess::stage::with_jobs;
+use super::args::JobsArg;
 use std::path::PathBuf;
 
 /// Arguments of `cta2mbf crop`.
@@ -13,14 +13,14 @@ pub struct CropArgs {
     /// `5.mbf_myocardium`, writes the cropped volumes into `5.mbf_myocardium`.
     #[arg(long)]
     pub root: PathBuf,
-    /// Worker threads (default: one per core).
-    #[arg(long)]
-    pub jobs: Option<usize>,
+    /// Worker threads.
+    #[command(flatten)]
+    pub jobs: JobsArg,
 }
 
 /// Run `cta2mbf crop`.
 pub fn run(args: CropArgs) -> cta2mbf::Result<()> {
-    let report = with_jobs(args.jobs, || crop_cohort(&args.root))??;
+    let report = args.jobs.run(|| crop_cohort(&args.root))??;
     print_report(&report);
     report.check()
 }

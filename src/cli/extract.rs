@@ -3,7 +3,7 @@
 use super::print_report;
 use cta2mbf::preprocess::annotation::Annotation;
 use cta2mbf::preprocess::extract::{DEFAULT_MIN_FILES, ExtractOptions, extract_modalities};
-use cta2mbf::preprocess::stage::with_jobs;
+use super::args::JobsArg;
 use std::path::PathBuf;
 
 /// Arguments of `cta2mbf extract`.
@@ -21,16 +21,16 @@ pub struct ExtractArgs {
     /// Series with fewer files are ignored when choosing by ImageType.
     #[arg(long, default_value_t = DEFAULT_MIN_FILES)]
     pub min_files: usize,
-    /// Worker threads (default: one per core).
-    #[arg(long)]
-    pub jobs: Option<usize>,
+    /// Worker threads.
+    #[command(flatten)]
+    pub jobs: JobsArg,
 }
 
 /// Run `cta2mbf extract`.
 pub fn run(args: ExtractArgs) -> cta2mbf::Result<()> {
     let annotation = args.annotation.as_deref().map(Annotation::read).transpose()?;
     let options = ExtractOptions { annotation, min_files: args.min_files };
-    let report = with_jobs(args.jobs, || extract_modalities(&args.input, &args.out, &options))??;
+    let report = args.jobs.run(|| extract_modalities(&args.input, &args.out, &options))??;
     print_report(&report);
     match report.skipped() {
         0 => Ok(()),

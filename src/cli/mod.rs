@@ -1,6 +1,7 @@
 //! The `cta2mbf` command line: a thin layer over the library, one file per subcommand.
 
 mod analyze;
+mod args;
 mod bench;
 mod connected;
 mod convert;

@@ -2,7 +2,7 @@
 
 use super::print_report;
 use cta2mbf::preprocess::sort::sort_dicom;
-use cta2mbf::preprocess::stage::with_jobs;
+use super::args::JobsArg;
 use std::path::PathBuf;
 
 /// Arguments of `cta2mbf sort`.
@@ -14,14 +14,14 @@ pub struct SortArgs {
     /// The `0.ori_3` folder to fill.
     #[arg(long)]
     pub out: PathBuf,
-    /// Worker threads (default: one per core).
-    #[arg(long)]
-    pub jobs: Option<usize>,
+    /// Worker threads.
+    #[command(flatten)]
+    pub jobs: JobsArg,
 }
 
 /// Run `cta2mbf sort`.
 pub fn run(args: SortArgs) -> cta2mbf::Result<()> {
-    let report = with_jobs(args.jobs, || sort_dicom(&args.input, &args.out))??;
+    let report = args.jobs.run(|| sort_dicom(&args.input, &args.out))??;
     print_report(&report);
     match report.failed() {
         0 => Ok(()),
