@@ -3,6 +3,7 @@
 
 pub mod bounds;
 pub mod header;
+pub mod jpeg;
 pub mod pixels;
 pub mod rle;
 pub mod series;
