@@ -4,6 +4,9 @@
 //! byte of each sample, most significant byte first. Every length and offset is checked
 //! against the fragment, and the output never exceeds `rows × columns` pixels.
 
+/// PackBits' largest expansion: a 2-byte run header and byte become 128 bytes.
+const PACKBITS_MAX_RATIO: usize = 64;
+
 /// The RLE Lossless transfer syntax.
 pub const RLE_LOSSLESS: &str = "1.2.840.10008.1.2.5";
 
@@ -19,6 +22,11 @@ pub fn decode_frame(fragment: &[u8], rows: usize, columns: usize, bytes_per_samp
         return Err(format!("RLE header lists {segments} segments; {bytes_per_sample} expected for one sample of {} bits", 8 * bytes_per_sample));
     }
     let pixels = rows.checked_mul(columns).ok_or("rows × columns overflows")?;
+    // PackBits turns 2 bytes into at most 128: a segment cannot hold more than 64× its size,
+    // so a header claiming more is refused before the image is allocated.
+    if pixels > PACKBITS_MAX_RATIO * fragment.len() {
+        return Err(format!("{rows}x{columns} pixels cannot be held by an RLE fragment of {} bytes", fragment.len()));
+    }
     let mut out = vec![0u8; pixels.checked_mul(bytes_per_sample).ok_or("image size overflows")?];
     for s in 0..segments {
         let start = word(1 + s);
@@ -88,6 +96,7 @@ mod tests {
     #[test]
     fn malformed_frames_are_errors_not_panics() {
         assert!(decode_frame(&[0; 10], 2, 2, 1).is_err());
+        assert!(decode_frame(&frame(&[&[0x81, 7]]), 60000, 60000, 1).unwrap_err().contains("cannot be held"));
         assert!(decode_frame(&frame(&[&[0, 7]]), 2, 2, 1).unwrap_err().contains("fewer than the 4 bytes"));
         assert!(decode_frame(&frame(&[&[3, 1, 2, 3, 4]]), 2, 2, 2).unwrap_err().contains("2 expected"));
         let mut bad = frame(&[&[3, 1, 2, 3, 4]]);
