@@ -35,17 +35,18 @@ fn stored_value(raw: u32, bits_stored: u32, signed: bool) -> i64 {
     }
 }
 
-/// Refuse an encapsulated JPEG whose own frame does not have the DICOM header's size, one
-/// grey-scale component and a precision that fits BitsAllocated (see [`jpeg`]).
+/// Refuse an encapsulated JPEG or JPEG 2000 image whose own frame does not have the DICOM
+/// header's size, one grey-scale component and a precision that fits BitsAllocated (see
+/// [`jpeg`]).
 fn check_jpeg_frame(file: &DicomFile, header: &SliceHeader) -> std::result::Result<(), String> {
     let fragments = file.get(tags::PIXEL_DATA).and_then(|e| e.value().fragments()).ok_or("JPEG pixel data holds no fragment")?;
     let stream: Vec<u8> = fragments.iter().flatten().copied().collect();
-    let f = jpeg::frame_header(&stream)?;
+    let f = if jpeg::J2K_SYNTAXES.contains(&header.transfer_syntax.as_str()) { jpeg::j2k_frame_header(&stream)? } else { jpeg::frame_header(&stream)? };
     let bits_allocated = file.get(tags::BITS_ALLOCATED).and_then(|e| e.to_int::<u32>().ok()).unwrap_or(0);
     let (rows, columns) = (header.rows.unwrap_or(0), header.columns.unwrap_or(0));
     if (f.rows as u32, f.columns as u32) != (rows, columns) || f.components != 1 || (f.precision as u32).div_ceil(8) * 8 > bits_allocated {
         return Err(format!(
-            "the encapsulated JPEG is {}x{} pixels, {} component(s) of {} bits; the DICOM header says {columns}x{rows}, one component, {bits_allocated} bits allocated",
+            "the encapsulated image is {}x{} pixels, {} component(s) of {} bits; the DICOM header says {columns}x{rows}, one component, {bits_allocated} bits allocated",
             f.columns, f.rows, f.components, f.precision
         ));
     }
@@ -83,7 +84,8 @@ pub fn decode_slice(path: &Path, file: &DicomFile, header: &SliceHeader) -> Resu
         let bits_stored = int(tags::BITS_STORED).unwrap_or(bits_allocated as i64).clamp(1, bits_allocated as i64) as u32;
         (1, rows, columns, bits_allocated, bits_stored, int(tags::PIXEL_REPRESENTATION) == Some(1), std::borrow::Cow::Owned(bytes))
     } else {
-        if jpeg::JPEG_SYNTAXES.contains(&header.transfer_syntax.as_str()) {
+        let syntax = header.transfer_syntax.as_str();
+        if jpeg::JPEG_SYNTAXES.contains(&syntax) || jpeg::J2K_SYNTAXES.contains(&syntax) {
             check_jpeg_frame(file, header).map_err(bad)?;
         }
         decoded = file.decode_pixel_data().map_err(|e| bad(format!("cannot decode pixel data (transfer syntax {}): {e}", header.transfer_syntax)))?;
