@@ -2,6 +2,7 @@
 //! built from named settings ([`Conv3Config`]) and initialized by the seeded
 //! [`Initializer`](super::init::Initializer).
 
+use super::conv_transpose3::ConvTranspose3;
 use super::init::{INIT_GAIN, Initializer};
 use crate::ops::direct_conv::conv3d_direct;
 use burn::module::{Module, Param};
@@ -35,8 +36,9 @@ pub enum WeightInit {
     He,
 }
 
-/// The settings of a [`Conv3`], by name: channels and kernel, then stride (1), zero padding
-/// (0), bias (on) and weight initialization ([`WeightInit::Gan`]), as Burn's `Conv3dConfig`.
+/// The settings of a [`Conv3`] or a [`ConvTranspose3`], by name: channels and kernel, then
+/// stride (1), padding (0), output padding (0, transposed only), bias (on) and weight
+/// initialization ([`WeightInit::Gan`]), as Burn's `Conv3dConfig`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Conv3Config {
     /// Input channels.
@@ -47,8 +49,10 @@ pub struct Conv3Config {
     pub kernel: usize,
     /// Stride on every axis.
     pub stride: usize,
-    /// Zero padding on each side of every axis.
+    /// Zero padding on each side of every axis (transposed: removed from each side).
     pub padding: usize,
+    /// Transposed only: extra samples added at the end of every axis.
+    pub output_padding: usize,
     /// Whether the layer has a bias.
     pub bias: bool,
     /// How the weights are drawn.
@@ -58,7 +62,12 @@ pub struct Conv3Config {
 impl Conv3Config {
     /// A `kernel³` convolution `c_in → c_out`, stride 1, no padding, with a bias.
     pub fn new(c_in: usize, c_out: usize, kernel: usize) -> Self {
-        Self { c_in, c_out, kernel, stride: 1, padding: 0, bias: true, init: WeightInit::Gan }
+        Self { c_in, c_out, kernel, stride: 1, padding: 0, output_padding: 0, bias: true, init: WeightInit::Gan }
+    }
+
+    /// With this output padding (transposed only).
+    pub fn with_output_padding(self, output_padding: usize) -> Self {
+        Self { output_padding, ..self }
     }
 
     /// With this stride.
@@ -98,6 +107,24 @@ impl Conv3Config {
             bias: self.bias.then(|| init.constant([self.c_out], 0.0)),
             stride: self.stride,
             padding: self.padding,
+        }
+    }
+
+    /// The transposed convolution `c_in → c_out`, its weights (`[c_in, c_out, k, k, k]`)
+    /// drawn from `init` (He: N(0, 2 / c_in), right when the stride equals the kernel and each
+    /// output sums one tap per input channel), then a zero bias.
+    pub fn init_transposed(&self, init: &mut Initializer) -> ConvTranspose3 {
+        let k = self.kernel;
+        let std = match self.init {
+            WeightInit::Gan => INIT_GAIN,
+            WeightInit::He => (2.0 / self.c_in as f64).sqrt(),
+        };
+        ConvTranspose3 {
+            weight: init.normal([self.c_in, self.c_out, k, k, k], 0.0, std),
+            bias: self.bias.then(|| init.constant([self.c_out], 0.0)),
+            stride: self.stride,
+            padding: self.padding,
+            output_padding: self.output_padding,
         }
     }
 }

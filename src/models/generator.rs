@@ -14,7 +14,6 @@
 //! reference's `nn.Sequential` layout; [`ResnetGenerator::torch_names`] lists the pairs.
 
 use super::init::Initializer;
-use super::conv_transpose3::ConvTranspose3Config;
 use super::conv3::{Conv3, Conv3Config};
 use super::norm::{Norm, NormKind, NormMode};
 use super::upsample::Upsampler;
@@ -166,7 +165,7 @@ impl UpBlock {
     fn new(init: &mut Initializer, c_in: usize, c_out: usize, norm: NormKind, kind: UpsampleKind) -> Self {
         let bias = norm.conv_bias();
         let conv = match kind {
-            UpsampleKind::Transposed => Upsampler::Transposed(ConvTranspose3Config::new(c_in, c_out, 3).with_stride(2).with_padding(1).with_output_padding(1).with_bias(bias).init(init)),
+            UpsampleKind::Transposed => Upsampler::Transposed(Conv3Config::new(c_in, c_out, 3).with_stride(2).with_padding(1).with_output_padding(1).with_bias(bias).init_transposed(init)),
             UpsampleKind::Trilinear => Upsampler::Trilinear(Conv3Config::new(c_in, c_out, 3).with_padding(1).with_bias(bias).init(init)),
         };
         Self { conv, norm: Norm::new(init, norm, c_out, true) }

@@ -18,7 +18,6 @@
 use super::conv_norm_relu::ConvNormRelu;
 use super::generator::GeneratorConfig;
 use super::init::Initializer;
-use super::conv_transpose3::ConvTranspose3Config;
 use super::conv3::{Conv3, Conv3Config, WeightInit};
 use super::norm::{Norm, NormKind, NormMode};
 use super::upsample::{UpsampleKind, Upsampler};
@@ -76,7 +75,7 @@ impl UnetGenerator {
             let (c_in, c) = (channels[i + 1], channels[i]);
             let bias = norm.conv_bias();
             let up = match config.upsample {
-                UpsampleKind::Transposed => Upsampler::Transposed(ConvTranspose3Config::new(c_in, c, 2).with_stride(2).with_bias(bias).with_init(WeightInit::He).init(init)),
+                UpsampleKind::Transposed => Upsampler::Transposed(Conv3Config::new(c_in, c, 2).with_stride(2).with_bias(bias).with_init(WeightInit::He).init_transposed(init)),
                 UpsampleKind::Trilinear => Upsampler::Trilinear(Conv3Config::new(c_in, c, 3).with_padding(1).with_bias(bias).with_init(WeightInit::He).init(init)),
             };
             let norm_up = Norm::new(init, norm, c, true);
