@@ -62,8 +62,9 @@ fn is_sequence(tag: Tag) -> bool {
 }
 
 /// Check every element length of the DICOM file `bytes` (read from `path`) against the bytes
-/// left after its header; the first that does not fit is an error naming the element.
-pub fn check_lengths(path: &Path, bytes: &[u8]) -> Result<()> {
+/// left after its header; the first that does not fit is an error naming the element. With
+/// `until_pixel_data` the walk stops at PixelData, where a header-only read stops.
+pub fn check_lengths(path: &Path, bytes: &[u8], until_pixel_data: bool) -> Result<()> {
     let Some(offset) = dicm_offset(bytes) else { return Ok(()) };
     let data = &bytes[offset + 4..];
     // The file meta group, explicit VR little endian, read as dicom-rs reads it: its group
@@ -94,17 +95,17 @@ pub fn check_lengths(path: &Path, bytes: &[u8]) -> Result<()> {
     let pos = pos.min(data.len());
     let body = &data[pos..];
     match syntax.as_str() {
-        IMPLICIT_LE => walk(path, body, Encoding { explicit: false, little: true }),
-        EXPLICIT_BE => walk(path, body, Encoding { explicit: true, little: false }),
+        IMPLICIT_LE => walk(path, body, Encoding { explicit: false, little: true }, until_pixel_data),
+        EXPLICIT_BE => walk(path, body, Encoding { explicit: true, little: false }, until_pixel_data),
         DEFLATED_LE => {
             let cap = body.len().saturating_mul(DEFLATE_MAX_RATIO).saturating_add(1024);
             let mut inflated = Vec::new();
             let read = flate2::read::DeflateDecoder::new(body).take(cap as u64).read_to_end(&mut inflated);
             // A corrupt stream is left to the reader to report; what did inflate is checked.
             let _ = read;
-            walk(path, &inflated, Encoding { explicit: true, little: true })
+            walk(path, &inflated, Encoding { explicit: true, little: true }, until_pixel_data)
         }
-        _ => walk(path, body, Encoding { explicit: true, little: true }),
+        _ => walk(path, body, Encoding { explicit: true, little: true }, until_pixel_data),
     }
 }
 
@@ -129,7 +130,7 @@ fn too_long(path: &Path, tag: Tag, len: usize, left: usize) -> Error {
 
 /// Walk the data set `d`: sequences and items are entered, fragments of encapsulated pixel
 /// data and every other value skipped, each defined length checked first.
-fn walk(path: &Path, d: &[u8], enc: Encoding) -> Result<()> {
+fn walk(path: &Path, d: &[u8], enc: Encoding, until_pixel_data: bool) -> Result<()> {
     let mut pos = 0;
     let mut in_fragments = false;
     while pos + 8 <= d.len() {
@@ -152,6 +153,9 @@ fn walk(path: &Path, d: &[u8], enc: Encoding) -> Result<()> {
             }
             continue;
         }
+        if until_pixel_data && tag == Tag(0x7FE0, 0x0010) {
+            return Ok(());
+        }
         let (header, len) = element_header(d, pos, enc);
         let vr = &d[pos + 4..pos + 6];
         pos += header;
@@ -166,7 +170,7 @@ fn walk(path: &Path, d: &[u8], enc: Encoding) -> Result<()> {
         }
         if enc.explicit && vr == b"UN" && is_sequence(tag) {
             // dicom-rs reads a UN value that the dictionary calls a sequence as implicit VR.
-            walk(path, &d[pos..pos + len], Encoding { explicit: false, little: true })?;
+            walk(path, &d[pos..pos + len], Encoding { explicit: false, little: true }, until_pixel_data)?;
             pos += len;
         } else if !(if enc.explicit { vr == b"SQ" } else { is_sequence(tag) }) {
             pos += len;
@@ -213,14 +217,15 @@ mod tests {
     fn honest_lengths_pass_and_a_4_gb_element_is_refused_before_reading() {
         let path = Path::new("x.dcm");
         let ok = file(&[element((0x0010, 0x0020), b"LO", b"PID1", None), element((0x7FE0, 0x0010), b"OW", &[0; 8], None)].concat());
-        check_lengths(path, &ok).unwrap();
+        check_lengths(path, &ok, false).unwrap();
         let bomb = file(&[element((0x0010, 0x0020), b"LO", b"PID1", None), element((0x7FE0, 0x0010), b"OW", &[0; 8], Some(0xFFFF_FFF0))].concat());
-        let err = check_lengths(path, &bomb).unwrap_err().to_string();
+        check_lengths(path, &bomb, true).unwrap();
+        let err = check_lengths(path, &bomb, false).unwrap_err().to_string();
         assert!(err.contains("(7FE0,0010) claims 4294967280 bytes, more than the 8 left"), "{err}");
         // Inside a sequence item too.
         let item = [&[0xFE, 0xFF, 0x00, 0xE0][..], &0xFFFF_FFFFu32.to_le_bytes(), &element((0x0008, 0x0100), b"SH", b"X", Some(60000)), &[0xFE, 0xFF, 0x0D, 0xE0, 0, 0, 0, 0]].concat();
         let nested = file(&element((0x0008, 0x1140), b"SQ", &item, Some(0xFFFF_FFFF)));
-        let err = check_lengths(path, &nested).unwrap_err().to_string();
+        let err = check_lengths(path, &nested, true).unwrap_err().to_string();
         assert!(err.contains("(0008,0100) claims 60000 bytes"), "{err}");
     }
 }

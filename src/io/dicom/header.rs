@@ -40,13 +40,13 @@ fn describe(e: &dyn std::error::Error) -> String {
 }
 
 /// Parse the DICOM file `bytes` read from `path`; without `with_pixels` the data set is
-/// read only up to (not including) PixelData, which is much faster. Element lengths are
-/// checked against the file first ([`super::bounds`]), so no value larger than the file is
-/// allocated.
+/// read only up to (not including) PixelData, which is much faster. Element lengths (up to
+/// where the read stops) are checked against the file first ([`super::bounds`]), so no value
+/// larger than the file is allocated.
 pub fn parse_dicom(path: &Path, bytes: &[u8], with_pixels: bool) -> Result<DicomFile> {
     let offset = dicm_offset(bytes)
         .ok_or_else(|| Error::format(path, "not a DICOM file (no \"DICM\" marker after the 128-byte preamble)"))?;
-    super::bounds::check_lengths(path, bytes)?;
+    super::bounds::check_lengths(path, bytes, !with_pixels)?;
     let mut options = OpenFileOptions::new().read_preamble(ReadPreamble::Never);
     if !with_pixels {
         options = options.read_until(tags::PIXEL_DATA);
