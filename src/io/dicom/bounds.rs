@@ -149,6 +149,14 @@ fn walk(path: &Path, d: &[u8], enc: Encoding, until_pixel_data: bool) -> Result<
                     }
                 }
                 0xE0DD => in_fragments = false,
+                0xE000 | 0xE00D => {}
+                // Any other (FFFE,xxxx) is read as an ordinary element with this length.
+                _ if len != UNDEFINED => {
+                    if len as usize > d.len() - pos {
+                        return Err(too_long(path, tag, len as usize, d.len() - pos));
+                    }
+                    pos += len as usize;
+                }
                 _ => {}
             }
             continue;
