@@ -133,7 +133,14 @@ fn too_long(path: &Path, tag: Tag, len: usize, left: usize) -> Error {
 fn walk(path: &Path, d: &[u8], enc: Encoding, until_pixel_data: bool) -> Result<()> {
     let mut pos = 0;
     let mut in_fragments = false;
+    // Sequences entered: undefined-length ones (closed by a sequence delimiter) and the end
+    // positions of defined-length ones. PixelData only ends a header-only read at top level.
+    let mut open_undefined = 0usize;
+    let mut open_ends: Vec<usize> = Vec::new();
     while pos + 8 <= d.len() {
+        while open_ends.last().is_some_and(|&end| pos >= end) {
+            open_ends.pop();
+        }
         let tag = Tag(enc.u16(d, pos), enc.u16(d, pos + 2));
         if tag.0 == 0xFFFE {
             // Item, item delimiter, sequence delimiter: no VR, a 4-byte length.
@@ -148,7 +155,8 @@ fn walk(path: &Path, d: &[u8], enc: Encoding, until_pixel_data: bool) -> Result<
                         pos += len as usize;
                     }
                 }
-                0xE0DD => in_fragments = false,
+                0xE0DD if in_fragments => in_fragments = false,
+                0xE0DD => open_undefined = open_undefined.saturating_sub(1),
                 0xE000 | 0xE00D => {}
                 // Any other (FFFE,xxxx) is read as an ordinary element with this length.
                 _ if len != UNDEFINED => {
@@ -161,7 +169,7 @@ fn walk(path: &Path, d: &[u8], enc: Encoding, until_pixel_data: bool) -> Result<
             }
             continue;
         }
-        if until_pixel_data && tag == Tag(0x7FE0, 0x0010) {
+        if until_pixel_data && tag == Tag(0x7FE0, 0x0010) && open_undefined == 0 && open_ends.is_empty() {
             return Ok(());
         }
         let (header, len) = element_header(d, pos, enc);
@@ -170,6 +178,9 @@ fn walk(path: &Path, d: &[u8], enc: Encoding, until_pixel_data: bool) -> Result<
         if len == UNDEFINED {
             // A sequence (entered) or encapsulated pixel data (its fragments skipped).
             in_fragments = tag == Tag(0x7FE0, 0x0010) || (enc.explicit && matches!(vr, b"OB" | b"OW"));
+            if !in_fragments {
+                open_undefined += 1;
+            }
             continue;
         }
         let len = len as usize;
@@ -182,6 +193,8 @@ fn walk(path: &Path, d: &[u8], enc: Encoding, until_pixel_data: bool) -> Result<
             pos += len;
         } else if !(if enc.explicit { vr == b"SQ" } else { is_sequence(tag) }) {
             pos += len;
+        } else {
+            open_ends.push(pos + len);
         }
     }
     Ok(())
