@@ -15,6 +15,12 @@ const BLOCK: usize = 1 << 20;
 /// Blocks deflated (in parallel) before their output is written, per thread.
 const BLOCKS_PER_BATCH: usize = 4;
 
+/// Deflate expands data at most 1032-fold: the most bytes `len` bytes of deflate (or gzip)
+/// data can inflate to, plus room for headers.
+pub fn inflated_capacity(len: usize) -> usize {
+    len.saturating_mul(1032).saturating_add(1024)
+}
+
 /// Write `data` to `out` as one gzip member (RFC 1952) at compression `level` (0–9),
 /// deflated in parallel. Output is written as batches finish, so at most a few blocks per
 /// thread of compressed data are held at once.

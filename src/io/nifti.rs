@@ -231,14 +231,9 @@ pub fn read_nifti_image(path: impl AsRef<Path>) -> Result<NiftiImage> {
     parse(path, &bytes)
 }
 
-/// Deflate expands data at most 1032-fold: the most voxel bytes a gzip file of `len` bytes can hold.
-fn gzip_capacity(len: usize) -> usize {
-    len.saturating_mul(1032).saturating_add(1024)
-}
-
 /// Decompress a `.nii.gz` no further than its header says the image needs: the header is read
 /// first, and a header claiming more data than the compressed file could hold
-/// ([`gzip_capacity`]) is refused before anything large is allocated (a gzip bomb stops there).
+/// ([`super::gzip::inflated_capacity`]) is refused before anything large is allocated (a gzip bomb stops there).
 fn gunzip_bounded(path: &Path, raw: &[u8]) -> Result<Vec<u8>> {
     let corrupt = |e: std::io::Error| Error::format(path, format!("corrupt or truncated gzip data ({e})"));
     let mut decoder = flate2::read::MultiGzDecoder::new(raw);
@@ -246,7 +241,7 @@ fn gunzip_bounded(path: &Path, raw: &[u8]) -> Result<Vec<u8>> {
     (&mut decoder).take(540).read_to_end(&mut out).map_err(corrupt)?;
     let layout = layout(path, &out)?;
     let total = layout.offset.checked_add(layout.need).ok_or_else(|| Error::format(path, "the header's data size overflows"))?;
-    if total > gzip_capacity(raw.len()) {
+    if total > super::gzip::inflated_capacity(raw.len()) {
         return Err(Error::format(
             path,
             format!("the header claims {total} bytes of image data (dims {:?}), more than a {}-byte gzip file can hold", layout.header.dim, raw.len()),

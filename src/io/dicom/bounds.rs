@@ -25,8 +25,6 @@ const IMPLICIT_LE: &str = "1.2.840.10008.1.2";
 const EXPLICIT_BE: &str = "1.2.840.10008.1.2.2";
 /// Deflated Explicit VR Little Endian.
 const DEFLATED_LE: &str = "1.2.840.10008.1.2.1.99";
-/// Deflate expands data at most 1032-fold.
-const DEFLATE_MAX_RATIO: usize = 1032;
 
 /// How the data set's element headers are encoded.
 #[derive(Clone, Copy)]
@@ -98,7 +96,7 @@ pub fn check_lengths(path: &Path, bytes: &[u8], until_pixel_data: bool) -> Resul
         IMPLICIT_LE => walk(path, body, Encoding { explicit: false, little: true }, until_pixel_data),
         EXPLICIT_BE => walk(path, body, Encoding { explicit: true, little: false }, until_pixel_data),
         DEFLATED_LE => {
-            let cap = body.len().saturating_mul(DEFLATE_MAX_RATIO).saturating_add(1024);
+            let cap = crate::io::gzip::inflated_capacity(body.len());
             let mut inflated = Vec::new();
             let read = flate2::read::DeflateDecoder::new(body).take(cap as u64).read_to_end(&mut inflated);
             // A corrupt stream is left to the reader to report; what did inflate is checked.
