@@ -174,8 +174,9 @@ fn walk(path: &Path, d: &[u8], enc: Encoding, until_pixel_data: bool) -> Result<
         let vr = &d[pos + 4..pos + 6];
         pos += header;
         if len == UNDEFINED {
-            // A sequence (entered) or encapsulated pixel data (its fragments skipped).
-            in_fragments = tag == Tag(0x7FE0, 0x0010) || (enc.explicit && matches!(vr, b"OB" | b"OW"));
+            // Encapsulated pixel data (its fragments skipped) or, as dicom-rs reads any other
+            // undefined-length element whatever its VR, a sequence (entered).
+            in_fragments = tag == Tag(0x7FE0, 0x0010);
             if !in_fragments {
                 open_undefined += 1;
             }
@@ -246,5 +247,16 @@ mod tests {
         let nested = file(&element((0x0008, 0x1140), b"SQ", &item, Some(0xFFFF_FFFF)));
         let err = check_lengths(path, &nested, true).unwrap_err().to_string();
         assert!(err.contains("(0008,0100) claims 60000 bytes"), "{err}");
+    }
+
+    #[test]
+    fn an_undefined_length_ob_that_is_not_pixel_data_is_walked_as_a_sequence() {
+        // dicom-rs reads (7FE0,F910) OB with undefined length as a sequence, so the item
+        // that follows holds elements, and one of them claims 4 GB.
+        let path = Path::new("x.dcm");
+        let item = [&[0xFE, 0xFF, 0x00, 0xE0][..], &0xFFFF_FFFFu32.to_le_bytes(), &element((0x0008, 0x0100), b"OB", b"XY", Some(0xE000_FFFE))].concat();
+        let odd = file(&element((0x7FE0, 0xF910), b"OB", &item, Some(0xFFFF_FFFF)));
+        let err = check_lengths(path, &odd, true).unwrap_err().to_string();
+        assert!(err.contains("(0008,0100) claims 3758161918 bytes"), "{err}");
     }
 }
