@@ -1,6 +1,7 @@
 //! A cubic 3-D transposed convolution (up-sampling), PyTorch's `ConvTranspose3d`, built from
 //! the same named settings as a convolution ([`Conv3Config::init_transposed`](super::conv3::Conv3Config::init_transposed)).
 
+use crate::ops::conv_cpu;
 use burn::module::{Module, Param};
 use burn::tensor::Tensor;
 use burn::tensor::module::conv_transpose3d;
@@ -27,6 +28,13 @@ pub struct ConvTranspose3 {
 impl ConvTranspose3 {
     /// Apply the transposed convolution.
     pub fn forward(&self, x: Tensor<5>) -> Tensor<5> {
+        if conv_cpu::applies(&x) {
+            let y = conv_cpu::conv_transpose3d(x, self.weight.val(), self.stride, self.padding, self.output_padding);
+            return match &self.bias {
+                Some(b) => y + b.val().reshape([1, self.weight.dims()[1], 1, 1, 1]),
+                None => y,
+            };
+        }
         let opts = ConvTransposeOptions::new([self.stride; 3], [self.padding; 3], [self.output_padding; 3], [1; 3], 1);
         conv_transpose3d(x, self.weight.val(), self.bias.as_ref().map(|b| b.val()), opts)
     }

@@ -2,6 +2,8 @@
 //! (generator up-sampling, the segmentation wrapper, single-channel convolutions at inference).
 
 pub mod argmax_resize;
+pub mod conv_cpu;
+pub mod conv_gemm;
 pub mod direct_conv;
 pub mod resize;
 

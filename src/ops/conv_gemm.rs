@@ -1,0 +1,414 @@
+//! A cubic 3-D convolution and both of its gradients on the CPU, as tiles of im2col + GEMM
+//! (the `gemm` crate, one thread per tile): the three products a training step needs.
+//!
+//! For one batch item, with the input `x` as `[c_in, X, Y, Z]`, the output `y` as
+//! `[c_out, OX, OY, OZ]` and the weights `w` as `[c_out, c_in·k³]` (PyTorch's layout), the
+//! columns of a tile of output x planes are `cols[(ci, kx, ky, kz)][n] = x[ci, ox·s+kx−p, …]`
+//! (zero outside), and
+//! - [`forward`]: `y[:, tile] = w · cols`;
+//! - [`input_grad`]: `dx += col2im(wᵀ · dy[:, tile])` (the transposed convolution);
+//! - [`weight_grad`]: `dw += dy[:, tile] · colsᵀ`.
+//!
+//! A transposed convolution is the input gradient of the convolution it reverses, so the same
+//! three products give it too (`crate::ops::conv_cpu`). No tile holds more than
+//! [`TILE_FLOATS`] columns, so memory stays bounded whatever the volume; tiles run in
+//! parallel on rayon's pool.
+
+use crate::ops::direct_conv::conv3d_direct;
+use rayon::prelude::*;
+
+/// About how many floats one tile's columns may hold (16 MiB).
+const TILE_FLOATS: usize = 4 << 20;
+
+/// The geometry of one cubic convolution, batch item by batch item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Geometry {
+    /// Input channels.
+    pub c_in: usize,
+    /// Output channels.
+    pub c_out: usize,
+    /// Kernel size on every axis.
+    pub k: usize,
+    /// Stride on every axis.
+    pub stride: usize,
+    /// Zero padding on each side of every axis.
+    pub padding: usize,
+    /// Input size (x, y, z).
+    pub input: [usize; 3],
+}
+
+impl Geometry {
+    /// Output size (x, y, z).
+    pub fn output(&self) -> [usize; 3] {
+        self.input.map(|n| (n + 2 * self.padding - self.k) / self.stride + 1)
+    }
+
+    /// Rows of the column matrix: `c_in · k³`.
+    fn taps(&self) -> usize {
+        self.c_in * self.k * self.k * self.k
+    }
+
+    fn input_len(&self) -> usize {
+        self.c_in * self.input.iter().product::<usize>()
+    }
+
+    fn output_len(&self) -> usize {
+        self.c_out * self.output().iter().product::<usize>()
+    }
+
+    /// A 1³ stride-1 convolution without padding: its columns are the input itself.
+    fn pointwise(&self) -> bool {
+        self.k == 1 && self.stride == 1 && self.padding == 0
+    }
+
+    /// The same convolution read backwards at stride 1: from the output grid (`c_out`
+    /// channels) to the input grid, padding `k − 1 − p`. Its forward pass with the flipped,
+    /// transposed kernel is this one's input gradient.
+    fn reversed(&self) -> Geometry {
+        debug_assert!(self.stride == 1 && self.padding < self.k);
+        Geometry { c_in: self.c_out, c_out: self.c_in, k: self.k, stride: 1, padding: self.k - 1 - self.padding, input: self.output() }
+    }
+
+    /// Output x planes per tile: as many as [`TILE_FLOATS`] allows, at least `min`, and few
+    /// enough that there are two tiles per thread when the volume allows it.
+    fn planes_per_tile(&self, min: usize) -> usize {
+        let [ox, oy, oz] = self.output();
+        let per_plane = self.taps() * oy * oz;
+        let by_memory = (TILE_FLOATS / per_plane.max(1)).max(1);
+        let by_balance = ox.div_ceil(2 * rayon::current_num_threads()).max(1);
+        by_memory.min(by_balance).max(min).min(ox)
+    }
+}
+
+/// `w` reordered as the kernel of [`Geometry::reversed`]: `[c_in, c_out, k³]`, taps flipped.
+fn reversed_kernel(g: &Geometry, w: &[f32]) -> Vec<f32> {
+    let t = g.k * g.k * g.k;
+    let mut out = vec![0f32; w.len()];
+    for co in 0..g.c_out {
+        for ci in 0..g.c_in {
+            for tap in 0..t {
+                out[(ci * g.c_out + co) * t + (t - 1 - tap)] = w[(co * g.c_in + ci) * t + tap];
+            }
+        }
+    }
+    out
+}
+
+/// The columns of output x planes `planes` into `cols` (`[c_in·k³][planes·OY·OZ]`).
+fn im2col(g: &Geometry, x: &[f32], planes: std::ops::Range<usize>, cols: &mut [f32]) {
+    let [nx, ny, nz] = g.input;
+    let [_, oy, oz] = g.output();
+    let (k, s, p) = (g.k, g.stride, g.padding);
+    let width = planes.len() * oy * oz;
+    debug_assert_eq!(cols.len(), g.taps() * width);
+    for (row_index, row) in cols.chunks_mut(width).enumerate() {
+        let (ci, kx, ky, kz) = (row_index / (k * k * k), row_index / (k * k) % k, row_index / k % k, row_index % k);
+        let channel = &x[ci * nx * ny * nz..][..nx * ny * nz];
+        // Output z whose input z = oz·s + kz − p lies inside: [z_lo, z_hi).
+        let z_lo = p.saturating_sub(kz).div_ceil(s).min(oz);
+        let z_hi = if nz + p > kz { ((nz + p - kz - 1) / s + 1).min(oz) } else { 0 }.max(z_lo);
+        for (i, ox) in planes.clone().enumerate() {
+            let plane = &mut row[i * oy * oz..][..oy * oz];
+            let ix = (ox * s + kx) as isize - p as isize;
+            if ix < 0 || ix >= nx as isize {
+                plane.fill(0.0);
+                continue;
+            }
+            for (y, run) in plane.chunks_mut(oz).enumerate() {
+                let iy = (y * s + ky) as isize - p as isize;
+                if iy < 0 || iy >= ny as isize {
+                    run.fill(0.0);
+                    continue;
+                }
+                let src = &channel[(ix as usize * ny + iy as usize) * nz..][..nz];
+                run[..z_lo].fill(0.0);
+                run[z_hi..].fill(0.0);
+                if z_lo == z_hi {
+                    continue;
+                }
+                let first = z_lo * s + kz - p;
+                if s == 1 {
+                    run[z_lo..z_hi].copy_from_slice(&src[first..first + z_hi - z_lo]);
+                } else {
+                    for (j, v) in run[z_lo..z_hi].iter_mut().enumerate() {
+                        *v = src[first + j * s];
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The transpose of [`im2col`]: adds the columns of output x planes `planes` into `x`.
+///
+/// # Safety
+/// `x` points at `g.input_len()` floats that no other thread touches in the input x planes
+/// these output planes read.
+unsafe fn col2im_add(g: &Geometry, cols: &[f32], planes: std::ops::Range<usize>, x: *mut f32) {
+    let [nx, ny, nz] = g.input;
+    let [_, oy, oz] = g.output();
+    let (k, s, p) = (g.k, g.stride, g.padding);
+    let width = planes.len() * oy * oz;
+    for (row_index, row) in cols.chunks(width).enumerate() {
+        let (ci, kx, ky, kz) = (row_index / (k * k * k), row_index / (k * k) % k, row_index / k % k, row_index % k);
+        let z_lo = p.saturating_sub(kz).div_ceil(s).min(oz);
+        let z_hi = if nz + p > kz { ((nz + p - kz - 1) / s + 1).min(oz) } else { 0 }.max(z_lo);
+        for (i, ox) in planes.clone().enumerate() {
+            let ix = (ox * s + kx) as isize - p as isize;
+            if ix < 0 || ix >= nx as isize {
+                continue;
+            }
+            for y in 0..oy {
+                let iy = (y * s + ky) as isize - p as isize;
+                if iy < 0 || iy >= ny as isize || z_lo == z_hi {
+                    continue;
+                }
+                let run = &row[(i * oy + y) * oz..][z_lo..z_hi];
+                // SAFETY: inside channel ci, row (ix, iy), z < nz; exclusive per the contract.
+                let dst = unsafe { std::slice::from_raw_parts_mut(x.add(((ci * nx + ix as usize) * ny + iy as usize) * nz), nz) };
+                let first = z_lo * s + kz - p;
+                if s == 1 {
+                    for (d, v) in dst[first..first + run.len()].iter_mut().zip(run) {
+                        *d += v;
+                    }
+                } else {
+                    for (j, v) in run.iter().enumerate() {
+                        dst[first + j * s] += v;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A raw pointer shared by tasks that write disjoint parts of one buffer.
+#[derive(Clone, Copy)]
+struct Shared(*mut f32);
+// SAFETY: every use writes a part of the buffer no other task writes (see each call).
+unsafe impl Send for Shared {}
+unsafe impl Sync for Shared {}
+
+/// `dst (m × n, row stride dst_rs) (+)= lhs (m × k) · rhs (k × n)`, strides in floats, one thread.
+///
+/// # Safety
+/// The pointers cover the matrices their strides describe; `dst` is not read or written by
+/// anything else meanwhile.
+#[allow(clippy::too_many_arguments)]
+unsafe fn matmul(m: usize, n: usize, k: usize, dst: *mut f32, dst_rs: usize, accumulate: bool, lhs: *const f32, lhs_rs: isize, lhs_cs: isize, rhs: *const f32, rhs_rs: isize, rhs_cs: isize) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        gemm::gemm(m, n, k, dst, 1, dst_rs as isize, accumulate, lhs, lhs_cs, lhs_rs, rhs, rhs_cs, rhs_rs, 1.0f32, 1.0f32, false, false, false, gemm::Parallelism::None)
+    }
+}
+
+/// Tiles of `per_tile` output x planes.
+fn tiles(ox: usize, per_tile: usize) -> Vec<std::ops::Range<usize>> {
+    (0..ox).step_by(per_tile).map(|a| a..(a + per_tile).min(ox)).collect()
+}
+
+/// The convolution of one batch item: `x` `[c_in, X, Y, Z]`, `w` `[c_out, c_in, k, k, k]`,
+/// returns `[c_out, OX, OY, OZ]`. Stride-1 convolutions from or to one channel run as
+/// [`conv3d_direct`], whose register blocking suits them better than a GEMM.
+pub fn forward(g: &Geometry, x: &[f32], w: &[f32]) -> Vec<f32> {
+    assert_eq!(x.len(), g.input_len(), "input shape");
+    assert_eq!(w.len(), g.c_out * g.taps(), "weight shape");
+    if g.stride == 1 && g.k > 1 && (g.c_in == 1 || g.c_out == 1) {
+        return conv3d_direct(x, [g.c_in, g.input[0], g.input[1], g.input[2]], w, [g.c_out, g.k], g.padding, None);
+    }
+    let [ox, oy, oz] = g.output();
+    let n = ox * oy * oz;
+    let mut y = vec![0f32; g.c_out * n];
+    let out = Shared(y.as_mut_ptr());
+    let taps = g.taps();
+    tiles(ox, g.planes_per_tile(1)).into_par_iter().for_each_init(Vec::new, |cols: &mut Vec<f32>, planes| {
+        let width = planes.len() * oy * oz;
+        let first = planes.start * oy * oz;
+        let (rhs, rhs_rs) = if g.pointwise() {
+            (x[first..].as_ptr(), n)
+        } else {
+            cols.resize(taps * width, 0.0);
+            im2col(g, x, planes, cols);
+            (cols.as_ptr(), width)
+        };
+        let out = out;
+        // SAFETY: each tile writes its own columns of y; cols/x cover taps × width.
+        unsafe { matmul(g.c_out, width, taps, out.0.add(first), n, false, w.as_ptr(), taps as isize, 1, rhs, rhs_rs as isize, 1) };
+    });
+    y
+}
+
+/// The gradient of [`forward`] with respect to its input: `dy` `[c_out, OX, OY, OZ]`, `w`
+/// `[c_out, c_in, k, k, k]`, returns `[c_in, X, Y, Z]` (also the transposed convolution of
+/// `dy`). At stride 1 it is the forward pass of [`Geometry::reversed`].
+pub fn input_grad(g: &Geometry, dy: &[f32], w: &[f32]) -> Vec<f32> {
+    assert_eq!(dy.len(), g.output_len(), "output gradient shape");
+    assert_eq!(w.len(), g.c_out * g.taps(), "weight shape");
+    if g.stride == 1 && g.padding < g.k && !g.pointwise() {
+        return forward(&g.reversed(), dy, &reversed_kernel(g, w));
+    }
+    let [ox, oy, oz] = g.output();
+    let n = ox * oy * oz;
+    let mut dx = vec![0f32; g.input_len()];
+    let taps = g.taps();
+    let shared = Shared(dx.as_mut_ptr());
+    // Tiles two apart read disjoint input planes when per_tile · s ≥ k − s; the even tiles run
+    // together, then the odd ones.
+    let per_tile = g.planes_per_tile(g.k.saturating_sub(g.stride).div_ceil(g.stride).max(1));
+    let all = tiles(ox, per_tile);
+    for parity in 0..2 {
+        all.iter().skip(parity).step_by(2).collect::<Vec<_>>().into_par_iter().for_each_init(Vec::new, |cols: &mut Vec<f32>, planes| {
+            let width = planes.len() * oy * oz;
+            let first = planes.start * oy * oz;
+            cols.resize(taps * width, 0.0);
+            let shared = shared;
+            // SAFETY: cols is taps × width; dy's tile columns have row stride n.
+            unsafe { matmul(taps, width, g.c_out, cols.as_mut_ptr(), width, false, w.as_ptr(), 1, taps as isize, dy[first..].as_ptr(), n as isize, 1) };
+            // SAFETY: tiles of one parity touch disjoint input planes (per_tile above).
+            unsafe { col2im_add(g, cols, planes.clone(), shared.0) };
+        });
+    }
+    dx
+}
+
+/// The gradient of [`forward`] with respect to its weights: `x` `[c_in, X, Y, Z]`, `dy`
+/// `[c_out, OX, OY, OZ]`, returns `[c_out, c_in, k, k, k]`. At stride 1 with more input than
+/// output channels it is computed on the reversed convolution, whose columns (from `dy`) are
+/// fewer.
+pub fn weight_grad(g: &Geometry, x: &[f32], dy: &[f32]) -> Vec<f32> {
+    assert_eq!(x.len(), g.input_len(), "input shape");
+    assert_eq!(dy.len(), g.output_len(), "output gradient shape");
+    if g.stride == 1 && g.padding < g.k && g.c_in > g.c_out && !g.pointwise() {
+        // dw[co, ci, t] = reversed weight gradient [ci, co, k³ − 1 − t].
+        let reversed = g.reversed();
+        let r = weight_grad(&reversed, dy, x);
+        return reversed_kernel(&reversed, &r);
+    }
+    let [ox, oy, oz] = g.output();
+    let n = ox * oy * oz;
+    let taps = g.taps();
+    let size = g.c_out * taps;
+    tiles(ox, g.planes_per_tile(1))
+        .into_par_iter()
+        .fold(
+            || (vec![0f32; size], Vec::new()),
+            |(mut dw, mut cols): (Vec<f32>, Vec<f32>), planes| {
+                let width = planes.len() * oy * oz;
+                let first = planes.start * oy * oz;
+                let (rhs, rhs_rs) = if g.pointwise() {
+                    (x[first..].as_ptr(), n)
+                } else {
+                    cols.resize(taps * width, 0.0);
+                    im2col(g, x, planes, &mut cols);
+                    (cols.as_ptr(), width)
+                };
+                // dw (c_out × taps) += dy tile (c_out × width) · colsᵀ (width × taps).
+                // SAFETY: the slices cover the strides given.
+                unsafe { matmul(g.c_out, taps, width, dw.as_mut_ptr(), taps, true, dy[first..].as_ptr(), n as isize, 1, rhs, 1, rhs_rs as isize) };
+                (dw, cols)
+            },
+        )
+        .map(|(dw, _)| dw)
+        .reduce(|| vec![0f32; size], |mut a, b| {
+            a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
+            a
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn noise(n: usize, seed: u64) -> Vec<f32> {
+        let mut state = seed;
+        (0..n)
+            .map(|_| {
+                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+            })
+            .collect()
+    }
+
+    /// The convolution by its definition, in f64.
+    fn naive(g: &Geometry, x: &[f32], w: &[f32]) -> Vec<f64> {
+        let [nx, ny, nz] = g.input;
+        let [ox, oy, oz] = g.output();
+        let (k, s, p) = (g.k, g.stride, g.padding as isize);
+        let mut y = vec![0f64; g.c_out * ox * oy * oz];
+        for co in 0..g.c_out {
+            for (a, b, c) in (0..ox).flat_map(|a| (0..oy).flat_map(move |b| (0..oz).map(move |c| (a, b, c)))) {
+                let mut sum = 0f64;
+                for ci in 0..g.c_in {
+                    for (i, j, l) in (0..k).flat_map(|i| (0..k).flat_map(move |j| (0..k).map(move |l| (i, j, l)))) {
+                        let (ix, iy, iz) = ((a * s + i) as isize - p, (b * s + j) as isize - p, (c * s + l) as isize - p);
+                        if ix < 0 || iy < 0 || iz < 0 || ix >= nx as isize || iy >= ny as isize || iz >= nz as isize {
+                            continue;
+                        }
+                        let xv = x[((ci * nx + ix as usize) * ny + iy as usize) * nz + iz as usize] as f64;
+                        sum += xv * w[(((co * g.c_in + ci) * k + i) * k + j) * k + l] as f64;
+                    }
+                }
+                y[((co * ox + a) * oy + b) * oz + c] = sum;
+            }
+        }
+        y
+    }
+
+    fn assert_close(got: &[f32], want: &[f64], what: &str) {
+        assert_eq!(got.len(), want.len(), "{what}: length");
+        let scale = want.iter().fold(1e-6f64, |m, v| m.max(v.abs()));
+        let worst = got.iter().zip(want).map(|(a, b)| (*a as f64 - b).abs()).fold(0.0, f64::max);
+        assert!(worst <= 1e-5 * scale.max(1.0) * 10.0, "{what}: worst difference {worst} (scale {scale})");
+    }
+
+    /// Shapes of every kind the networks use: 3³ stride 1 and 2, 1³, 7³ from and to one
+    /// channel, odd sizes that leave partial tiles.
+    const CASES: [(usize, usize, usize, usize, usize, [usize; 3]); 7] = [
+        (3, 5, 3, 1, 1, [7, 6, 9]),
+        (4, 6, 3, 2, 1, [8, 7, 10]),
+        (6, 3, 1, 1, 0, [5, 4, 3]),
+        (1, 4, 7, 1, 3, [9, 8, 11]),
+        (5, 1, 7, 1, 3, [9, 8, 11]),
+        (2, 3, 3, 1, 0, [6, 5, 7]),
+        (3, 2, 3, 2, 0, [9, 7, 8]),
+    ];
+
+    #[test]
+    fn forward_equals_the_definition() {
+        for (c_in, c_out, k, stride, padding, input) in CASES {
+            let g = Geometry { c_in, c_out, k, stride, padding, input };
+            let x = noise(g.input_len(), 1);
+            let w = noise(c_out * g.taps(), 2);
+            assert_close(&forward(&g, &x, &w), &naive(&g, &x, &w), &format!("forward {g:?}"));
+        }
+    }
+
+    /// The gradients are the adjoints of the convolution's two linear maps, checked by the
+    /// dot-product test against the definition: ⟨input_grad(r), u⟩ = ⟨r, conv(u, w)⟩ and
+    /// ⟨weight_grad(x, r), v⟩ = ⟨r, conv(x, v)⟩ for random u, v (a difference quotient of a
+    /// linear loss, in every direction at once).
+    #[test]
+    fn gradients_are_the_adjoints_of_the_definition() {
+        let dot = |a: &[f32], b: &[f64]| a.iter().zip(b).map(|(a, b)| *a as f64 * b).sum::<f64>();
+        for (c_in, c_out, k, stride, padding, input) in CASES {
+            let g = Geometry { c_in, c_out, k, stride, padding, input };
+            let x = noise(g.input_len(), 3);
+            let w = noise(c_out * g.taps(), 4);
+            let r = noise(g.output_len(), 5);
+            let dx = input_grad(&g, &r, &w);
+            let dw = weight_grad(&g, &x, &r);
+            for probe in 0..2 {
+                let u = noise(g.input_len(), 10 + probe);
+                let v = noise(c_out * g.taps(), 20 + probe);
+                let u64: Vec<f64> = u.iter().map(|&v| v as f64).collect();
+                let v64: Vec<f64> = v.iter().map(|&v| v as f64).collect();
+                let (lhs, rhs) = (dot(&dx, &u64), dot(&r, &naive(&g, &u, &w)));
+                assert!((lhs - rhs).abs() <= 1e-4 * rhs.abs().max(1.0), "input gradient {g:?}: {lhs} vs {rhs}");
+                let (lhs, rhs) = (dot(&dw, &v64), dot(&r, &naive(&g, &x, &v)));
+                assert!((lhs - rhs).abs() <= 1e-4 * rhs.abs().max(1.0), "weight gradient {g:?}: {lhs} vs {rhs}");
+            }
+        }
+    }
+}
