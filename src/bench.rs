@@ -73,8 +73,20 @@ pub struct BenchResult {
     pub infer_gflops: f64,
     /// Training GFLOP/s (3 × forward FLOPs per step).
     pub train_gflops: f64,
-    /// Peak resident memory of this process, bytes (host memory; GPU memory is not included).
+    /// Peak resident memory of the process while it timed inference, bytes (host memory;
+    /// GPU memory is not included).
+    pub infer_peak_rss_bytes: Option<u64>,
+    /// Peak resident memory while it timed the training steps (the peak is reset to the
+    /// current resident size when they start; Linux only), bytes.
+    pub train_peak_rss_bytes: Option<u64>,
+    /// Peak resident memory of the whole process, bytes.
     pub peak_rss_bytes: Option<u64>,
+}
+
+/// Peak resident memory of the two phases, as [`BenchResult`] reports them.
+struct Peaks {
+    infer: Option<u64>,
+    train: Option<u64>,
 }
 
 /// Mean seconds of `f` over `repeats` calls after one warm-up call.
@@ -96,7 +108,7 @@ fn time_network<M: Module + Clone>(
     make: impl Fn(&Device) -> M,
     forward: impl Fn(&M, Tensor<5>, NormMode) -> Tensor<5>,
     modes: [NormMode; 2],
-) -> Result<(f64, f64)> {
+) -> Result<(f64, f64, Peaks)> {
     let device = opts.device.device()?;
     let repeats = opts.repeats.max(1);
     let [x, y, z] = opts.size;
@@ -105,6 +117,8 @@ fn time_network<M: Module + Clone>(
     let infer_seconds = time(repeats, || {
         let _ = forward(&net, input.clone(), modes[0]).into_data();
     });
+    let infer_peak = peak_rss_bytes();
+    reset_peak_rss();
     let ad = device.autodiff();
     let mut net = Some(make(&ad));
     let input: Tensor<5> = Tensor::random([1, 1, x, y, z], Distribution::Normal(0.0, 1.0), &ad);
@@ -117,13 +131,15 @@ fn time_network<M: Module + Clone>(
         let _ = loss.into_data();
         net = Some(optim.step(1e-4, m, grads));
     });
-    Ok((infer_seconds, train_step_seconds))
+    let train_peak = peak_rss_bytes();
+    Ok((infer_seconds, train_step_seconds, Peaks { infer: infer_peak, train: train_peak }))
 }
 
 /// Time inference and training steps.
 pub fn run(opts: &BenchOptions) -> Result<BenchResult> {
     let modes = opts.norm_mode.map_or([NormMode::Eval, NormMode::Train], |m| [m, m]);
-    let (forward_flops, (infer_seconds, train_step_seconds)) = match opts.network {
+    let whole_process_peak_before = peak_rss_bytes();
+    let (forward_flops, (infer_seconds, train_step_seconds, peaks)) = match opts.network {
         Network::Generator => {
             let cfg = GeneratorConfig { kind: opts.kind, ngf: opts.ngf, n_blocks: opts.n_blocks, levels: opts.levels, norm: NormKind::Batch, upsample: UpsampleKind::Transposed };
             cfg.validate()?;
@@ -148,8 +164,16 @@ pub fn run(opts: &BenchOptions) -> Result<BenchResult> {
         train_step_seconds,
         infer_gflops: forward_flops / infer_seconds / 1e9,
         train_gflops: 3.0 * forward_flops / train_step_seconds / 1e9,
-        peak_rss_bytes: peak_rss_bytes(),
+        infer_peak_rss_bytes: peaks.infer,
+        train_peak_rss_bytes: peaks.train,
+        peak_rss_bytes: [whole_process_peak_before, peaks.infer, peaks.train].into_iter().flatten().max(),
     })
+}
+
+/// Reset the process's peak resident memory (`VmHWM`) to its current resident size, by
+/// writing 5 to `/proc/self/clear_refs` (Linux ≥ 4.0); elsewhere nothing happens.
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
 /// `VmHWM` of `/proc/self/status`: the process's peak resident memory.

@@ -66,10 +66,11 @@ pub fn run(args: BenchArgs) -> cta2mbf::Result<()> {
         cta2mbf::bench::Network::Segmentation => format!("segmentation base_n_filter={}", r.ngf),
     };
     println!("cta2mbf bench device={} {net} size={x}x{y}x{z} forward={:.1} GFLOP", r.device, r.forward_flops / 1e9);
-    println!("  infer      {:.3} s  ({:.1} GFLOP/s, {:?} mode)", r.infer_seconds, r.infer_gflops, r.norm_modes[0]);
-    println!("  train_step {:.3} s  ({:.1} GFLOP/s, {:?} mode)", r.train_step_seconds, r.train_gflops, r.norm_modes[1]);
+    let gib = |b: Option<u64>| b.map_or(String::new(), |b| format!(", peak {:.2} GiB", b as f64 / (1u64 << 30) as f64));
+    println!("  infer      {:.3} s  ({:.1} GFLOP/s, {:?} mode{})", r.infer_seconds, r.infer_gflops, r.norm_modes[0], gib(r.infer_peak_rss_bytes));
+    println!("  train_step {:.3} s  ({:.1} GFLOP/s, {:?} mode{})", r.train_step_seconds, r.train_gflops, r.norm_modes[1], gib(r.train_peak_rss_bytes));
     if let Some(b) = r.peak_rss_bytes {
-        println!("  peak resident memory {:.2} GiB (host)", b as f64 / (1u64 << 30) as f64);
+        println!("  peak resident memory {:.2} GiB (host, whole process)", b as f64 / (1u64 << 30) as f64);
     }
     Ok(())
 }

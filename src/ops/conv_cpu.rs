@@ -71,6 +71,9 @@ fn transposed_geometry(x: &[usize], weight: &[usize], spec: ConvSpec) -> Geometr
 
 /// Run `f` on every batch item (`item_len` values each) and stack the results as `shape`.
 fn per_item(batch: usize, shape: [usize; 5], mut f: impl FnMut(usize) -> Vec<f32>) -> FlexTensor {
+    if batch == 1 {
+        return tensor(f(0), shape);
+    }
     let mut out = Vec::with_capacity(shape.iter().product());
     for b in 0..batch {
         out.extend(f(b));

@@ -1,7 +1,7 @@
 //! A direct 3-D convolution (stride 1, zero padding) for the shapes im2col + GEMM handles
 //! badly: one input channel or one output channel with a large kernel, as the generator's 7³
-//! stem (1 → ngf) and head (ngf → 1). Inference only (no gradients); the networks use it on
-//! Burn's CPU device when no gradient is recorded.
+//! stem (1 → ngf) and head (ngf → 1). [`super::conv_gemm`] runs such layers through it,
+//! forward and (as the reversed convolution) for the input gradient.
 //!
 //! Each task computes one output x plane; the sums are kept in a block of registers
 //! (output channels × a run of z) while the kernel taps stream through them, so each input
