@@ -177,6 +177,7 @@ mod tests {
     /// outputs and the gradients of input, weight and bias, for every kind of layer the
     /// networks use, batch 2.
     #[test]
+    #[allow(deprecated)] // Device::ndarray: Burn's other CPU backend, the reference here
     fn cpu_path_matches_burns_convolutions_with_gradients() {
         let cases = [(1, 8, 7, 1, 3, false), (8, 1, 7, 1, 3, false), (3, 5, 3, 2, 1, false), (4, 6, 1, 1, 0, false), (5, 3, 3, 1, 1, false), (6, 3, 3, 2, 1, true)];
         for (c_in, c_out, k, stride, padding, transposed) in cases {

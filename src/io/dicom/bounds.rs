@@ -130,77 +130,109 @@ fn too_long(path: &Path, tag: Tag, len: usize, left: usize) -> Error {
     Error::format(path, format!("unreadable DICOM: element ({:04X},{:04X}) claims {len} bytes, more than the {left} left in the file (truncated or corrupt)", tag.0, tag.1))
 }
 
-/// Walk the data set `d`: sequences and items are entered, fragments of encapsulated pixel
-/// data and every other value skipped, each defined length checked first.
+/// What encloses the walk's position, as dicom-rs's data set reader tracks it: a sequence
+/// (item headers expected; `pixel`: the fragments of encapsulated pixel data) or an item of a
+/// sequence (elements expected); `end` for defined lengths.
+#[derive(Clone, Copy)]
+enum Frame {
+    Sequence { end: Option<usize>, pixel: bool },
+    Item { end: Option<usize> },
+}
+
+impl Frame {
+    fn end(self) -> Option<usize> {
+        match self {
+            Frame::Sequence { end, .. } | Frame::Item { end } => end,
+        }
+    }
+}
+
+/// Walk the data set `d` as dicom-rs's reader does — sequences and items entered,
+/// pixel-data fragments and every other value skipped — checking each defined length first.
+/// In a sequence only item headers count (an item, the item and sequence delimiters); in an
+/// item or at the top level every element counts, and an (FFFE,xxxx) tag there other than the
+/// item delimiter is an ordinary element (its length skipped, or a sequence when undefined),
+/// as dicom-rs reads it: a stray sequence delimiter inside an item does not close the
+/// sequence, so a PixelData after it is still nested.
 fn walk(path: &Path, d: &[u8], enc: Encoding, until_pixel_data: bool) -> Result<()> {
     let mut pos = 0;
-    let mut in_fragments = false;
-    // Sequences entered: undefined-length ones (closed by a sequence delimiter) and the end
-    // positions of defined-length ones. PixelData only ends a header-only read at top level.
-    let mut open_undefined = 0usize;
-    let mut open_ends: Vec<usize> = Vec::new();
-    while pos + 8 <= d.len() {
-        while open_ends.last().is_some_and(|&end| pos >= end) {
-            open_ends.pop();
+    let mut stack: Vec<Frame> = Vec::new();
+    let defined = |len: u32, pos: usize| (len != UNDEFINED).then(|| pos + len as usize);
+    let check = |tag: Tag, len: u32, pos: usize| -> Result<()> {
+        if len != UNDEFINED && len as usize > d.len() - pos {
+            return Err(too_long(path, tag, len as usize, d.len() - pos));
+        }
+        Ok(())
+    };
+    loop {
+        while stack.last().and_then(|f| f.end()).is_some_and(|end| pos >= end) {
+            stack.pop();
+        }
+        if pos + 8 > d.len() {
+            return Ok(());
         }
         let tag = Tag(enc.u16(d, pos), enc.u16(d, pos + 2));
-        if tag.0 == 0xFFFE {
-            // Item, item delimiter, sequence delimiter: no VR, a 4-byte length.
+        if let Some(&Frame::Sequence { pixel, .. }) = stack.last() {
+            // Item headers only: a tag and a 4-byte length.
             let len = enc.u32(d, pos + 4);
             pos += 8;
-            match tag.1 {
-                0xE000 if len != UNDEFINED => {
-                    if len as usize > d.len() - pos {
-                        return Err(too_long(path, tag, len as usize, d.len() - pos));
-                    }
-                    if in_fragments {
+            match (tag.0, tag.1) {
+                (0xFFFE, 0xE000) => {
+                    check(tag, len, pos)?;
+                    if pixel {
+                        if len == UNDEFINED {
+                            return Ok(()); // refused by the reader (an undefined fragment length)
+                        }
                         pos += len as usize;
+                    } else {
+                        stack.push(Frame::Item { end: defined(len, pos) });
                     }
                 }
-                0xE0DD if in_fragments => in_fragments = false,
-                0xE0DD => open_undefined = open_undefined.saturating_sub(1),
-                0xE000 | 0xE00D => {}
-                // Any other (FFFE,xxxx) is read as an ordinary element with this length.
-                _ if len != UNDEFINED => {
-                    if len as usize > d.len() - pos {
-                        return Err(too_long(path, tag, len as usize, d.len() - pos));
-                    }
-                    pos += len as usize;
+                (0xFFFE, 0xE00D) | (0xFFFE, 0xE0DD) => {
+                    stack.pop();
                 }
-                _ => {}
+                _ => return Ok(()), // refused by the reader (not an item header)
             }
             continue;
         }
-        if until_pixel_data && tag == Tag(0x7FE0, 0x0010) && open_undefined == 0 && open_ends.is_empty() {
+        if tag.0 == 0xFFFE {
+            // In an item or at the top level: the item delimiter closes the item; any other
+            // (FFFE,xxxx) is an element with a 4-byte length and no VR.
+            let len = enc.u32(d, pos + 4);
+            pos += 8;
+            if tag.1 == 0xE00D {
+                stack.pop();
+                continue;
+            }
+            check(tag, len, pos)?;
+            match defined(len, pos) {
+                Some(end) => pos = end,
+                None => stack.push(Frame::Sequence { end: None, pixel: false }),
+            }
+            continue;
+        }
+        if until_pixel_data && tag == Tag(0x7FE0, 0x0010) && stack.is_empty() {
             return Ok(());
         }
         let (header, len) = element_header(d, pos, enc);
         let vr = &d[pos + 4..pos + 6];
         pos += header;
+        check(tag, len, pos)?;
+        let sequence = if enc.explicit { vr == b"SQ" } else { is_sequence(tag) };
         if len == UNDEFINED {
-            // Encapsulated pixel data (its fragments skipped) or, as dicom-rs reads any other
-            // undefined-length element whatever its VR, a sequence (entered).
-            in_fragments = tag == Tag(0x7FE0, 0x0010);
-            if !in_fragments {
-                open_undefined += 1;
-            }
-            continue;
-        }
-        let len = len as usize;
-        if len > d.len().saturating_sub(pos) {
-            return Err(too_long(path, tag, len, d.len().saturating_sub(pos)));
-        }
-        if enc.explicit && vr == b"UN" && is_sequence(tag) {
+            // Encapsulated pixel data, or (any other undefined-length element, whatever its
+            // VR) a sequence.
+            stack.push(Frame::Sequence { end: None, pixel: tag == Tag(0x7FE0, 0x0010) && !sequence });
+        } else if sequence {
+            stack.push(Frame::Sequence { end: defined(len, pos), pixel: false });
+        } else if enc.explicit && vr == b"UN" && is_sequence(tag) {
             // dicom-rs reads a UN value that the dictionary calls a sequence as implicit VR.
-            walk(path, &d[pos..pos + len], Encoding { explicit: false, little: true }, until_pixel_data)?;
-            pos += len;
-        } else if !(if enc.explicit { vr == b"SQ" } else { is_sequence(tag) }) {
-            pos += len;
+            walk(path, &d[pos..pos + len as usize], Encoding { explicit: false, little: true }, until_pixel_data)?;
+            pos += len as usize;
         } else {
-            open_ends.push(pos + len);
+            pos += len as usize;
         }
     }
-    Ok(())
 }
 
 #[cfg(test)]
