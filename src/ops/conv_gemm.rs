@@ -14,7 +14,8 @@
 //! [`TILE_FLOATS`] columns, so memory stays bounded whatever the volume; tiles run in
 //! parallel on rayon's pool.
 
-use crate::ops::direct_conv::conv3d_direct;
+use super::buffer::{SharedMut, filled_by};
+use super::direct_conv::conv3d_direct;
 use rayon::prelude::*;
 
 /// About how many floats one tile's columns may hold (16 MiB).
@@ -181,13 +182,6 @@ unsafe fn col2im_add(g: &Geometry, cols: &[f32], planes: std::ops::Range<usize>,
     }
 }
 
-/// A raw pointer shared by tasks that write disjoint parts of one buffer.
-#[derive(Clone, Copy)]
-struct Shared(*mut f32);
-// SAFETY: every use writes a part of the buffer no other task writes (see each call).
-unsafe impl Send for Shared {}
-unsafe impl Sync for Shared {}
-
 /// `dst (m × n, row stride dst_rs) (+)= lhs (m × k) · rhs (k × n)`, strides in floats, one thread.
 ///
 /// # Safety
@@ -220,24 +214,26 @@ pub fn forward(g: &Geometry, x: &[f32], w: &[f32]) -> Vec<f32> {
     }
     let [ox, oy, oz] = g.output();
     let n = ox * oy * oz;
-    let mut y = vec![0f32; g.c_out * n];
-    let out = Shared(y.as_mut_ptr());
     let taps = g.taps();
-    tiles(ox, g.planes_per_tile(1)).into_par_iter().for_each_init(Vec::new, |cols: &mut Vec<f32>, planes| {
-        let width = planes.len() * oy * oz;
-        let first = planes.start * oy * oz;
-        let (rhs, rhs_rs) = if g.pointwise() {
-            (x[first..].as_ptr(), n)
-        } else {
-            cols.resize(taps * width, 0.0);
-            im2col(g, x, planes, cols);
-            (cols.as_ptr(), width)
-        };
-        let out = out;
-        // SAFETY: each tile writes its own columns of y; cols/x cover taps × width.
-        unsafe { matmul(g.c_out, width, taps, out.0.add(first), n, false, w.as_ptr(), taps as isize, 1, rhs, rhs_rs as isize, 1) };
-    });
-    y
+    let all = tiles(ox, g.planes_per_tile(1));
+    let fill = |out: SharedMut| {
+        all.into_par_iter().for_each_init(Vec::new, |cols: &mut Vec<f32>, planes| {
+            let out = out;
+            let width = planes.len() * oy * oz;
+            let first = planes.start * oy * oz;
+            let (rhs, rhs_rs) = if g.pointwise() {
+                (x[first..].as_ptr(), n)
+            } else {
+                cols.resize(taps * width, 0.0);
+                im2col(g, x, planes, cols);
+                (cols.as_ptr(), width)
+            };
+            // SAFETY: each tile writes its own columns of y; cols/x cover taps × width.
+            unsafe { matmul(g.c_out, width, taps, out.0.add(first), n, false, w.as_ptr(), taps as isize, 1, rhs, rhs_rs as isize, 1) };
+        })
+    };
+    // SAFETY: the tiles cover every output column and each GEMM writes all c_out rows of its own.
+    unsafe { filled_by(g.c_out * n, fill) }
 }
 
 /// The gradient of [`forward`] with respect to its input: `dy` `[c_out, OX, OY, OZ]`, `w`
@@ -253,7 +249,7 @@ pub fn input_grad(g: &Geometry, dy: &[f32], w: &[f32]) -> Vec<f32> {
     let n = ox * oy * oz;
     let mut dx = vec![0f32; g.input_len()];
     let taps = g.taps();
-    let shared = Shared(dx.as_mut_ptr());
+    let shared = SharedMut(dx.as_mut_ptr());
     // Tiles two apart read disjoint input planes when per_tile · s ≥ k − s; the even tiles run
     // together, then the odd ones.
     let per_tile = g.planes_per_tile(g.k.saturating_sub(g.stride).div_ceil(g.stride).max(1));

@@ -7,6 +7,7 @@
 //! (output channels × a run of z) while the kernel taps stream through them, so each input
 //! value is loaded once per tap row and used for every output channel of the block.
 
+use super::buffer::{SharedMut, filled_by};
 use rayon::prelude::*;
 
 /// Output values computed together (output channels × consecutive z) for fewer than 8 channels.
@@ -78,39 +79,43 @@ fn run<const CO: usize, const ZC: usize>(shape: &Shape, input: &[f32], weight: &
     let problem = Problem { shape, input, grouped, bias };
     #[cfg(target_arch = "x86_64")]
     let avx2 = std::arch::is_x86_feature_detected!("avx2");
-    // Computed x-major ([ox][c_out][oy][oz]), one task per output x, then put in place.
-    let mut by_x = vec![0f32; c_out * ox * plane];
-    by_x.par_chunks_mut(c_out * plane).enumerate().for_each(|(x, planes)| {
-        #[cfg(target_arch = "x86_64")]
-        if avx2 {
-            // SAFETY: the CPU has AVX2, checked above.
-            return unsafe { output_x_avx2::<CO, ZC>(&problem, x, planes) };
+    // One task per output x, writing its plane of every output channel in place.
+    let plane_of = |out: SharedMut, x: usize| {
+        move |co: usize, offset: usize, values: &[f32]| {
+            // SAFETY: task x writes only the planes x of each channel, inside the output.
+            unsafe { std::ptr::copy_nonoverlapping(values.as_ptr(), out.0.add((co * ox + x) * plane + offset), values.len()) }
         }
-        output_x::<CO, ZC>(&problem, x, planes)
-    });
-    let mut out = vec![0f32; by_x.len()];
-    out.par_chunks_mut(ox * plane).enumerate().for_each(|(co, channel)| {
-        for (x, dst) in channel.chunks_mut(plane).enumerate() {
-            dst.copy_from_slice(&by_x[(x * c_out + co) * plane..][..plane]);
-        }
-    });
-    out
+    };
+    let fill = |out: SharedMut| {
+        (0..ox).into_par_iter().for_each(|x| {
+            let mut write = plane_of(out, x);
+            #[cfg(target_arch = "x86_64")]
+            if avx2 {
+                // SAFETY: the CPU has AVX2, checked above.
+                return unsafe { output_x_avx2::<CO, ZC>(&problem, x, &mut write) };
+            }
+            output_x::<CO, ZC>(&problem, x, &mut write)
+        })
+    };
+    // SAFETY: the tasks write every (channel, x, y, z) of the output (output_x covers its plane).
+    unsafe { filled_by(c_out * ox * plane, fill) }
 }
 
 /// [`output_x`] compiled for AVX2, so the accumulator block is updated eight lanes at a time.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn output_x_avx2<const CO: usize, const ZC: usize>(problem: &Problem, x: usize, planes: &mut [f32]) {
-    output_x::<CO, ZC>(problem, x, planes)
+unsafe fn output_x_avx2<const CO: usize, const ZC: usize>(problem: &Problem, x: usize, write: &mut dyn FnMut(usize, usize, &[f32])) {
+    output_x::<CO, ZC>(problem, x, write)
 }
 
-/// Every output channel's plane at output `x` (`planes` is `[c_out][oy][oz]`).
+/// Every output channel's plane at output `x`, handed to `write(channel, offset in the plane,
+/// values)` run by run; together the runs cover each plane.
 #[inline(always)]
-fn output_x<const CO: usize, const ZC: usize>(problem: &Problem, x: usize, planes: &mut [f32]) {
+fn output_x<const CO: usize, const ZC: usize>(problem: &Problem, x: usize, write: &mut dyn FnMut(usize, usize, &[f32])) {
     let Problem { shape, input, grouped, bias } = problem;
     let Shape { c_in, n: [nx, ny, nz], c_out, k } = **shape;
     let (oy, oz) = (shape.out(1), shape.out(2));
-    let (plane, taps) = (oy * oz, c_in * k * k * k);
+    let taps = c_in * k * k * k;
     let mut padded = vec![0f32; ZC + k];
     for block in 0..c_out.div_ceil(CO) {
         let (co0, cos) = (block * CO, CO.min(c_out - block * CO));
@@ -140,7 +145,7 @@ fn output_x<const CO: usize, const ZC: usize>(problem: &Problem, x: usize, plane
                     }
                 }
                 for (c, a) in acc.iter().enumerate().take(cos) {
-                    planes[(co0 + c) * plane + y * oz + z0..][..run].copy_from_slice(&a[..run]);
+                    write(co0 + c, y * oz + z0, &a[..run]);
                 }
             }
         }

@@ -2,6 +2,7 @@
 //! (generator up-sampling, the segmentation wrapper, single-channel convolutions at inference).
 
 pub mod argmax_resize;
+mod buffer;
 pub mod conv_cpu;
 pub mod conv_gemm;
 pub mod direct_conv;
