@@ -198,6 +198,24 @@ unsafe fn matmul(m: usize, n: usize, k: usize, dst: *mut f32, dst_rs: usize, acc
     }
 }
 
+thread_local! {
+    /// Each thread's column buffer, kept between calls (at most one tile: about
+    /// [`TILE_FLOATS`], more only when one output plane needs more).
+    static COLUMNS: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Run `f` with this thread's column buffer of at least `len` floats (contents unspecified).
+/// `f` must not start rayon work (a task of the same thread could then borrow it again).
+fn with_columns<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    COLUMNS.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.len() < len {
+            c.resize(len, 0.0);
+        }
+        f(&mut c[..len])
+    })
+}
+
 /// Tiles of `per_tile` output x planes.
 fn tiles(ox: usize, per_tile: usize) -> Vec<std::ops::Range<usize>> {
     (0..ox).step_by(per_tile).map(|a| a..(a + per_tile).min(ox)).collect()
@@ -217,19 +235,22 @@ pub fn forward(g: &Geometry, x: &[f32], w: &[f32]) -> Vec<f32> {
     let taps = g.taps();
     let all = tiles(ox, g.planes_per_tile(1));
     let fill = |out: SharedMut| {
-        all.into_par_iter().for_each_init(Vec::new, |cols: &mut Vec<f32>, planes| {
+        all.into_par_iter().for_each(|planes| {
             let out = out;
             let width = planes.len() * oy * oz;
             let first = planes.start * oy * oz;
-            let (rhs, rhs_rs) = if g.pointwise() {
-                (x[first..].as_ptr(), n)
-            } else {
-                cols.resize(taps * width, 0.0);
-                im2col(g, x, planes, cols);
-                (cols.as_ptr(), width)
+            let product = |rhs: *const f32, rhs_rs: usize| {
+                // SAFETY: each tile writes its own columns of y; rhs covers taps × width.
+                unsafe { matmul(g.c_out, width, taps, out.0.add(first), n, false, w.as_ptr(), taps as isize, 1, rhs, rhs_rs as isize, 1) }
             };
-            // SAFETY: each tile writes its own columns of y; cols/x cover taps × width.
-            unsafe { matmul(g.c_out, width, taps, out.0.add(first), n, false, w.as_ptr(), taps as isize, 1, rhs, rhs_rs as isize, 1) };
+            if g.pointwise() {
+                product(x[first..].as_ptr(), n);
+            } else {
+                with_columns(taps * width, |cols| {
+                    im2col(g, x, planes, cols);
+                    product(cols.as_ptr(), width);
+                });
+            }
         })
     };
     // SAFETY: the tiles cover every output column and each GEMM writes all c_out rows of its own.
@@ -255,15 +276,16 @@ pub fn input_grad(g: &Geometry, dy: &[f32], w: &[f32]) -> Vec<f32> {
     let per_tile = g.planes_per_tile(g.k.saturating_sub(g.stride).div_ceil(g.stride).max(1));
     let all = tiles(ox, per_tile);
     for parity in 0..2 {
-        all.iter().skip(parity).step_by(2).collect::<Vec<_>>().into_par_iter().for_each_init(Vec::new, |cols: &mut Vec<f32>, planes| {
+        all.iter().skip(parity).step_by(2).collect::<Vec<_>>().into_par_iter().for_each(|planes| {
             let width = planes.len() * oy * oz;
             let first = planes.start * oy * oz;
-            cols.resize(taps * width, 0.0);
             let shared = shared;
-            // SAFETY: cols is taps × width; dy's tile columns have row stride n.
-            unsafe { matmul(taps, width, g.c_out, cols.as_mut_ptr(), width, false, w.as_ptr(), 1, taps as isize, dy[first..].as_ptr(), n as isize, 1) };
-            // SAFETY: tiles of one parity touch disjoint input planes (per_tile above).
-            unsafe { col2im_add(g, cols, planes.clone(), shared.0) };
+            with_columns(taps * width, |cols| {
+                // SAFETY: cols is taps × width; dy's tile columns have row stride n.
+                unsafe { matmul(taps, width, g.c_out, cols.as_mut_ptr(), width, false, w.as_ptr(), 1, taps as isize, dy[first..].as_ptr(), n as isize, 1) };
+                // SAFETY: tiles of one parity touch disjoint input planes (per_tile above).
+                unsafe { col2im_add(g, cols, planes.clone(), shared.0) };
+            });
         });
     }
     dx
@@ -289,24 +311,26 @@ pub fn weight_grad(g: &Geometry, x: &[f32], dy: &[f32]) -> Vec<f32> {
     tiles(ox, g.planes_per_tile(1))
         .into_par_iter()
         .fold(
-            || (vec![0f32; size], Vec::new()),
-            |(mut dw, mut cols): (Vec<f32>, Vec<f32>), planes| {
+            || vec![0f32; size],
+            |mut dw: Vec<f32>, planes| {
                 let width = planes.len() * oy * oz;
                 let first = planes.start * oy * oz;
-                let (rhs, rhs_rs) = if g.pointwise() {
-                    (x[first..].as_ptr(), n)
-                } else {
-                    cols.resize(taps * width, 0.0);
-                    im2col(g, x, planes, &mut cols);
-                    (cols.as_ptr(), width)
+                let mut product = |rhs: *const f32, rhs_rs: usize| {
+                    // dw (c_out × taps) += dy tile (c_out × width) · colsᵀ (width × taps).
+                    // SAFETY: the slices cover the strides given.
+                    unsafe { matmul(g.c_out, taps, width, dw.as_mut_ptr(), taps, true, dy[first..].as_ptr(), n as isize, 1, rhs, 1, rhs_rs as isize) }
                 };
-                // dw (c_out × taps) += dy tile (c_out × width) · colsᵀ (width × taps).
-                // SAFETY: the slices cover the strides given.
-                unsafe { matmul(g.c_out, taps, width, dw.as_mut_ptr(), taps, true, dy[first..].as_ptr(), n as isize, 1, rhs, 1, rhs_rs as isize) };
-                (dw, cols)
+                if g.pointwise() {
+                    product(x[first..].as_ptr(), n);
+                } else {
+                    with_columns(taps * width, |cols| {
+                        im2col(g, x, planes, cols);
+                        product(cols.as_ptr(), width);
+                    });
+                }
+                dw
             },
         )
-        .map(|(dw, _)| dw)
         .reduce(|| vec![0f32; size], |mut a, b| {
             a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
             a
