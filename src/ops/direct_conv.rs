@@ -79,6 +79,8 @@ fn run<const CO: usize, const ZC: usize>(shape: &Shape, input: &[f32], weight: &
     let problem = Problem { shape, input, grouped, bias };
     #[cfg(target_arch = "x86_64")]
     let avx2 = std::arch::is_x86_feature_detected!("avx2");
+    #[cfg(target_arch = "x86_64")]
+    let avx512 = std::arch::is_x86_feature_detected!("avx512f");
     // One task per output x, writing its plane of every output channel in place.
     let plane_of = |out: SharedMut, x: usize| {
         move |co: usize, offset: usize, values: &[f32]| {
@@ -89,6 +91,11 @@ fn run<const CO: usize, const ZC: usize>(shape: &Shape, input: &[f32], weight: &
     let fill = |out: SharedMut| {
         (0..ox).into_par_iter().for_each(|x| {
             let mut write = plane_of(out, x);
+            #[cfg(target_arch = "x86_64")]
+            if avx512 {
+                // SAFETY: the CPU has AVX-512F, checked above.
+                return unsafe { output_x_avx512::<CO, ZC>(&problem, x, &mut write) };
+            }
             #[cfg(target_arch = "x86_64")]
             if avx2 {
                 // SAFETY: the CPU has AVX2, checked above.
@@ -101,7 +108,14 @@ fn run<const CO: usize, const ZC: usize>(shape: &Shape, input: &[f32], weight: &
     unsafe { filled_by(c_out * ox * plane, fill) }
 }
 
-/// [`output_x`] compiled for AVX2, so the accumulator block is updated eight lanes at a time.
+/// [`output_x`] compiled for AVX-512F (sixteen lanes at a time where the block allows).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn output_x_avx512<const CO: usize, const ZC: usize>(problem: &Problem, x: usize, write: &mut dyn FnMut(usize, usize, &[f32])) {
+    output_x::<CO, ZC>(problem, x, write)
+}
+
+/// [`output_x`] compiled for AVX2 (eight lanes at a time).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn output_x_avx2<const CO: usize, const ZC: usize>(problem: &Problem, x: usize, write: &mut dyn FnMut(usize, usize, &[f32])) {
