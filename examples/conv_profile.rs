@@ -7,9 +7,9 @@
 
 use burn::tensor::module::{conv_transpose3d, conv3d};
 use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
+use cta2mbf::bench::time;
 use cta2mbf::ops::conv_cpu;
 use burn::tensor::{Device, Distribution, Tensor};
-use std::time::Instant;
 
 /// One layer: kind, channels, kernel, stride, padding, input size.
 struct Layer {
@@ -54,15 +54,6 @@ fn run(l: &Layer, x: Tensor<5>, w: Tensor<5>, ours: bool) -> Tensor<5> {
     } else {
         conv3d(x, w, None, ConvOptions::new([l.stride; 3], [l.padding; 3], [1; 3], 1))
     }
-}
-
-fn time(repeats: usize, mut f: impl FnMut()) -> f64 {
-    f();
-    let t = Instant::now();
-    for _ in 0..repeats {
-        f();
-    }
-    t.elapsed().as_secs_f64() / repeats as f64
 }
 
 fn main() {

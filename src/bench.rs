@@ -90,7 +90,7 @@ struct Peaks {
 }
 
 /// Mean seconds of `f` over `repeats` calls after one warm-up call.
-fn time(repeats: usize, mut f: impl FnMut()) -> f64 {
+pub fn time(repeats: usize, mut f: impl FnMut()) -> f64 {
     f();
     let t = Instant::now();
     for _ in 0..repeats {

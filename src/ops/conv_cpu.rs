@@ -20,13 +20,15 @@ use burn::tensor::{DType, Device, Tensor, TensorData};
 
 /// A cubic convolution's hyper-parameters (the geometry without its sizes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ConvSpec {
+struct ConvSpec {
     /// Stride on every axis.
-    pub stride: usize,
+    stride: usize,
     /// Zero padding on each side of every axis.
-    pub padding: usize,
+    padding: usize,
     /// Transposed only: extra output samples at the end of every axis.
-    pub output_padding: usize,
+    output_padding: usize,
+    /// A transposed convolution: the input gradient of the convolution it reverses.
+    transposed: bool,
 }
 
 /// The CPU convolutions as a Burn backend extension (implemented for `Flex` and
@@ -42,8 +44,8 @@ pub trait CpuConv: Backend {
 /// The f32 values of a flex tensor, contiguous, with its shape.
 fn host(t: &FlexTensor) -> (FlexTensor, Vec<usize>) {
     let t = if t.is_contiguous() && t.as_slice::<f32>().is_some() { t.clone() } else { t.to_contiguous() };
-    let shape = burn::backend::TensorMetadata::shape(&t).to_vec();
-    (t, shape)
+    let dims = shape(&t);
+    (t, dims)
 }
 
 fn values(t: &FlexTensor) -> &[f32] {
@@ -54,151 +56,122 @@ fn tensor(values: Vec<f32>, shape: [usize; 5]) -> FlexTensor {
     FlexTensor::from_data(TensorData::new(values, shape))
 }
 
-/// The geometry of the convolution `x` → `weight` (`[c_out, c_in, k, k, k]`).
-fn geometry(x: &[usize], weight: &[usize], stride: usize, padding: usize) -> Geometry {
-    Geometry { c_in: weight[1], c_out: weight[0], k: weight[2], stride, padding, input: [x[2], x[3], x[4]] }
-}
-
-/// The geometry of the convolution that `conv_transpose3d(x, weight)` reverses: from the
-/// transposed output (`c_out` channels, its size) to `x`'s grid.
-fn transposed_geometry(x: &[usize], weight: &[usize], spec: ConvSpec) -> Geometry {
+/// The convolution a layer computes or (transposed) reverses, for input `x` and `weight`
+/// (`[c_out, c_in, k, k, k]` of that convolution in both cases): a transposed convolution runs
+/// from that convolution's output grid (x's) back to its input grid.
+fn geometry(x: &[usize], weight: &[usize], spec: ConvSpec) -> Geometry {
     let k = weight[2];
-    let input = [x[2], x[3], x[4]].map(|n| (n - 1) * spec.stride + k + spec.output_padding - 2 * spec.padding);
+    let x_size = [x[2], x[3], x[4]];
+    let input = if spec.transposed { x_size.map(|n| (n - 1) * spec.stride + k + spec.output_padding - 2 * spec.padding) } else { x_size };
     let g = Geometry { c_in: weight[1], c_out: weight[0], k, stride: spec.stride, padding: spec.padding, input };
-    debug_assert_eq!(g.output(), [x[2], x[3], x[4]]);
+    debug_assert!(!spec.transposed || g.output() == x_size);
     g
 }
 
-/// Run `f` on every batch item (`item_len` values each) and stack the results as `shape`.
-fn per_item(batch: usize, shape: [usize; 5], mut f: impl FnMut(usize) -> Vec<f32>) -> FlexTensor {
-    if batch == 1 {
-        return tensor(f(0), shape);
-    }
-    let mut out = Vec::with_capacity(shape.iter().product());
-    for b in 0..batch {
-        out.extend(f(b));
-    }
+/// `f(values of item b)` for every batch item of `t`, stacked as `shape`.
+fn per_item(t: &FlexTensor, shape: [usize; 5], f: impl Fn(&[f32]) -> Vec<f32>) -> FlexTensor {
+    let (t, ts) = host(t);
+    let item = ts[1..].iter().product::<usize>();
+    let items = values(&t).chunks(item.max(1));
+    let out = if ts[0] == 1 { f(values(&t)) } else { items.flat_map(f).collect() };
     tensor(out, shape)
 }
 
-fn conv3d_flex(x: FlexTensor, weight: FlexTensor, spec: ConvSpec) -> FlexTensor {
-    let ((x, xs), (w, ws)) = (host(&x), host(&weight));
-    let g = geometry(&xs, &ws, spec.stride, spec.padding);
+/// The convolution `g` of every batch item of `x` (`[b, c_in, …]`).
+fn forward(g: &Geometry, x: &FlexTensor, w: &FlexTensor) -> FlexTensor {
+    let (w, _) = host(w);
     let [ox, oy, oz] = g.output();
-    let item = xs[1..].iter().product::<usize>();
-    per_item(xs[0], [xs[0], g.c_out, ox, oy, oz], |b| conv_gemm::forward(&g, &values(&x)[b * item..][..item], values(&w)))
+    per_item(x, [batch(x), g.c_out, ox, oy, oz], |item| conv_gemm::forward(g, item, values(&w)))
 }
 
-fn conv_transpose3d_flex(x: FlexTensor, weight: FlexTensor, spec: ConvSpec) -> FlexTensor {
-    let ((x, xs), (w, ws)) = (host(&x), host(&weight));
-    let g = transposed_geometry(&xs, &ws, spec);
-    let item = xs[1..].iter().product::<usize>();
-    per_item(xs[0], [xs[0], g.c_in, g.input[0], g.input[1], g.input[2]], |b| conv_gemm::input_grad(&g, &values(&x)[b * item..][..item], values(&w)))
+/// The input gradient of `g` (its transposed convolution) of every batch item of `dy`.
+fn input_grad(g: &Geometry, dy: &FlexTensor, w: &FlexTensor) -> FlexTensor {
+    let (w, _) = host(w);
+    let [nx, ny, nz] = g.input;
+    per_item(dy, [batch(dy), g.c_in, nx, ny, nz], |item| conv_gemm::input_grad(g, item, values(&w)))
 }
 
-/// Gradients of a convolution `x` → `y` of geometry `g` from `dy`: (dx, dw), each only when asked.
-fn conv_grads(g: &Geometry, x: &FlexTensor, w: &FlexTensor, dy: &FlexTensor, want: [bool; 2]) -> (Option<FlexTensor>, Option<FlexTensor>) {
-    let ((x, xs), (w, ws), (dy, dys)) = (host(x), host(w), host(dy));
-    let (x_item, dy_item) = (xs[1..].iter().product::<usize>(), dys[1..].iter().product::<usize>());
-    let dx = want[0].then(|| per_item(xs[0], [xs[0], xs[1], xs[2], xs[3], xs[4]], |b| conv_gemm::input_grad(g, &values(&dy)[b * dy_item..][..dy_item], values(&w))));
-    let dw = want[1].then(|| {
-        let mut sum = vec![0f32; ws.iter().product()];
-        for b in 0..xs[0] {
-            let item = conv_gemm::weight_grad(g, &values(&x)[b * x_item..][..x_item], &values(&dy)[b * dy_item..][..dy_item]);
-            sum.iter_mut().zip(item).for_each(|(s, v)| *s += v);
-        }
-        tensor(sum, [ws[0], ws[1], ws[2], ws[3], ws[4]])
-    });
-    (dx, dw)
+/// The weight gradient of `g` summed over the batch: `input` on its input grid, `dout` on its
+/// output grid.
+fn weight_grad(g: &Geometry, input: &FlexTensor, dout: &FlexTensor) -> FlexTensor {
+    let ((input, is), (dout, ds)) = (host(input), host(dout));
+    let (i_item, d_item) = (is[1..].iter().product::<usize>(), ds[1..].iter().product::<usize>());
+    let mut sum = vec![0f32; g.c_out * g.c_in * g.k * g.k * g.k];
+    for b in 0..is[0] {
+        let item = conv_gemm::weight_grad(g, &values(&input)[b * i_item..][..i_item], &values(&dout)[b * d_item..][..d_item]);
+        sum.iter_mut().zip(item).for_each(|(s, v)| *s += v);
+    }
+    tensor(sum, [g.c_out, g.c_in, g.k, g.k, g.k])
+}
+
+fn batch(t: &FlexTensor) -> usize {
+    burn::backend::TensorMetadata::shape(t)[0]
+}
+
+fn shape(t: &FlexTensor) -> Vec<usize> {
+    burn::backend::TensorMetadata::shape(t).to_vec()
+}
+
+/// The layer's output: the convolution, or (transposed) the input gradient of the reversed one.
+fn layer(x: &FlexTensor, w: &FlexTensor, spec: ConvSpec) -> FlexTensor {
+    let g = geometry(&shape(x), &shape(w), spec);
+    if spec.transposed { input_grad(&g, x, w) } else { forward(&g, x, w) }
 }
 
 impl CpuConv for Flex {
     fn conv3d_gemm(x: FloatTensor<Self>, weight: FloatTensor<Self>, stride: usize, padding: usize) -> FloatTensor<Self> {
-        conv3d_flex(x, weight, ConvSpec { stride, padding, output_padding: 0 })
+        layer(&x, &weight, ConvSpec { stride, padding, output_padding: 0, transposed: false })
     }
 
     fn conv_transpose3d_gemm(x: FloatTensor<Self>, weight: FloatTensor<Self>, stride: usize, padding: usize, output_padding: usize) -> FloatTensor<Self> {
-        conv_transpose3d_flex(x, weight, ConvSpec { stride, padding, output_padding })
+        layer(&x, &weight, ConvSpec { stride, padding, output_padding, transposed: true })
     }
 }
 
-/// The backward pass of [`CpuConv::conv3d_gemm`]; the state is (x, weight, spec).
+/// The backward pass of both layers; the state is (x, weight, spec). For a convolution `g`,
+/// dx = input_grad(dy) and dw = weight_grad(x, dy); a transposed convolution is `g`'s input
+/// gradient, so dx = forward(dy) and dw = weight_grad(dy, x).
 #[derive(Debug)]
-struct Conv3dBackward;
+struct ConvBackward;
 
-impl Backward<Flex, 2> for Conv3dBackward {
+impl Backward<Flex, 2> for ConvBackward {
     type State = (FlexTensor, FlexTensor, ConvSpec);
 
     fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
         let [node_x, node_w] = ops.parents;
         let dy = grads.consume::<Flex>(&ops.node);
         let (x, w, spec) = ops.state;
-        let (xs, ws) = (burn::backend::TensorMetadata::shape(&x).to_vec(), burn::backend::TensorMetadata::shape(&w).to_vec());
-        let g = geometry(&xs, &ws, spec.stride, spec.padding);
-        let (dx, dw) = conv_grads(&g, &x, &w, &dy, [node_x.is_some(), node_w.is_some()]);
-        if let (Some(node), Some(dx)) = (node_x, dx) {
+        let g = geometry(&shape(&x), &shape(&w), spec);
+        if let Some(node) = node_x {
+            let dx = if spec.transposed { forward(&g, &dy, &w) } else { input_grad(&g, &dy, &w) };
             grads.register::<Flex>(node.id, dx);
         }
-        if let (Some(node), Some(dw)) = (node_w, dw) {
+        if let Some(node) = node_w {
+            let dw = if spec.transposed { weight_grad(&g, &dy, &x) } else { weight_grad(&g, &x, &dy) };
             grads.register::<Flex>(node.id, dw);
         }
     }
 }
 
-/// The backward pass of [`CpuConv::conv_transpose3d_gemm`]: the transposed convolution of x
-/// is the input gradient of the convolution `g` from its output grid to x's, so
-/// dx = forward(dy) and dw = weight_grad(dy, x).
-#[derive(Debug)]
-struct ConvTranspose3dBackward;
-
-impl Backward<Flex, 2> for ConvTranspose3dBackward {
-    type State = (FlexTensor, FlexTensor, ConvSpec);
-
-    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
-        let [node_x, node_w] = ops.parents;
-        let dy = grads.consume::<Flex>(&ops.node);
-        let (x, w, spec) = ops.state;
-        let (xs, ws) = (burn::backend::TensorMetadata::shape(&x).to_vec(), burn::backend::TensorMetadata::shape(&w).to_vec());
-        let g = transposed_geometry(&xs, &ws, spec);
-        if let Some(node) = node_x {
-            grads.register::<Flex>(node.id, conv3d_flex(dy.clone(), w.clone(), spec));
+/// The layer on `Autodiff<Flex>`, recording [`ConvBackward`] when a gradient is wanted.
+fn tracked_layer<C: CheckpointStrategy>(x: FloatTensor<Autodiff<Flex, C>>, weight: FloatTensor<Autodiff<Flex, C>>, spec: ConvSpec) -> FloatTensor<Autodiff<Flex, C>> {
+    match ConvBackward.prepare::<C>([x.node(), weight.node()]).compute_bound().stateful() {
+        OpsKind::Tracked(prep) => {
+            let (x, w) = (x.primitive().clone(), weight.primitive().clone());
+            let out = layer(&x, &w, spec);
+            prep.finish((x, w, spec), out)
         }
-        if let Some(node) = node_w {
-            let ((x, _), (dy, dys)) = (host(&x), host(&dy));
-            let (x_item, dy_item) = (xs[1..].iter().product::<usize>(), dys[1..].iter().product::<usize>());
-            let mut sum = vec![0f32; ws.iter().product()];
-            for b in 0..xs[0] {
-                let item = conv_gemm::weight_grad(&g, &values(&dy)[b * dy_item..][..dy_item], &values(&x)[b * x_item..][..x_item]);
-                sum.iter_mut().zip(item).for_each(|(s, v)| *s += v);
-            }
-            grads.register::<Flex>(node.id, tensor(sum, [ws[0], ws[1], ws[2], ws[3], ws[4]]));
-        }
+        OpsKind::UnTracked(prep) => prep.finish(layer(x.primitive(), weight.primitive(), spec)),
     }
 }
 
 impl<C: CheckpointStrategy> CpuConv for Autodiff<Flex, C> {
     fn conv3d_gemm(x: FloatTensor<Self>, weight: FloatTensor<Self>, stride: usize, padding: usize) -> FloatTensor<Self> {
-        let spec = ConvSpec { stride, padding, output_padding: 0 };
-        match Conv3dBackward.prepare::<C>([x.node(), weight.node()]).compute_bound().stateful() {
-            OpsKind::Tracked(prep) => {
-                let (x, w) = (x.primitive().clone(), weight.primitive().clone());
-                let out = conv3d_flex(x.clone(), w.clone(), spec);
-                prep.finish((x, w, spec), out)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(conv3d_flex(x.into_primitive(), weight.into_primitive(), spec)),
-        }
+        tracked_layer::<C>(x, weight, ConvSpec { stride, padding, output_padding: 0, transposed: false })
     }
 
     fn conv_transpose3d_gemm(x: FloatTensor<Self>, weight: FloatTensor<Self>, stride: usize, padding: usize, output_padding: usize) -> FloatTensor<Self> {
-        let spec = ConvSpec { stride, padding, output_padding };
-        match ConvTranspose3dBackward.prepare::<C>([x.node(), weight.node()]).compute_bound().stateful() {
-            OpsKind::Tracked(prep) => {
-                let (x, w) = (x.primitive().clone(), weight.primitive().clone());
-                let out = conv_transpose3d_flex(x.clone(), w.clone(), spec);
-                prep.finish((x, w, spec), out)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(conv_transpose3d_flex(x.into_primitive(), weight.into_primitive(), spec)),
-        }
+        tracked_layer::<C>(x, weight, ConvSpec { stride, padding, output_padding, transposed: true })
     }
 }
 

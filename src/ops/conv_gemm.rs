@@ -216,6 +216,21 @@ fn with_columns<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
     })
 }
 
+/// Call `product(columns, row stride)` with the columns of output planes `planes`: the input
+/// itself for a pointwise convolution, else this thread's buffer filled by [`im2col`].
+/// `product` must not start rayon work.
+fn with_tile_columns<R>(g: &Geometry, x: &[f32], planes: std::ops::Range<usize>, product: impl FnOnce(*const f32, usize) -> R) -> R {
+    let [_, oy, oz] = g.output();
+    let (first, width) = (planes.start * oy * oz, planes.len() * oy * oz);
+    if g.pointwise() {
+        return product(x[first..].as_ptr(), oy * oz * g.output()[0]);
+    }
+    with_columns(g.taps() * width, |cols| {
+        im2col(g, x, planes, cols);
+        product(cols.as_ptr(), width)
+    })
+}
+
 /// Tiles of `per_tile` output x planes.
 fn tiles(ox: usize, per_tile: usize) -> Vec<std::ops::Range<usize>> {
     (0..ox).step_by(per_tile).map(|a| a..(a + per_tile).min(ox)).collect()
@@ -239,18 +254,10 @@ pub fn forward(g: &Geometry, x: &[f32], w: &[f32]) -> Vec<f32> {
             let out = out;
             let width = planes.len() * oy * oz;
             let first = planes.start * oy * oz;
-            let product = |rhs: *const f32, rhs_rs: usize| {
+            with_tile_columns(g, x, planes, |rhs, rhs_rs| {
                 // SAFETY: each tile writes its own columns of y; rhs covers taps × width.
                 unsafe { matmul(g.c_out, width, taps, out.0.add(first), n, false, w.as_ptr(), taps as isize, 1, rhs, rhs_rs as isize, 1) }
-            };
-            if g.pointwise() {
-                product(x[first..].as_ptr(), n);
-            } else {
-                with_columns(taps * width, |cols| {
-                    im2col(g, x, planes, cols);
-                    product(cols.as_ptr(), width);
-                });
-            }
+            });
         })
     };
     // SAFETY: the tiles cover every output column and each GEMM writes all c_out rows of its own.
@@ -315,19 +322,11 @@ pub fn weight_grad(g: &Geometry, x: &[f32], dy: &[f32]) -> Vec<f32> {
             |mut dw: Vec<f32>, planes| {
                 let width = planes.len() * oy * oz;
                 let first = planes.start * oy * oz;
-                let mut product = |rhs: *const f32, rhs_rs: usize| {
+                with_tile_columns(g, x, planes, |rhs, rhs_rs| {
                     // dw (c_out × taps) += dy tile (c_out × width) · colsᵀ (width × taps).
                     // SAFETY: the slices cover the strides given.
                     unsafe { matmul(g.c_out, taps, width, dw.as_mut_ptr(), taps, true, dy[first..].as_ptr(), n as isize, 1, rhs, 1, rhs_rs as isize) }
-                };
-                if g.pointwise() {
-                    product(x[first..].as_ptr(), n);
-                } else {
-                    with_columns(taps * width, |cols| {
-                        im2col(g, x, planes, cols);
-                        product(cols.as_ptr(), width);
-                    });
-                }
+                });
                 dw
             },
         )
@@ -340,16 +339,8 @@ pub fn weight_grad(g: &Geometry, x: &[f32], dy: &[f32]) -> Vec<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ops::test_data::noise;
 
-    fn noise(n: usize, seed: u64) -> Vec<f32> {
-        let mut state = seed;
-        (0..n)
-            .map(|_| {
-                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-            })
-            .collect()
-    }
 
     /// The convolution by its definition, in f64.
     fn naive(g: &Geometry, x: &[f32], w: &[f32]) -> Vec<f64> {

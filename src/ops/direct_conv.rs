@@ -184,19 +184,11 @@ fn accumulate_row<const CO: usize, const ZC: usize>(acc: &mut [[f32; ZC]; CO], r
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ops::test_data::noise;
     use burn::tensor::module::conv3d;
     use burn::tensor::ops::ConvOptions;
     use burn::tensor::{Device, Tensor, TensorData};
 
-    fn noise(n: usize, seed: u64) -> Vec<f32> {
-        let mut state = seed;
-        (0..n)
-            .map(|_| {
-                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-            })
-            .collect()
-    }
 
     #[test]
     fn equals_burns_convolution() {
