@@ -80,7 +80,14 @@ pub mod mask {
     pub const MASK: &str = "CTA_MASK.nii.gz";
     /// The segmentation after keeping the largest component per label.
     pub const CONNECTED: &str = "CTA_MASK_connected.nii.gz";
+    /// The quality-control figures and verdict of `CONNECTED` (`preprocess::mask_qc`).
+    pub const QC: &str = "CTA_MASK_qc.json";
 }
+
+/// The labels of the 8-class chamber mask (docs/design.md §3), background excluded, with
+/// their names.
+pub const CHAMBER_LABELS: [(u8, &str); 7] =
+    [(1, "LV blood pool"), (2, "RV blood pool"), (3, "LA"), (4, "RA"), (5, "aorta"), (6, "LV myocardium"), (7, "pulmonary artery")];
 
 /// File names inside `5.mbf_myocardium/<pid>/`.
 pub mod cropped {

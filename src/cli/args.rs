@@ -16,3 +16,22 @@ impl JobsArg {
         with_jobs(self.jobs, f)
     }
 }
+
+/// Mask quality control: the ranges and whether a failing mask may go on.
+#[derive(Debug, Clone, clap::Args)]
+pub struct QcArgs {
+    /// Use masks that fail quality control anyway (their figures are still written and shown).
+    #[arg(long)]
+    pub accept_qc_failures: bool,
+    /// QC ranges as JSON (every field of the defaults in docs/design.md §3) instead of the
+    /// adult defaults.
+    #[arg(long, value_name = "JSON")]
+    pub qc_ranges: Option<std::path::PathBuf>,
+}
+
+impl QcArgs {
+    /// The library's policy for these arguments.
+    pub fn policy(&self) -> cta2mbf::Result<cta2mbf::preprocess::mask_qc::QcPolicy> {
+        cta2mbf::preprocess::mask_qc::QcPolicy::new(self.qc_ranges.as_deref(), self.accept_qc_failures)
+    }
+}

@@ -3,7 +3,7 @@
 
 use super::print_report;
 use cta2mbf::preprocess::connected::{DEFAULT_LABELS, connected_cohort, connected_file, sorted_mask_folder};
-use super::args::JobsArg;
+use super::args::{JobsArg, QcArgs};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -26,13 +26,21 @@ pub struct ConnectedArgs {
     /// Worker threads.
     #[command(flatten)]
     pub jobs: JobsArg,
+    /// Quality control of the cohort's masks.
+    #[command(flatten)]
+    pub qc: QcArgs,
+    /// For `--in`: also check the cleaned mask and write its QC figures (JSON) here, with
+    /// `--in` as the raw mask.
+    #[arg(long, value_name = "JSON", requires = "input")]
+    pub qc_out: Option<PathBuf>,
 }
 
 /// Run `cta2mbf connected`.
 pub fn run(args: ConnectedArgs) -> cta2mbf::Result<()> {
     if let Some(root) = &args.root {
         let folder = sorted_mask_folder(root);
-        let report = args.jobs.run(|| connected_cohort(&folder, &args.labels))??;
+        let qc = args.qc.policy()?;
+        let report = args.jobs.run(|| connected_cohort(&folder, &args.labels, &qc))??;
         print_report(&report);
         return report.check();
     }
@@ -47,5 +55,8 @@ pub fn run(args: ConnectedArgs) -> cta2mbf::Result<()> {
         components.as_secs_f64(),
         start.elapsed().as_secs_f64()
     ));
-    Ok(())
+    match &args.qc_out {
+        Some(path) => super::segment::report_qc(out, Some(input), path, &args.qc),
+        None => Ok(()),
+    }
 }

@@ -1,5 +1,6 @@
 //! `cta2mbf pipeline`: from a raw DICOM dump to training pairs in one resumable command.
 
+use super::args::QcArgs;
 use super::print_report;
 use cta2mbf::device::DeviceChoice;
 use cta2mbf::pipeline::{Event, Options, Outcome, Stage, run_pipeline};
@@ -44,6 +45,9 @@ pub struct PipelineArgs {
     /// Backend of the segmentation network: cpu (Burn's flex), ndarray, wgpu, vulkan.
     #[arg(long, default_value = "cpu")]
     pub device: DeviceChoice,
+    /// Quality control of the chamber masks (checked after `connected`).
+    #[command(flatten)]
+    pub qc: QcArgs,
 }
 
 /// The shipped segmentation model: `models/chamber_seg_phantom` here, else in the source tree.
@@ -68,6 +72,7 @@ pub fn run(args: PipelineArgs) -> cta2mbf::Result<()> {
         force: args.force,
         register,
         strict: args.strict,
+        qc: args.qc.policy()?,
     };
     let device = args.device.device()?;
     let events = |e: Event| match e {
@@ -78,6 +83,7 @@ pub fn run(args: PipelineArgs) -> cta2mbf::Result<()> {
             }
             Outcome::Skipped => eprintln!("{} {pid}: up to date, skipped", stage.name()),
             Outcome::Failed(why) => eprintln!("{} {pid}: FAILED: {why}", stage.name()),
+            Outcome::QcFailed(why) => eprintln!("{} {pid}: QC FAILED: {why}", stage.name()),
             Outcome::NotRun => {}
         },
     };

@@ -146,7 +146,7 @@ pub fn infer_cohort(
     std::fs::create_dir_all(&job.out).map_err(|e| Error::io(&job.out, e))?;
     let total = pairs.len();
     for (i, pair) in pairs.iter().enumerate() {
-        let result = (|| -> Result<()> {
+        let result = crate::error::panic_boundary(|| -> Result<()> {
             let src = fit_to_block(&read_nifti(&pair.src)?, job.block, job.tiling, model.settings.pad_value);
             let dst = fit_to_block(&read_nifti(&pair.dst)?, job.block, job.tiling, model.settings.pad_value);
             if !src.same_grid(&dst, 1e-3) {
@@ -159,7 +159,7 @@ pub fn infer_cohort(
             write_nifti(dir.join(files::REAL_A), &src, lossless_dtype(&src))?;
             write_nifti(dir.join(files::REAL_B), &dst, lossless_dtype(&dst))?;
             write_nifti(dir.join(files::FAKE_B), &fake, NiftiDtype::F32)
-        })();
+        });
         match result {
             Ok(()) => report.written.push(pair.pid.clone()),
             Err(e) => report.failed.push((pair.pid.clone(), e.to_string())),

@@ -336,6 +336,7 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<NiftiImage> {
         ));
     }
     let geometry = geometry_from_header(&header);
+    check_geometry(path, &geometry, &header)?;
     let (slope, inter) = (header.scl_slope, header.scl_inter);
     let scale = (slope != 0.0 && slope.is_finite() && (slope != 1.0 || inter != 0.0)).then_some((slope, if inter.is_finite() { inter } else { 0.0 }));
     let volumes = bytes[offset..offset + need]
@@ -415,6 +416,24 @@ fn normalize_columns(m: &Mat3) -> Mat3 {
         }
     }
     out
+}
+
+/// Refuse a geometry that cannot place voxels in the world and back: a non-finite origin or
+/// direction, or direction columns that are (nearly) parallel, as in an sform whose columns
+/// repeat (the determinant of the unit-column direction is below 1e-3, an angle of about 0.06°).
+fn check_geometry(path: &Path, geometry: &Geometry, header: &NiftiHeaderInfo) -> Result<()> {
+    let source = if header.sform_code > 0 && (header.sform_code == 1 || header.qform_code <= 0) { "sform" } else { "qform" };
+    if geometry.origin.iter().chain(geometry.direction.iter().flatten()).any(|v| !v.is_finite()) {
+        return Err(Error::format(path, format!("the header's {source} holds a non-finite value: the voxels have no position")));
+    }
+    let det = mat3::det(&geometry.direction);
+    if det.abs() < 1e-3 {
+        return Err(Error::format(
+            path,
+            format!("the header's {source} has (nearly) parallel axes: its direction matrix is singular (determinant {det:.1e}), so the voxels have no position"),
+        ));
+    }
+    Ok(())
 }
 
 /// The ITK geometry of a NIfTI header (see the module documentation for the rules).
@@ -778,6 +797,27 @@ mod tests {
         let err = write_nifti(&path, &Volume::filled([4, 0, 3], 0.0, Geometry::default()), NiftiDtype::F32).unwrap_err().to_string();
         assert!(err.contains("empty 4x0x3"), "{err}");
         assert!(!path.exists());
+    }
+
+    #[test]
+    fn a_singular_sform_is_refused_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("parallel.nii");
+        write_nifti(&path, &Volume::filled([4, 4, 4], 1.0, Geometry::axial([0.8, 0.8, 2.0], [1.0, 2.0, 3.0])), NiftiDtype::I16).unwrap();
+        let mut bytes = std::fs::read(&path).unwrap();
+        // srow_x/y/z start at bytes 280, 296, 312: make the second column equal the first.
+        for row in [280, 296, 312] {
+            let first: [u8; 4] = bytes[row..row + 4].try_into().unwrap();
+            bytes[row + 4..row + 8].copy_from_slice(&first);
+        }
+        std::fs::write(&path, &bytes).unwrap();
+        let err = read_nifti(&path).unwrap_err().to_string();
+        assert!(err.contains("parallel.nii") && err.contains("sform has (nearly) parallel axes"), "{err}");
+        // A NaN in the sform is refused too.
+        bytes[292..296].copy_from_slice(&f32::NAN.to_le_bytes());
+        std::fs::write(&path, &bytes).unwrap();
+        let err = read_nifti(&path).unwrap_err().to_string();
+        assert!(err.contains("non-finite"), "{err}");
     }
 
     /// A small int16 file's bytes with dims patched to `dims` (NIfTI-1 `dim[1..=3]`).

@@ -21,6 +21,7 @@ use crate::infer::Segmenter;
 use crate::preprocess::annotation::Annotation;
 use crate::preprocess::connected::{DEFAULT_LABELS, connected_file};
 use crate::preprocess::extract::{ExtractOptions, extract_patient};
+use crate::preprocess::mask_qc::{MaskQc, QcPolicy, check_files};
 use crate::preprocess::stage::{copy_atomically, patient_folders};
 use crate::preprocess::{convert, crop, myocardium, segment, sort};
 use crate::register;
@@ -91,6 +92,9 @@ pub struct Options {
     pub register: register::Settings,
     /// Refuse DICOM series that do not form a volume (as `convert --strict`).
     pub strict: bool,
+    /// Quality control of the connected masks: its ranges, and whether a patient whose mask
+    /// fails goes on to myocardium and crop.
+    pub qc: QcPolicy,
 }
 
 /// What the pipeline tells while it runs.
@@ -110,7 +114,7 @@ fn settings_of(stage: Stage, o: &Options) -> String {
         Stage::Convert => format!("strict {}", o.strict),
         Stage::Register => serde_json::to_string(&o.register).expect("settings serialise"),
         Stage::Segment => format!("model {}", o.seg_model.display()),
-        Stage::Connected => format!("labels {DEFAULT_LABELS:?}"),
+        Stage::Connected => format!("labels {DEFAULT_LABELS:?}, qc {}", serde_json::to_string(&o.qc.ranges).expect("ranges serialise")),
         Stage::Myocardium => format!("label {}", myocardium::MYOCARDIUM_LABEL),
         Stage::Sort | Stage::Crop => String::new(),
     };
@@ -216,9 +220,10 @@ fn execute(stage: Stage, pid: &str, o: &Options, annotation: Option<&Annotation>
             Ok((written, None))
         }
         Stage::Connected => {
-            let out = c.mask(pid, cohort::mask::CONNECTED);
-            connected_file(&c.mask(pid, cohort::mask::MASK), &out, &DEFAULT_LABELS)?;
-            Ok((vec![out], None))
+            let (raw, out, figures) = (c.mask(pid, cohort::mask::MASK), c.mask(pid, cohort::mask::CONNECTED), c.mask(pid, cohort::mask::QC));
+            connected_file(&raw, &out, &DEFAULT_LABELS)?;
+            let qc = check_files(&out, Some(&raw), &figures, &o.qc.ranges)?;
+            Ok((vec![out, figures], Some(qc.to_string())))
         }
         Stage::Myocardium => Ok((vec![myocardium::myocardium_patient(&c, pid)?], None)),
         Stage::Crop => Ok((crop::crop_patient(&c, pid)?, None)),
@@ -259,12 +264,28 @@ fn run_stage(stage: Stage, pid: &str, o: &Options, annotation: Option<&Annotatio
             std::fs::remove_dir_all(&folder).map_err(|e| Error::io(&folder, e))?;
         }
         remove_temporaries(&write_folder(stage, pid, &o.root))?;
-        let (written, note) = execute(stage, pid, o, annotation, model)?;
+        let (written, note) = crate::error::panic_boundary(|| execute(stage, pid, o, annotation, model))?;
         manifest.stages.insert(stage.name().into(), StageRecord { settings, inputs, outputs: FileStamp::all(&written)? });
         manifest.write(&manifest_path)?;
         Ok(Outcome::Done { seconds: started.elapsed().as_secs_f64(), note })
     })();
-    result.unwrap_or_else(|e| Outcome::Failed(e.to_string()))
+    match result {
+        Ok(outcome) if stage == Stage::Connected => qc_gate(outcome, pid, o),
+        Ok(outcome) => outcome,
+        Err(e) => Outcome::Failed(e.to_string()),
+    }
+}
+
+/// The connected stage's outcome after its mask's quality control (read back from the
+/// figures the stage wrote, so a skipped stage is judged as a fresh one): a failing mask stops
+/// the patient unless failures are accepted.
+fn qc_gate(outcome: Outcome, pid: &str, o: &Options) -> Outcome {
+    let figures = Cohort::new(&o.root).mask(pid, cohort::mask::QC);
+    match MaskQc::read(&figures) {
+        Ok(qc) if !qc.passed() && !o.qc.accept_failures => Outcome::QcFailed(qc.failures.join("; ")),
+        Ok(_) => outcome,
+        Err(e) => Outcome::Failed(e.to_string()),
+    }
 }
 
 /// The patients to process: the folders of the first stage's input.
@@ -304,7 +325,7 @@ pub fn run_pipeline(o: &Options, device: &Device, events: &(dyn Fn(Event) + Sync
     let mut outcomes: Vec<Vec<Outcome>> = vec![Vec::new(); pids.len()];
     for &stage in &stages {
         events(Event::Stage(stage, pids.len()));
-        let blocked = |previous: &[Outcome]| previous.iter().any(|p| matches!(p, Outcome::Failed(_) | Outcome::NotRun));
+        let blocked = |previous: &[Outcome]| previous.iter().any(|p| p.is_failure() || *p == Outcome::NotRun);
         let results: Vec<Outcome> = if stage == Stage::Segment {
             // One patient at a time: the network uses every core.
             let mut results = Vec::new();

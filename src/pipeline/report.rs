@@ -26,17 +26,26 @@ pub enum Outcome {
     Skipped,
     /// Failed with this reason.
     Failed(String),
+    /// Ran, but the chamber mask failed quality control for these reasons, so the patient's
+    /// later stages do not run (`--accept-qc-failures` lets them).
+    QcFailed(String),
     /// Not run because an earlier stage of the patient failed.
     NotRun,
 }
 
 impl Outcome {
+    /// Whether the stage failed (or its mask failed quality control).
+    pub fn is_failure(&self) -> bool {
+        matches!(self, Outcome::Failed(_) | Outcome::QcFailed(_))
+    }
+
     /// Short text for a table cell.
     pub fn cell(&self) -> String {
         match self {
             Outcome::Done { seconds, .. } => format!("done {seconds:.1} s"),
             Outcome::Skipped => "skipped".into(),
             Outcome::Failed(_) => "FAILED".into(),
+            Outcome::QcFailed(_) => "QC FAILED".into(),
             Outcome::NotRun => "—".into(),
         }
     }
@@ -46,6 +55,7 @@ impl Outcome {
             Outcome::Done { seconds, note } => json!({"status": "done", "seconds": seconds, "note": note}),
             Outcome::Skipped => json!({"status": "skipped"}),
             Outcome::Failed(why) => json!({"status": "failed", "reason": why}),
+            Outcome::QcFailed(why) => json!({"status": "qc failed", "reason": why}),
             Outcome::NotRun => json!({"status": "not run", "reason": "an earlier stage failed"}),
         }
     }
@@ -63,9 +73,9 @@ pub struct PipelineReport {
 }
 
 impl PipelineReport {
-    /// Patients with a failed stage.
+    /// Patients with a failed stage (quality control included).
     pub fn failed(&self) -> usize {
-        self.patients.iter().filter(|(_, o)| o.iter().any(|x| matches!(x, Outcome::Failed(_)))).count()
+        self.patients.iter().filter(|(_, o)| o.iter().any(Outcome::is_failure)).count()
     }
 
     /// `(done, skipped)` stage runs over all patients.
@@ -97,6 +107,9 @@ impl PipelineReport {
                 match o {
                     Outcome::Failed(why) => {
                         let _ = writeln!(details, "- {pid} {} FAILED: {why}", st.name());
+                    }
+                    Outcome::QcFailed(why) => {
+                        let _ = writeln!(details, "- {pid} {} QC FAILED: {why}", st.name());
                     }
                     Outcome::Done { note: Some(n), .. } => {
                         let _ = writeln!(details, "- {pid} {}: {n}", st.name());

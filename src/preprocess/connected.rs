@@ -5,6 +5,7 @@
 //! over one scan in memory order). Ties are broken like ITK's ConnectedComponent +
 //! RelabelComponent: the component met first in raster order (x fastest, then y, then z) wins.
 
+use super::mask_qc::QcPolicy;
 use super::stage::{StageReport, for_each_patient};
 use super::{read_input, require_label_map};
 use crate::cohort;
@@ -35,24 +36,21 @@ fn union(parent: &mut [u32], a: u32, b: u32) {
     }
 }
 
-/// A copy of `mask` (integer labels stored as floats) in which every label of `labels`
-/// keeps only its largest face-connected component.
-///
-/// Voxels are visited in memory order (`[x, y, z]`, z fastest) and joined with their three
-/// preceding face neighbours; components are then counted and the largest of each label kept.
-/// When several components of a label share the largest size, the one whose first voxel in
-/// ITK's raster order (x fastest) comes first wins, as ITK's RelabelComponent orders them.
-pub fn keep_largest_components(mask: &Volume, labels: &[u8]) -> Volume {
-    let [nx, ny, nz] = mask.shape();
+/// The label a voxel value belongs to when it is one of `labels`, else `None`.
+fn label_filter(labels: &[u8]) -> impl Fn(f32) -> Option<usize> {
+    let mut listed = [false; 256];
+    for &l in labels {
+        listed[l as usize] = true;
+    }
+    move |x: f32| (x > 0.0 && x <= 255.0 && listed[x.round() as usize]).then(|| x.round() as usize)
+}
+
+/// Union-find over the voxels of `v` (shape `[x, y, z]`, z fastest) whose `label` is some:
+/// each voxel is joined with its three preceding face neighbours of the same value. A root is
+/// its component's first voxel in memory order.
+fn union_components(v: &[f32], [nx, ny, nz]: [usize; 3], label: &impl Fn(f32) -> Option<usize>) -> Vec<u32> {
     let n = nx * ny * nz;
     assert!(n < u32::MAX as usize, "volume too large for 32-bit component indices");
-    let data = mask.data.as_standard_layout();
-    let v = data.as_slice().expect("standard layout");
-    let mut cleaned = [false; 256];
-    for &l in labels {
-        cleaned[l as usize] = true;
-    }
-    let label = |x: f32| (x > 0.0 && x <= 255.0 && cleaned[x.round() as usize]).then(|| x.round() as usize);
     let (sx, sy) = (ny * nz, nz);
     let mut parent: Vec<u32> = (0..n as u32).collect();
     for x in 0..nx {
@@ -76,14 +74,26 @@ pub fn keep_largest_components(mask: &Volume, labels: &[u8]) -> Volume {
             }
         }
     }
+    parent
+}
+
+/// A copy of `mask` (integer labels stored as floats) in which every label of `labels`
+/// keeps only its largest face-connected component.
+///
+/// Voxels are visited in memory order (`[x, y, z]`, z fastest) and joined with their three
+/// preceding face neighbours; components are then counted and the largest of each label kept.
+/// When several components of a label share the largest size, the one whose first voxel in
+/// ITK's raster order (x fastest) comes first wins, as ITK's RelabelComponent orders them.
+pub fn keep_largest_components(mask: &Volume, labels: &[u8]) -> Volume {
+    let [nx, ny, nz] = mask.shape();
+    let n = nx * ny * nz;
+    let data = mask.data.as_standard_layout();
+    let v = data.as_slice().expect("standard layout");
+    let label = label_filter(labels);
+    let (sx, sy) = (ny * nz, nz);
+    let mut parent = union_components(v, mask.shape(), &label);
     // Component sizes, indexed by root; then the largest components of each label.
-    let mut size = vec![0u32; n];
-    for (m, &val) in v.iter().enumerate() {
-        if label(val).is_some() {
-            let root = find(&mut parent, m as u32);
-            size[root as usize] += 1;
-        }
-    }
+    let size = root_sizes(&mut parent, v, &label);
     let mut largest = [0u32; 256];
     let mut candidates: Vec<Vec<u32>> = vec![Vec::new(); 256];
     for m in 0..n {
@@ -140,6 +150,41 @@ pub fn keep_largest_components(mask: &Volume, labels: &[u8]) -> Volume {
     Volume::new(data, mask.geometry)
 }
 
+/// The voxel sizes of every face-connected component of each of `labels` in `mask`, largest
+/// first, indexed by label (`sizes[l]` is empty for a label that is absent or not listed).
+pub fn component_sizes(mask: &Volume, labels: &[u8]) -> Vec<Vec<u32>> {
+    let data = mask.data.as_standard_layout();
+    let v = data.as_slice().expect("standard layout");
+    let label = label_filter(labels);
+    let mut parent = union_components(v, mask.shape(), &label);
+    let size = root_sizes(&mut parent, v, &label);
+    let mut sizes = vec![Vec::new(); 256];
+    for (m, &val) in v.iter().enumerate() {
+        if let Some(l) = label(val)
+            && parent[m] == m as u32
+        {
+            sizes[l].push(size[m]);
+        }
+    }
+    for s in &mut sizes {
+        s.sort_unstable_by(|a, b| b.cmp(a));
+    }
+    sizes
+}
+
+/// The number of voxels of each component, at its root's index (0 elsewhere); compresses
+/// `parent` so that every labelled voxel points at its root.
+fn root_sizes(parent: &mut [u32], v: &[f32], label: &impl Fn(f32) -> Option<usize>) -> Vec<u32> {
+    let mut size = vec![0u32; v.len()];
+    for (m, &val) in v.iter().enumerate() {
+        if label(val).is_some() {
+            let root = find(parent, m as u32);
+            size[root as usize] += 1;
+        }
+    }
+    size
+}
+
 /// Read the label map `input`, keep the largest component of each of `labels`, write
 /// `output` as uint8. Returns the time spent on the components alone (no file I/O).
 pub fn connected_file(input: &Path, output: &Path, labels: &[u8]) -> Result<Duration> {
@@ -153,13 +198,15 @@ pub fn connected_file(input: &Path, output: &Path, labels: &[u8]) -> Result<Dura
 }
 
 /// [`connected_file`] for every patient of a `3.sorted_mask` folder:
-/// `<pid>/CTA/CTA_MASK.nii.gz` → `<pid>/CTA/CTA_MASK_connected.nii.gz`.
-pub fn connected_cohort(sorted_mask: &Path, labels: &[u8]) -> Result<StageReport> {
+/// `<pid>/CTA/CTA_MASK.nii.gz` → `<pid>/CTA/CTA_MASK_connected.nii.gz`, then the mask's
+/// quality control (`CTA_MASK_qc.json`; a failing patient fails unless `qc` accepts it).
+pub fn connected_cohort(sorted_mask: &Path, labels: &[u8], qc: &QcPolicy) -> Result<StageReport> {
     let dir = |pid: &str| sorted_mask.join(pid).join("CTA");
     for_each_patient("connected", sorted_mask, true, |pid| {
         let output = dir(pid).join(cohort::mask::CONNECTED);
         connected_file(&dir(pid).join(cohort::mask::MASK), &output, labels)?;
-        Ok(vec![output])
+        let (figures, _) = qc.check_patient(&dir(pid))?;
+        Ok(vec![output, figures])
     })
 }
 

@@ -6,7 +6,7 @@
 
 use super::stage::{patient_folders, prepare_folders};
 use crate::cohort::MODALITIES;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, panic_boundary};
 use crate::io::dicom::{SeriesVolume, read_series};
 use crate::io::{NiftiDtype, write_nifti};
 use rayon::prelude::*;
@@ -134,7 +134,7 @@ pub fn convert_patient(pid: &str, folder: &Path, output: &Path, strict: bool) ->
         .filter(|m| folder.join(m).is_dir())
         .map(|m| {
             let out = output.join(pid).join(format!("{m}.nii.gz"));
-            (m.to_string(), single_series_dir(&folder.join(m)).and_then(|dir| convert_series(&dir, &out, strict)))
+            (m.to_string(), panic_boundary(|| single_series_dir(&folder.join(m)).and_then(|dir| convert_series(&dir, &out, strict))))
         })
         .collect();
     PatientConvert { pid: pid.to_string(), results }

@@ -10,7 +10,7 @@
 use super::annotation::Annotation;
 use super::stage::{copy_atomically, patient_folders, prepare_folders};
 use crate::cohort::MODALITIES;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, panic_boundary};
 use crate::io::dicom::{SliceHeader, files_in, is_valid_uid};
 use rayon::prelude::*;
 use std::fmt;
@@ -281,6 +281,12 @@ pub fn extract_modalities(input: &Path, output: &Path, options: &ExtractOptions)
         .as_ref()
         .map(|a| a.entries.keys().filter(|pid| !patients.iter().any(|(p, _)| p == *pid)).cloned().collect())
         .unwrap_or_default();
-    let patients = patients.par_iter().map(|(pid, folder)| extract_patient(pid, folder, output, options)).collect();
+    let patients = patients
+        .par_iter()
+        .map(|(pid, folder)| {
+            panic_boundary(|| Ok(extract_patient(pid, folder, output, options)))
+                .unwrap_or_else(|e| PatientExtract { pid: pid.clone(), problems: vec![e.to_string()], ..Default::default() })
+        })
+        .collect();
     Ok(ExtractReport { patients, ignored, not_found })
 }

@@ -7,6 +7,7 @@ pub mod connected;
 pub mod convert;
 pub mod crop;
 pub mod extract;
+pub mod mask_qc;
 pub mod myocardium;
 pub mod segment;
 pub mod sort;

@@ -4,6 +4,7 @@
 //! component of each cleaned label (`CTA_MASK_connected.nii.gz`).
 
 use super::connected::{DEFAULT_LABELS, keep_largest_components};
+use super::mask_qc::QcPolicy;
 use super::read_input;
 use super::stage::{StageReport, copy_atomically, for_each_patient, prepare_folders};
 use crate::cohort;
@@ -28,8 +29,9 @@ pub fn segment_file(model: &Segmenter, input: &Path, output: &Path, connected: O
 }
 
 /// Segment every patient of `input` (`3.sorted_nii/<pid>/CTA.nii.gz`) into `output`
-/// (`3.sorted_mask`), one patient at a time (the network uses every core).
-pub fn segment_cohort(model: &Segmenter, input: &Path, output: &Path) -> Result<StageReport> {
+/// (`3.sorted_mask`), one patient at a time (the network uses every core), then check each
+/// mask (`CTA_MASK_qc.json`; a failing patient fails unless `qc` accepts it).
+pub fn segment_cohort(model: &Segmenter, input: &Path, output: &Path, qc: &QcPolicy) -> Result<StageReport> {
     prepare_folders(input, output)?;
     for_each_patient("segment", input, false, |pid| {
         let cta = input.join(pid).join("CTA.nii.gz");
@@ -38,6 +40,7 @@ pub fn segment_cohort(model: &Segmenter, input: &Path, output: &Path) -> Result<
         let copy = dir.join(cohort::mask::CTA);
         copy_atomically(&cta, &copy)?;
         written.insert(0, copy);
+        written.push(qc.check_patient(&dir)?.0);
         Ok(written)
     })
 }

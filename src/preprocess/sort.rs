@@ -9,7 +9,7 @@
 //! others go on.
 
 use super::stage::{copy_atomically, patient_folders, prepare_folders};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, panic_boundary};
 use crate::io::dicom::{SliceHeader, dicm_offset, files_in, is_valid_uid};
 use rayon::prelude::*;
 use std::collections::{BTreeMap, HashMap};
@@ -207,7 +207,7 @@ pub fn sort_dicom(input: &Path, output: &Path) -> Result<SortReport> {
     let patients = patients
         .par_iter()
         .map(|(pid, folder)| {
-            sort_patient(pid, folder, output).unwrap_or_else(|e| PatientSort { pid: pid.clone(), error: Some(e.to_string()), ..Default::default() })
+            panic_boundary(|| sort_patient(pid, folder, output)).unwrap_or_else(|e| PatientSort { pid: pid.clone(), error: Some(e.to_string()), ..Default::default() })
         })
         .collect();
     Ok(SortReport { patients, ignored })

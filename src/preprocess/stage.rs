@@ -3,7 +3,7 @@
 //! running a per-patient volume stage over a cohort with one report line per patient (a
 //! failing patient is reported and the others go on).
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, panic_boundary};
 use rayon::prelude::*;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -118,7 +118,8 @@ impl fmt::Display for StageReport {
 }
 
 /// Run `work(pid)` for every patient folder of `folder` (in parallel when `parallel`),
-/// collecting each patient's outcome. A folder without any patient folder is an error.
+/// collecting each patient's outcome; a panic in one patient's work becomes that patient's
+/// error ([`panic_boundary`]). A folder without any patient folder is an error.
 pub fn for_each_patient(stage: &str, folder: &Path, parallel: bool, work: impl Fn(&str) -> Result<Vec<PathBuf>> + Sync) -> Result<StageReport> {
     if !folder.is_dir() {
         return Err(Error::format(folder, format!("{stage}: no such folder")));
@@ -127,7 +128,7 @@ pub fn for_each_patient(stage: &str, folder: &Path, parallel: bool, work: impl F
     if patients.is_empty() {
         return Err(Error::format(folder, format!("{stage}: the folder holds no patient folders")));
     }
-    let run = |(pid, _): &(String, PathBuf)| (pid.clone(), work(pid));
+    let run = |(pid, _): &(String, PathBuf)| (pid.clone(), panic_boundary(|| work(pid)));
     let patients = if parallel { patients.par_iter().map(run).collect() } else { patients.iter().map(run).collect() };
     Ok(StageReport { stage: stage.to_string(), patients, ignored })
 }
@@ -142,6 +143,29 @@ mod tests {
             assert!(!is_safe_name(bad), "{bad:?}");
         }
         assert!(is_safe_name("1791414"));
+    }
+
+    #[test]
+    fn a_patient_that_panics_fails_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        for pid in ["a", "b", "c"] {
+            std::fs::create_dir(dir.path().join(pid)).unwrap();
+        }
+        for parallel in [false, true] {
+            let report = for_each_patient("test", dir.path(), parallel, |pid| {
+                let v: Vec<usize> = Vec::new();
+                if pid == "b" {
+                    let _ = v[3];
+                }
+                Ok(vec![PathBuf::from(pid)])
+            })
+            .unwrap();
+            assert_eq!(report.failed(), 1);
+            let (pid, result) = &report.patients[1];
+            let err = result.as_ref().unwrap_err().to_string();
+            assert!(pid == "b" && err.contains("internal error") && err.contains("index out of bounds"), "{err}");
+            assert!(report.patients[0].1.is_ok() && report.patients[2].1.is_ok());
+        }
     }
 
     #[test]

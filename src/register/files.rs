@@ -79,7 +79,16 @@ fn read_image(path: &Path, what: &str) -> Result<(Volume, NiftiDtype)> {
     if image.volumes.len() != 1 {
         return Err(Error::format(path, format!("has dimensions {:?}; the {what} must be a 3-D volume", image.header.dim)));
     }
-    Ok((image.volumes.remove(0), image.dtype))
+    let volume = image.volumes.remove(0);
+    let bad = volume.data.iter().filter(|v| !v.is_finite()).count();
+    if bad > 0 {
+        let (index, _) = volume.data.indexed_iter().find(|(_, v)| !v.is_finite()).expect("counted above");
+        return Err(Error::format(
+            path,
+            format!("the {what} holds {bad} NaN or infinite voxels (the first at index {:?}); registration needs finite intensities", [index.0, index.1, index.2]),
+        ));
+    }
+    Ok((volume, image.dtype))
 }
 
 /// Run one job (see [`Job`]); `events` hears the registration's progress.
