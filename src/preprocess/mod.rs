@@ -1,12 +1,14 @@
 //! Cohort preprocessing stages (docs/design.md §3), each a library module: the DICOM stages
-//! (sort, extract, convert) and the volume stages (chamber segmentation, connected components,
-//! myocardium MBF, crop).
+//! (sort, extract, convert) and the volume stages (chamber segmentation or imported masks,
+//! connected components, myocardium MBF, crop).
 
 pub mod annotation;
 pub mod connected;
 pub mod convert;
 pub mod crop;
 pub mod extract;
+pub mod label_map;
+pub mod mask_import;
 pub mod myocardium;
 pub mod segment;
 pub mod sort;

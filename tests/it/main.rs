@@ -12,6 +12,7 @@ mod dicom_real;
 mod fuzz_replay;
 mod infer;
 mod kill_anywhere;
+mod mask_import;
 mod interop;
 mod nifti_roundtrip;
 mod norm_semantics;
