@@ -44,7 +44,7 @@ pub struct SegmentArgs {
     /// For `--input`: also write the largest-component version here.
     #[arg(long, requires = "input")]
     pub connected: Option<PathBuf>,
-    /// Backend: cpu (Burn's flex), ndarray, wgpu, vulkan.
+    /// Backend of the network: cpu (Burn's flex), ndarray, wgpu, vulkan.
     #[arg(long, default_value = "cpu")]
     pub device: DeviceChoice,
 }

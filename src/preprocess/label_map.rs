@@ -98,7 +98,8 @@ impl LabelMap {
 
     /// Parse the JSON form (see the module documentation).
     pub fn parse(text: &str, name: impl Into<String>) -> std::result::Result<Self, String> {
-        let file: MapFile = serde_json::from_str(text).map_err(|e| format!("not a label map ({{\"labels\": {{\"<source>\": <0-7>, ...}}, \"unmapped\": \"background\"|\"error\"}}): {e}"))?;
+        let file: MapFile = serde_json::from_str(text)
+            .map_err(|e| format!("not a label map ({{\"labels\": {{\"<source>\": <0-7>, ...}}, \"unmapped\": \"background\"|\"error\"}}): {e}"))?;
         let mut pairs = Vec::with_capacity(file.labels.0.len());
         for (key, value) in &file.labels.0 {
             let source = key
