@@ -71,7 +71,7 @@ pub enum Command {
     Convert(convert::ConvertArgs),
     /// Train the chamber-segmentation U-Net from a JSON config.
     TrainSeg(train_seg::TrainSegArgs),
-    /// Chamber masks from CTA (`3.sorted_nii` → `3.sorted_mask`, or one volume).
+    /// Chamber masks from CTA (`3.sorted_nii` → `3.sorted_mask`, or one volume), by the network or imported from TotalSegmentator or another tool.
     Segment(segment::SegmentArgs),
     /// Keep the largest face-connected component of each listed label (one mask or a cohort).
     Connected(connected::ConnectedArgs),

@@ -119,8 +119,8 @@ fn case_rng(seed: u64, index: usize) -> ChaCha8Rng {
     ChaCha8Rng::seed_from_u64(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(index as u64 + 1))
 }
 
-/// Render `f(world point)` on a grid, in parallel.
-fn render<T: Send + Clone + Default>(shape: [usize; 3], geometry: &Geometry, f: impl Fn(Vec3) -> T + Sync) -> Array3<T> {
+/// Render `f(world point)` on a grid, in parallel (e.g. an [`Anatomy`]'s labels on any grid).
+pub fn render<T: Send + Clone + Default>(shape: [usize; 3], geometry: &Geometry, f: impl Fn(Vec3) -> T + Sync) -> Array3<T> {
     let mut out = Array3::from_elem(shape, T::default());
     Zip::indexed(&mut out).par_for_each(|(i, j, k), v| {
         *v = f(geometry.index_to_world([i as f64, j as f64, k as f64]));

@@ -1,6 +1,6 @@
 //! Cohort preprocessing stages (docs/design.md §3), each a library module: the DICOM stages
-//! (sort, extract, convert) and the volume stages (chamber segmentation, connected components,
-//! myocardium MBF, crop).
+//! (sort, extract, convert) and the volume stages (chamber segmentation or imported masks,
+//! connected components, myocardium MBF, crop).
 
 pub mod annotation;
 pub mod connected;
@@ -8,6 +8,8 @@ pub mod convert;
 pub mod crop;
 pub mod extract;
 pub mod mask_qc;
+pub mod label_map;
+pub mod mask_import;
 pub mod myocardium;
 pub mod segment;
 pub mod sort;

@@ -1,7 +1,8 @@
 //! Step 5, **segment** (docs/design.md §3): each patient's CTA through the chamber-segmentation
-//! network into `3.sorted_mask/<pid>/CTA/`: the CTA itself (`CTA.nii.gz`, copied), the label
-//! map (`CTA_MASK.nii.gz`, uint8, CTA geometry), and the map after keeping the largest
-//! component of each cleaned label (`CTA_MASK_connected.nii.gz`).
+//! network (or an imported segmentation, see `mask_import`) into `3.sorted_mask/<pid>/CTA/`:
+//! the CTA itself (`CTA.nii.gz`, copied), the label map (`CTA_MASK.nii.gz`, uint8, CTA
+//! geometry), and the map after keeping the largest component of each cleaned label
+//! (`CTA_MASK_connected.nii.gz`).
 
 use super::connected::{DEFAULT_LABELS, keep_largest_components};
 use super::mask_qc::QcPolicy;
@@ -11,13 +12,14 @@ use crate::cohort;
 use crate::error::Result;
 use crate::infer::Segmenter;
 use crate::io::{NiftiDtype, write_nifti};
+use crate::volume::Volume;
 use std::path::{Path, PathBuf};
 
-/// Segment the CTA file `input` into `output` (uint8 labels, the CTA's geometry); when
-/// `connected` is given, also write the connected-component version there.
-pub fn segment_file(model: &Segmenter, input: &Path, output: &Path, connected: Option<&Path>) -> Result<Vec<PathBuf>> {
+/// Write the label map `mask(cta)` of the CTA file `input` into `output` (uint8, the CTA's
+/// geometry); when `connected` is given, also write the connected-component version there.
+pub fn mask_file(input: &Path, output: &Path, connected: Option<&Path>, mask: impl FnOnce(&Volume) -> Result<Volume>) -> Result<Vec<PathBuf>> {
     let cta = read_input(input, "CTA")?;
-    let mask = model.segment(&cta);
+    let mask = mask(&cta)?;
     let cleaned = connected.map(|p| (p, keep_largest_components(&mask, &DEFAULT_LABELS)));
     write_nifti(output, &mask, NiftiDtype::U8)?;
     let mut written = vec![output.to_path_buf()];
@@ -28,19 +30,32 @@ pub fn segment_file(model: &Segmenter, input: &Path, output: &Path, connected: O
     Ok(written)
 }
 
-/// Segment every patient of `input` (`3.sorted_nii/<pid>/CTA.nii.gz`) into `output`
-/// (`3.sorted_mask`), one patient at a time (the network uses every core), then check each
-/// mask (`CTA_MASK_qc.json`; a failing patient fails unless `qc` accepts it).
-pub fn segment_cohort(model: &Segmenter, input: &Path, output: &Path, qc: &QcPolicy) -> Result<StageReport> {
+/// [`mask_file`] for every patient of `input` (`3.sorted_nii/<pid>/CTA.nii.gz`) into `output`
+/// (`3.sorted_mask`), with the CTA copied alongside, one patient at a time; `mask(pid, cta)`
+/// gives a patient's label map. Each mask is then checked (`CTA_MASK_qc.json`; a failing
+/// patient fails unless `qc` accepts it).
+pub fn mask_cohort(input: &Path, output: &Path, qc: &QcPolicy, mask: impl Fn(&str, &Volume) -> Result<Volume> + Sync) -> Result<StageReport> {
     prepare_folders(input, output)?;
     for_each_patient("segment", input, false, |pid| {
         let cta = input.join(pid).join("CTA.nii.gz");
         let dir = output.join(pid).join("CTA");
-        let mut written = segment_file(model, &cta, &dir.join(cohort::mask::MASK), Some(&dir.join(cohort::mask::CONNECTED)))?;
+        let mut written = mask_file(&cta, &dir.join(cohort::mask::MASK), Some(&dir.join(cohort::mask::CONNECTED)), |v| mask(pid, v))?;
         let copy = dir.join(cohort::mask::CTA);
         copy_atomically(&cta, &copy)?;
         written.insert(0, copy);
         written.push(qc.check_patient(&dir)?.0);
         Ok(written)
     })
+}
+
+/// Segment the CTA file `input` into `output` (uint8 labels, the CTA's geometry); when
+/// `connected` is given, also write the connected-component version there.
+pub fn segment_file(model: &Segmenter, input: &Path, output: &Path, connected: Option<&Path>) -> Result<Vec<PathBuf>> {
+    mask_file(input, output, connected, |cta| Ok(model.segment(cta)))
+}
+
+/// Segment every patient of `input` (`3.sorted_nii/<pid>/CTA.nii.gz`) into `output`
+/// (`3.sorted_mask`), one patient at a time (the network uses every core), checking each mask.
+pub fn segment_cohort(model: &Segmenter, input: &Path, output: &Path, qc: &QcPolicy) -> Result<StageReport> {
+    mask_cohort(input, output, qc, |_, cta| Ok(model.segment(cta)))
 }

@@ -13,6 +13,7 @@ mod fuzz_replay;
 mod infer;
 mod kill_anywhere;
 mod mask_qc;
+mod mask_import;
 mod interop;
 mod nifti_roundtrip;
 mod norm_semantics;
