@@ -4,6 +4,8 @@ use super::args::QcArgs;
 use super::print_report;
 use cta2mbf::device::DeviceChoice;
 use cta2mbf::pipeline::{Event, Options, Outcome, Stage, run_pipeline};
+use cta2mbf::preprocess::label_map::LabelMap;
+use cta2mbf::preprocess::mask_import::MaskSource;
 use cta2mbf::preprocess::stage::with_jobs;
 use std::path::PathBuf;
 
@@ -22,8 +24,16 @@ pub struct PipelineArgs {
     /// Chamber-segmentation model (checkpoint, run folder or shipped model folder); default
     /// the shipped `models/chamber_seg_phantom` (of the working directory, else of the source
     /// tree this binary was built from).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "masks")]
     pub seg_model: Option<PathBuf>,
+    /// Import each patient's chamber masks instead of running the network:
+    /// `totalsegmentator:DIR` (TotalSegmentator `-ta heartchambers_highres` outputs, `DIR/<pid>/`
+    /// or `DIR/<pid>.nii.gz`) or `labels:DIR` with `--label-map`.
+    #[arg(long, value_name = "SOURCE")]
+    pub masks: Option<String>,
+    /// Label map (JSON) for `--masks labels:DIR`, or replacing TotalSegmentator's `--ml` labels.
+    #[arg(long, value_name = "JSON", requires = "masks")]
+    pub label_map: Option<PathBuf>,
     /// First stage to run.
     #[arg(long, value_enum, default_value = "sort")]
     pub from: Stage,
@@ -67,6 +77,10 @@ pub fn run(args: PipelineArgs) -> cta2mbf::Result<()> {
         root: args.root,
         annotation: args.annotation,
         seg_model: args.seg_model.unwrap_or_else(shipped_seg_model),
+        masks: match &args.masks {
+            Some(spec) => Some(MaskSource::parse(spec, args.label_map.as_deref().map(LabelMap::read).transpose()?)?),
+            None => None,
+        },
         from: args.from,
         to: args.to,
         force: args.force,

@@ -21,6 +21,7 @@ use crate::infer::Segmenter;
 use crate::preprocess::annotation::Annotation;
 use crate::preprocess::connected::{DEFAULT_LABELS, connected_file};
 use crate::preprocess::extract::{ExtractOptions, extract_patient};
+use crate::preprocess::mask_import::{MaskSource, import_file};
 use crate::preprocess::mask_qc::{MaskQc, QcPolicy, check_files};
 use crate::preprocess::stage::{copy_atomically, patient_folders};
 use crate::preprocess::{convert, crop, myocardium, segment, sort};
@@ -80,8 +81,11 @@ pub struct Options {
     pub root: PathBuf,
     /// Annotation table naming each patient's four series (else chosen by ImageType).
     pub annotation: Option<PathBuf>,
-    /// The chamber-segmentation model (checkpoint, run folder or shipped model folder).
+    /// The chamber-segmentation model (checkpoint, run folder, shipped model folder or a
+    /// reference `.pth`), used when `masks` is not given.
     pub seg_model: PathBuf,
+    /// Another tool's segmentations to import instead of running the network.
+    pub masks: Option<MaskSource>,
     /// First stage to run.
     pub from: Stage,
     /// Last stage to run.
@@ -113,7 +117,10 @@ fn settings_of(stage: Stage, o: &Options) -> String {
         Stage::Extract => format!("min_files {}, annotation {:?}", crate::preprocess::extract::DEFAULT_MIN_FILES, o.annotation),
         Stage::Convert => format!("strict {}", o.strict),
         Stage::Register => serde_json::to_string(&o.register).expect("settings serialise"),
-        Stage::Segment => format!("model {}", o.seg_model.display()),
+        Stage::Segment => match &o.masks {
+            Some(source) => format!("masks {source}"),
+            None => format!("model {}", o.seg_model.display()),
+        },
         Stage::Connected => format!("labels {DEFAULT_LABELS:?}, qc {}", serde_json::to_string(&o.qc.ranges).expect("ranges serialise")),
         Stage::Myocardium => format!("label {}", myocardium::MYOCARDIUM_LABEL),
         Stage::Sort | Stage::Crop => String::new(),
@@ -135,7 +142,10 @@ fn inputs_of(stage: Stage, pid: &str, o: &Options) -> Result<Vec<PathBuf>> {
         Stage::Register => cohort::MODALITIES.iter().map(|m| c.sorted_nii(pid, m)).collect(),
         Stage::Segment => {
             let mut f = vec![c.sorted_nii(pid, "CTA")];
-            f.extend(if o.seg_model.is_dir() { files_under(&o.seg_model)? } else { vec![o.seg_model.clone()] });
+            match &o.masks {
+                Some(source) => f.extend(source.for_patient(pid)?.inputs()),
+                None => f.extend(if o.seg_model.is_dir() { files_under(&o.seg_model)? } else { vec![o.seg_model.clone()] }),
+            }
             f
         }
         Stage::Connected => vec![c.mask(pid, cohort::mask::MASK)],
@@ -214,7 +224,11 @@ fn execute(stage: Stage, pid: &str, o: &Options, annotation: Option<&Annotation>
         }
         Stage::Segment => {
             let cta = c.sorted_nii(pid, "CTA");
-            let mut written = segment::segment_file(model.get(&o.seg_model)?, &cta, &c.mask(pid, cohort::mask::MASK), None)?;
+            let out = c.mask(pid, cohort::mask::MASK);
+            let mut written = match &o.masks {
+                Some(source) => import_file(&source.for_patient(pid)?, &cta, &out, None)?,
+                None => segment::segment_file(model.get(&o.seg_model)?, &cta, &out, None)?,
+            };
             copy_atomically(&cta, &c.mask(pid, cohort::mask::CTA))?;
             written.push(c.mask(pid, cohort::mask::CTA));
             Ok((written, None))
@@ -315,7 +329,7 @@ pub fn run_pipeline(o: &Options, device: &Device, events: &(dyn Fn(Event) + Sync
     }
     o.register.validate()?;
     let stages: Vec<Stage> = Stage::ALL.into_iter().filter(|s| (o.from..=o.to).contains(s)).collect();
-    if stages.contains(&Stage::Segment) && !o.seg_model.exists() {
+    if stages.contains(&Stage::Segment) && o.masks.is_none() && !o.seg_model.exists() {
         return Err(Error::format(&o.seg_model, "segmentation model not found (pass --seg-model, e.g. models/chamber_seg_phantom of the repository)"));
     }
     let annotation = o.annotation.as_deref().map(Annotation::read).transpose()?;

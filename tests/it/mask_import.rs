@@ -356,3 +356,47 @@ fn segment_imports_a_cohort_and_a_broken_patient_fails_alone() {
     }
     assert!(!out.join(&pids[1]).join("CTA").join("CTA_MASK.nii.gz").exists());
 }
+
+#[test]
+fn pipeline_imports_totalsegmentator_masks_checks_them_and_reruns_when_they_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("cohort");
+    let pids = phantom(&root, 3);
+    let ts = dir.path().join("ts");
+    // Patient 0 as a structure folder, patient 1 as an --ml file, patient 2 has none.
+    let truth: Vec<Volume> = pids.iter().map(|pid| case(&root, pid).2).collect();
+    write_structures(&ts.join(&pids[0]), &truth[0]);
+    write_ml(&ts.join(format!("{}.nii.gz", pids[1])), &truth[1]);
+    let run = || {
+        let mut c = cta2mbf();
+        c.args(["pipeline", "--in"]).arg(root.join("raw")).arg("--root").arg(&root).args(["--from", "segment"]);
+        c.arg("--masks").arg(format!("totalsegmentator:{}", ts.display()));
+        c.output().unwrap()
+    };
+    let out = run();
+    let log = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{log}");
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(root.join("pipeline_report.json")).unwrap()).unwrap();
+    let stage = |i: usize, s: &str| report["patients"][i]["stages"][s]["status"].as_str().unwrap().to_string();
+    for i in 0..2 {
+        assert_eq!((stage(i, "segment"), stage(i, "connected"), stage(i, "crop")), ("done".into(), "done".into(), "done".into()), "{log}");
+        let mask = read_nifti(root.join("3.sorted_mask").join(&pids[i]).join("CTA/CTA_MASK.nii.gz")).unwrap();
+        assert_same_mask(&mask, &truth[i], &pids[i]);
+    }
+    assert_eq!(stage(2, "segment"), "failed");
+    let why = report["patients"][2]["stages"]["segment"]["reason"].as_str().unwrap();
+    assert!(why.contains(&format!("holds no segmentation of patient {}", pids[2])), "{why}");
+    // A changed structure file reruns that patient's segmentation and what follows; the other is up to date.
+    let mut changed = truth[0].clone();
+    changed.data.iter_mut().filter(|v| **v == 5.0).for_each(|v| *v = 0.0);
+    write_structures(&ts.join(&pids[0]), &changed);
+    let out = run();
+    let log = text(&out);
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(root.join("pipeline_report.json")).unwrap()).unwrap();
+    let stage = |i: usize, s: &str| report["patients"][i]["stages"][s]["status"].as_str().unwrap().to_string();
+    assert_eq!(stage(0, "segment"), "done", "{log}");
+    // No aorta any more: QC stops the patient before myocardium.
+    assert_eq!(stage(0, "connected"), "qc failed", "{log}");
+    assert!(report["patients"][0]["stages"]["connected"]["reason"].as_str().unwrap().contains("aorta volume 0.0 ml"), "{log}");
+    assert_eq!((stage(1, "segment"), stage(1, "crop")), ("skipped".into(), "skipped".into()), "{log}");
+}
