@@ -9,8 +9,10 @@ use std::path::PathBuf;
 /// Arguments of `cta2mbf segment`.
 #[derive(Debug, clap::Args)]
 pub struct SegmentArgs {
-    /// Segmentation checkpoint: a checkpoint folder, a run folder (its best/), or a shipped
-    /// model folder such as models/chamber_seg_phantom.
+    /// Segmentation network: a checkpoint folder, a run folder (its best/), a shipped model
+    /// folder such as models/chamber_seg_phantom (trained on the phantom only), or the
+    /// reference's network in one file: its PyTorch `.pth` (run on 256³, raw HU) or a file
+    /// written by `cta2mbf export`.
     #[arg(long)]
     pub checkpoint: PathBuf,
     /// The `3.sorted_nii` folder (each `<pid>/CTA.nii.gz` is segmented).
