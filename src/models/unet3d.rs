@@ -13,6 +13,7 @@
 //!                   head is up-sampled ×2 and added to the level-2 head, up-sampled ×2 and
 //!                   added to the final logits
 //! ```
+//! The reference's trained form of this design has another graph: [`super::unet3d_reference`].
 //! Every spatial size the network itself sees must be a multiple of 16. [`UNet3d::forward_resampled`]
 //! resizes any input to the configured `input_size` (trilinear, align-corners) and the logits back.
 
