@@ -51,7 +51,7 @@ pub enum Command {
     Train(train::TrainArgs),
     /// Run a trained generator (cta2mbf checkpoint, reference .pth, exported file) over a folder of cases or one volume, in train or eval norm mode.
     Infer(infer::InferArgs),
-    /// Write a generator as one safetensors or burnpack file with the reference's PyTorch names.
+    /// Write a generator, or the reference's segmentation network, as one safetensors or burnpack file with the reference's PyTorch names.
     Export(export::ExportArgs),
     /// Score inference folders (MAE, MAE in the myocardium, PSNR, SSIM) and compare variants.
     Analyze(analyze::AnalyzeArgs),

@@ -21,9 +21,10 @@ pub struct PipelineArgs {
     /// Annotation table (CSV or .xlsx) naming each patient's CTA, MIP, AVG and BF series.
     #[arg(long)]
     pub annotation: Option<PathBuf>,
-    /// Chamber-segmentation model (checkpoint, run folder or shipped model folder); default
-    /// the shipped `models/chamber_seg_phantom` (of the working directory, else of the source
-    /// tree this binary was built from).
+    /// Chamber-segmentation model (checkpoint, run folder, shipped model folder, or the
+    /// reference's network as a `.pth` or exported file, as `segment --checkpoint`); default
+    /// the shipped `models/chamber_seg_phantom`, trained on the phantom only (of the working
+    /// directory, else of the source tree this binary was built from).
     #[arg(long, conflicts_with = "masks")]
     pub seg_model: Option<PathBuf>,
     /// Import each patient's chamber masks instead of running the network:

@@ -14,8 +14,10 @@ use std::path::{Path, PathBuf};
 /// Arguments of `cta2mbf segment`.
 #[derive(Debug, clap::Args)]
 pub struct SegmentArgs {
-    /// Segmentation checkpoint: a checkpoint folder, a run folder (its best/), or a shipped
-    /// model folder such as models/chamber_seg_phantom.
+    /// Segmentation network: a checkpoint folder, a run folder (its best/), a shipped model
+    /// folder such as models/chamber_seg_phantom (trained on the phantom only), or the
+    /// reference's network in one file: its PyTorch `.pth` (run on 256³, raw HU) or a file
+    /// written by `cta2mbf export`.
     #[arg(long, required_unless_present_any = ["from_totalsegmentator", "labels"], conflicts_with = "import")]
     pub checkpoint: Option<PathBuf>,
     /// Import TotalSegmentator `-ta heartchambers_highres` output instead of running the network:

@@ -108,6 +108,13 @@ impl Default for ClipNormalize {
 }
 
 impl ClipNormalize {
+    /// Raw HU, as the reference fed its networks: only values outside the range CT stores
+    /// (−1024 … 3071) are clamped, so out-of-field padding (−2048, −3024) reads as air; offset
+    /// 0, scale 1.
+    pub fn raw_hu() -> Self {
+        Self { clip: [-1024.0, 3071.0], offset: 0.0, scale: 1.0 }
+    }
+
     /// Check that the window is ordered and the scale usable.
     pub fn validate(&self) -> crate::Result<()> {
         if !(self.clip[0].is_finite() && self.clip[1].is_finite() && self.clip[0] < self.clip[1]) {

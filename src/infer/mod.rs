@@ -6,7 +6,7 @@ pub mod cohort;
 pub mod single;
 pub mod segment;
 
-pub use crate::predict::{Tiling, fit_to_block, predict_tiled, predict_volume, segment_volume};
+pub use crate::predict::{SegmentationNetwork, Tiling, fit_to_block, predict_tiled, predict_volume, segment_volume};
 pub use cohort::{InferJob, InferReport, TrainedGenerator, infer_cohort};
 pub use single::predict_case;
-pub use segment::Segmenter;
+pub use segment::{SegmentationNet, Segmenter};

@@ -74,7 +74,12 @@ pub fn load_generator_file(path: &Path, device: &Device) -> Result<(Generator, G
 /// Write `generator` to `out` in `format`, under the reference's names, with `settings` in
 /// the metadata. `batches_tracked` fills the batch norms' `num_batches_tracked`.
 pub fn export_generator(generator: &Generator, settings: &GeneratorSettings, batches_tracked: i64, format: ExportFormat, out: &Path) -> Result<()> {
-    let mut sd = state_dict_from_generator(generator, batches_tracked)?;
+    write_export(state_dict_from_generator(generator, batches_tracked)?, settings, format, out)
+}
+
+/// Write `sd` to `out` in `format` with `settings` (JSON) under [`SETTINGS_KEY`] in the
+/// metadata, marked as PyTorch tensors (`format: pt`).
+pub(super) fn write_export(mut sd: StateDict, settings: &impl Serialize, format: ExportFormat, out: &Path) -> Result<()> {
     sd.metadata.insert(SETTINGS_KEY.into(), serde_json::to_string(settings).expect("settings serialise"));
     sd.metadata.insert("format".into(), "pt".into());
     match format {

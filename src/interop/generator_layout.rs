@@ -2,15 +2,14 @@
 //! names and shapes, a [`Generator`] built from a state dict, and a state dict made from a
 //! [`Generator`] that `load_state_dict(strict=True)` accepts.
 
-use super::state_dict::{StateDict, StoredTensor, StoredValues};
+use super::module_tensors::{load_named, state_dict_of};
+use super::state_dict::{StateDict, StoredTensor};
 use crate::error::{Error, Result};
 use crate::models::generator::N_DOWNSAMPLING;
 use crate::models::init::Initializer;
 use crate::models::{Generator, GeneratorConfig, NormKind, UpsampleKind};
-use burn::store::ModuleSnapshot;
-use burn::store::burn_pack::Tensor as PackTensor;
 use burn::tensor::Device;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::Path;
 
 /// Metadata key of the generator's architecture in an exported file (needed for a U-Net,
@@ -19,6 +18,11 @@ pub const GENERATOR_KEY: &str = "cta2mbf.generator";
 
 /// Suffix of the batch-norm counter PyTorch keeps beside the running statistics.
 const NUM_BATCHES_TRACKED: &str = "num_batches_tracked";
+
+/// The batch-norm counter stored beside a running mean.
+fn counter_of(name: &str) -> Option<String> {
+    name.strip_suffix(".running_mean").map(|p| format!("{p}.{NUM_BATCHES_TRACKED}"))
+}
 
 fn shape_of<'a>(sd: &'a StateDict, name: &str) -> Option<&'a [usize]> {
     sd.tensors.get(name).map(|t| t.shape.as_slice())
@@ -77,7 +81,7 @@ pub fn infer_config(sd: &StateDict, path: &Path) -> Result<GeneratorConfig> {
     Ok(GeneratorConfig { kind: crate::models::GeneratorKind::Resnet, ngf, n_blocks, levels: GeneratorConfig::default().levels, norm, upsample })
 }
 
-fn preview_names(sd: &StateDict) -> String {
+pub(super) fn preview_names(sd: &StateDict) -> String {
     let names: Vec<&str> = sd.tensors.keys().take(4).map(String::as_str).collect();
     if names.is_empty() { "no tensors".into() } else { format!("{}{}", names.join(", "), if sd.tensors.len() > 4 { ", ..." } else { "" }) }
 }
@@ -102,46 +106,14 @@ pub fn generator_from_state_dict(sd: &StateDict, path: &Path, device: &Device) -
         None => infer_config(sd, path)?,
     };
     let mut g = config.init(&mut Initializer::new(0, device));
-    let shapes: BTreeMap<String, Vec<usize>> = g.collect(None, None, false).into_iter().map(|t| (t.name.clone(), t.shape.to_vec())).collect();
     let names = g.torch_names();
-    let mut missing = Vec::new();
-    let mut misshaped = Vec::new();
-    let mut tensors = Vec::new();
-    for (burn, torch) in &names {
-        let want = &shapes[burn];
-        match sd.tensors.get(torch) {
-            None => missing.push(format!("{torch} {want:?}")),
-            Some(t) if &t.shape != want => misshaped.push(format!("{torch} is {:?}, expected {want:?}", t.shape)),
-            Some(StoredTensor { values: StoredValues::Int(_), dtype, .. }) => misshaped.push(format!("{torch} has integer type {dtype}, expected a float tensor")),
-            Some(t) => tensors.push(t.to_pack(burn)),
-        }
-    }
-    let known: BTreeSet<&str> = names.iter().map(|(_, t)| t.as_str()).collect();
-    let counters: BTreeSet<String> = names
-        .iter()
-        .filter_map(|(_, t)| t.strip_suffix(".running_mean").map(|p| format!("{p}.{NUM_BATCHES_TRACKED}")))
-        .collect();
-    let unexpected: Vec<String> = sd.tensors.keys().filter(|k| !known.contains(k.as_str()) && !counters.contains(*k)).cloned().collect();
-    if !missing.is_empty() || !misshaped.is_empty() || !unexpected.is_empty() {
-        let mut parts = Vec::new();
-        if !missing.is_empty() {
-            parts.push(format!("missing {}", missing.join(", ")));
-        }
-        if !misshaped.is_empty() {
-            parts.push(format!("wrong shape: {}", misshaped.join("; ")));
-        }
-        if !unexpected.is_empty() {
-            parts.push(format!("unexpected {}", unexpected.join(", ")));
-        }
-        return Err(Error::format(
+    let counters: BTreeSet<String> = names.iter().filter_map(|(_, t)| counter_of(t)).collect();
+    load_named(&mut g, &names, sd, &counters).map_err(|problems| {
+        Error::format(
             path,
-            format!("does not match the generator its names describe ({:?}, ngf {}, {} blocks, {} levels, {:?} norm): {}", config.kind, config.ngf, config.n_blocks, config.levels, config.norm, parts.join("; ")),
-        ));
-    }
-    let result = g.apply(tensors, None, None, false);
-    if !result.is_success() || !result.missing.is_empty() || !result.unused.is_empty() {
-        return Err(Error::format(path, format!("cannot load into the generator: missing {:?}, unused {:?}, errors {:?}", result.missing, result.unused, result.errors)));
-    }
+            format!("does not match the generator its names describe ({:?}, ngf {}, {} blocks, {} levels, {:?} norm): {problems}", config.kind, config.ngf, config.n_blocks, config.levels, config.norm),
+        )
+    })?;
     Ok(g)
 }
 
@@ -149,16 +121,11 @@ pub fn generator_from_state_dict(sd: &StateDict, path: &Path, device: &Device) -
 /// plus an int64 `num_batches_tracked` (set to `batches_tracked`) for each batch norm, so that
 /// PyTorch's `load_state_dict(strict=True)` accepts it.
 pub fn state_dict_from_generator(g: &Generator, batches_tracked: i64) -> Result<StateDict> {
-    let by_path: BTreeMap<String, PackTensor> = g.collect(None, None, false).into_iter().map(|t| (t.name.clone(), t)).collect();
-    let mut sd = StateDict::default();
+    let mut sd = state_dict_of(g, &g.torch_names())?;
     sd.metadata.insert(GENERATOR_KEY.into(), serde_json::to_string(g.config()).expect("config serialises"));
-    for (burn, torch) in g.torch_names() {
-        let t = by_path.get(&burn).ok_or_else(|| Error::invalid(format!("generator has no parameter {burn}")))?;
-        let stored = StoredTensor::from_pack(t).map_err(Error::invalid)?;
-        if let Some(prefix) = torch.strip_suffix(".running_mean") {
-            sd.tensors.insert(format!("{prefix}.{NUM_BATCHES_TRACKED}"), StoredTensor::i64(vec![], vec![batches_tracked]));
-        }
-        sd.tensors.insert(torch, stored);
+    let counters: Vec<String> = sd.tensors.keys().filter_map(|t| counter_of(t)).collect();
+    for name in counters {
+        sd.tensors.insert(name, StoredTensor::i64(vec![], vec![batches_tracked]));
     }
     Ok(sd)
 }

@@ -1,6 +1,6 @@
 //! The networks, written natively in Burn: the normalization layer with an explicit
 //! train/eval mode, the CTA→MBF generators (the reference's ResNet and a U-Net), the PatchGAN/pixel discriminators and the
-//! chamber-segmentation U-Net.
+//! chamber-segmentation U-Nets (cta2mbf's own and the reference's).
 //!
 //! Tensors are `[batch, channel, x, y, z]`, as TorchIO feeds the reference network.
 
@@ -12,6 +12,7 @@ pub mod generator;
 pub mod init;
 pub mod norm;
 pub mod unet3d;
+pub mod unet3d_reference;
 pub mod unet_generator;
 pub mod upsample;
 
@@ -20,3 +21,4 @@ pub use generator::{Generator, GeneratorConfig, GeneratorKind, ResnetGenerator, 
 pub use unet_generator::UnetGenerator;
 pub use norm::{Norm, NormKind, NormMode};
 pub use unet3d::{UNet3d, UNet3dConfig};
+pub use unet3d_reference::{ReferenceUNet3d, ReferenceUNet3dConfig};

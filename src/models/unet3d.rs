@@ -13,6 +13,7 @@
 //!                   head is up-sampled ×2 and added to the level-2 head, up-sampled ×2 and
 //!                   added to the final logits
 //! ```
+//! The reference's trained form of this design has another graph: [`super::unet3d_reference`].
 //! Every spatial size the network itself sees must be a multiple of 16. [`UNet3d::forward_resampled`]
 //! resizes any input to the configured `input_size` (trilinear, align-corners) and the logits back.
 
@@ -62,27 +63,15 @@ impl UNet3dConfig {
     /// Floats of the network's largest kernel (a 3³ convolution at the deepest level): a
     /// lower bound on the size of any file that stores this network's parameters.
     pub fn largest_kernel_floats(&self) -> usize {
-        let deepest = self.base_n_filter.saturating_mul(1 << (LEVELS - 1));
-        27usize.saturating_mul(deepest).saturating_mul(deepest)
+        deepest_kernel_floats(self.base_n_filter)
     }
 
     /// Check the configuration; the message says what is wrong.
     pub fn validate(&self) -> crate::Result<()> {
-        let bad = |m: String| Err(crate::Error::invalid(m));
-        if self.in_channels == 0 || self.base_n_filter == 0 {
-            return bad("unet in_channels and base_n_filter must be at least 1".into());
-        }
-        if self.classes < 2 {
-            return bad(format!("unet classes must be at least 2 (background and one label), got {}", self.classes));
-        }
         if !(0.0..1.0).contains(&self.dropout) {
-            return bad(format!("unet dropout must be in [0, 1), got {}", self.dropout));
+            return Err(crate::Error::invalid(format!("unet dropout must be in [0, 1), got {}", self.dropout)));
         }
-        let m = UNet3d::SIZE_MULTIPLE;
-        if self.input_size.iter().any(|&n| n == 0 || n % m != 0) {
-            return bad(format!("unet input_size {:?}: each size must be a positive multiple of {m}", self.input_size));
-        }
-        Ok(())
+        check_unet("unet ", self.in_channels, self.base_n_filter, self.classes, self.input_size)
     }
 
     /// Build a network with parameters drawn from `init` (He-normal convolutions, zero biases).
@@ -114,8 +103,32 @@ impl UNet3dConfig {
     }
 }
 
+/// Check what both U-Nets' architectures share: channels and filters at least 1, at least
+/// two classes, a grid of multiples of 16. Messages start with `what`.
+pub(crate) fn check_unet(what: &str, in_channels: usize, base_n_filter: usize, classes: usize, input_size: [usize; 3]) -> crate::Result<()> {
+    let bad = |m: String| Err(crate::Error::invalid(format!("{what}{m}")));
+    if in_channels == 0 || base_n_filter == 0 {
+        return bad("in_channels and base_n_filter must be at least 1".into());
+    }
+    if classes < 2 {
+        return bad(format!("classes must be at least 2 (background and one label), got {classes}"));
+    }
+    let m = UNet3d::SIZE_MULTIPLE;
+    if input_size.iter().any(|&n| n == 0 || n % m != 0) {
+        return bad(format!("input_size {input_size:?}: each size must be a positive multiple of {m}"));
+    }
+    Ok(())
+}
+
+/// Floats of a 3³ convolution between two level-5 feature maps of a U-Net with
+/// `base_n_filter` filters at level 1 (both U-Nets' largest kernel).
+pub(crate) fn deepest_kernel_floats(base_n_filter: usize) -> usize {
+    let deepest = base_n_filter.saturating_mul(1 << (LEVELS - 1));
+    27usize.saturating_mul(deepest).saturating_mul(deepest)
+}
+
 /// `leaky_relu(instance_norm(x))`.
-fn norm_act(x: Tensor<5>) -> Tensor<5> {
+pub(crate) fn norm_act(x: Tensor<5>) -> Tensor<5> {
     leaky_relu(instance_norm(x, NORM_EPS), LEAKY_SLOPE)
 }
 

@@ -7,6 +7,6 @@ pub mod segmentation;
 pub mod tiling;
 pub mod volume;
 
-pub use segmentation::segment_volume;
+pub use segmentation::{SegmentationNetwork, segment_volume};
 pub use tiling::{Tiling, fit_to_block, predict_tiled};
 pub use volume::predict_volume;

@@ -1,20 +1,47 @@
 //! Chamber segmentation of one CTA volume: clip and normalize as in training, resize to the
-//! network's fixed grid, run the U-Net, resize the logits back to the CTA grid and take the
-//! most likely class per voxel. The last two steps are one CPU pass
+//! network's fixed grid, run the U-Net (cta2mbf's own or the reference's,
+//! [`SegmentationNetwork`]), resize the logits back to the CTA grid and take the most likely
+//! class per voxel. The last two steps are one CPU pass
 //! ([`argmax_of_resized`]), so that a 512×512×300 CTA never holds the eight full-size logit
 //! volumes.
 
 use crate::data::{ClipNormalize, volume_to_tensor};
-use crate::models::UNet3d;
+use crate::models::{ReferenceUNet3d, UNet3d};
 use crate::ops::{argmax_of_resized, resize_trilinear};
 use crate::volume::Volume;
-use burn::tensor::Device;
+use burn::tensor::{Device, Tensor};
+
+/// A segmentation network run at inference on a fixed grid.
+pub trait SegmentationNetwork {
+    /// The grid (x, y, z) every input is resampled to.
+    fn input_size(&self) -> [usize; 3];
+    /// Logits `[batch, classes, x, y, z]` of an input on that grid (dropout off).
+    fn logits(&self, x: Tensor<5>) -> Tensor<5>;
+}
+
+impl SegmentationNetwork for UNet3d {
+    fn input_size(&self) -> [usize; 3] {
+        self.config.input_size
+    }
+    fn logits(&self, x: Tensor<5>) -> Tensor<5> {
+        self.forward(x, false)
+    }
+}
+
+impl SegmentationNetwork for ReferenceUNet3d {
+    fn input_size(&self) -> [usize; 3] {
+        self.config.input_size
+    }
+    fn logits(&self, x: Tensor<5>) -> Tensor<5> {
+        self.forward(x)
+    }
+}
 
 /// The label map (`0..classes`, stored as floats) of `cta`, on the CTA's grid and geometry.
-pub fn segment_volume(net: &UNet3d, cta: &Volume, intensity: &ClipNormalize, device: &Device) -> Volume {
+pub fn segment_volume(net: &dyn SegmentationNetwork, cta: &Volume, intensity: &ClipNormalize, device: &Device) -> Volume {
     let input = cta.map(|v| intensity.apply(v));
     let x = volume_to_tensor(&[&input], device);
-    let logits = net.forward(resize_trilinear(x, net.config.input_size, true), false);
+    let logits = net.logits(resize_trilinear(x, net.input_size(), true));
     let [_, classes, sx, sy, sz] = logits.dims();
     let scores = logits.into_data().convert::<f32>().try_into_vec::<f32>().expect("float logits");
     // The same separable resize, in the same axis order, as `UNet3d::forward_resampled`.
@@ -28,7 +55,7 @@ mod tests {
     use crate::models::UNet3dConfig;
     use crate::models::init::Initializer;
     use crate::volume::Geometry;
-    use burn::tensor::{Int, Tensor};
+    use burn::tensor::Int;
     use ndarray::Array3;
 
     #[test]

@@ -10,16 +10,10 @@ use cta2mbf::io::read_nifti;
 use cta2mbf::models::{NormKind, NormMode, UpsampleKind};
 use std::path::{Path, PathBuf};
 
-use crate::common;
+use crate::common::{self, relative_l2};
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/torch_generator").join(name)
-}
-
-fn relative_l2(a: &[f32], b: &[f32]) -> f64 {
-    let num: f64 = a.iter().zip(b).map(|(x, y)| ((x - y) as f64).powi(2)).sum();
-    let den: f64 = b.iter().map(|y| (*y as f64).powi(2)).sum();
-    (num / den).sqrt()
 }
 
 fn load_reference(device: &Device) -> cta2mbf::models::Generator {

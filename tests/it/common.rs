@@ -115,6 +115,13 @@ pub fn flatten(volumes: &[Volume]) -> Vec<f32> {
     volumes.iter().flat_map(|v| v.data.iter().copied()).collect()
 }
 
+/// ‖a − b‖ / ‖b‖ (b the reference).
+pub fn relative_l2(a: &[f32], b: &[f32]) -> f64 {
+    let num: f64 = a.iter().zip(b).map(|(x, y)| ((x - y) as f64).powi(2)).sum();
+    let den: f64 = b.iter().map(|y| (*y as f64).powi(2)).sum();
+    (num / den).sqrt()
+}
+
 /// Run the release/debug binary built for the tests.
 pub fn cta2mbf() -> Command {
     Command::new(env!("CARGO_BIN_EXE_cta2mbf"))

@@ -21,6 +21,7 @@ mod phantom;
 mod pipeline;
 mod register;
 mod resize_torch;
+mod seg_reference;
 mod seg_stages;
 mod slicemap_page;
 mod train;
