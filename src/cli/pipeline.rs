@@ -77,7 +77,7 @@ pub fn run(args: PipelineArgs) -> cta2mbf::Result<()> {
         raw: args.input,
         root: args.root,
         annotation: args.annotation,
-        seg_model: args.seg_model.unwrap_or_else(shipped_seg_model),
+        seg_model: args.seg_model.clone().unwrap_or_else(shipped_seg_model),
         masks: match &args.masks {
             Some(spec) => Some(MaskSource::parse(spec, args.label_map.as_deref().map(LabelMap::read).transpose()?)?),
             None => None,
@@ -89,6 +89,12 @@ pub fn run(args: PipelineArgs) -> cta2mbf::Result<()> {
         strict: args.strict,
         qc: args.qc.policy()?,
     };
+    if args.seg_model.is_none() && options.masks.is_none() && (options.from..=options.to).contains(&Stage::Segment) {
+        eprintln!(
+            "note: segmenting with the shipped {}, trained on the phantom only; for real CT pass --seg-model (the reference's .pth, your train-seg run) or --masks totalsegmentator:DIR (README, 'Segmentation on your own data')",
+            options.seg_model.display()
+        );
+    }
     let device = args.device.device()?;
     let events = |e: Event| match e {
         Event::Stage(stage, n) => eprintln!("== {} ({n} patients)", stage.name()),

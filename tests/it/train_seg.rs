@@ -67,9 +67,17 @@ fn tiny_training_checkpoints_resumes_and_segments() {
     let out = cta2mbf().current_dir(dir.path()).args(["train-seg", "--quiet", "--config", "tiny.json", "--checkpoints-dir", "ck", "--data-root"]).arg(root.join("3.sorted_mask")).output().unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("--continue-train"));
 
-    // segment the cohort with the run folder (its best/), and one file.
+    // segment the cohort with the run folder (its best/), and one file. Three epochs make
+    // masks that fail quality control: refused, then accepted on request.
     let masks = dir.path().join("out/3.sorted_mask");
-    let out = cta2mbf().args(["segment", "--checkpoint"]).arg(&run).arg("--in").arg(root.join("3.sorted_nii")).arg("--out").arg(&masks).output().unwrap();
+    let segment = || {
+        let mut c = cta2mbf();
+        c.args(["segment", "--checkpoint"]).arg(&run).arg("--in").arg(root.join("3.sorted_nii")).arg("--out").arg(&masks);
+        c
+    };
+    let out = segment().output().unwrap();
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stdout).contains("QC FAILED"), "{}", String::from_utf8_lossy(&out.stdout));
+    let out = segment().arg("--accept-qc-failures").output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     for pid in &pids {
         let cta = read_nifti(root.join("3.sorted_nii").join(pid).join("CTA.nii.gz")).unwrap();
@@ -80,6 +88,7 @@ fn tiny_training_checkpoints_resumes_and_segments() {
         assert!(mask.volumes[0].data.iter().all(|&v| v < 8.0));
         assert_eq!(read_nifti(masks.join(pid).join("CTA/CTA.nii.gz")).unwrap().data, cta.data);
         assert!(masks.join(pid).join("CTA/CTA_MASK_connected.nii.gz").is_file());
+        assert!(masks.join(pid).join("CTA/CTA_MASK_qc.json").is_file());
     }
     let one = dir.path().join("one.nii.gz");
     let out = cta2mbf().args(["segment", "--checkpoint"]).arg(run.join("latest")).arg("--input").arg(root.join("3.sorted_nii").join(&pids[0]).join("CTA.nii.gz")).arg("--output").arg(&one).output().unwrap();
