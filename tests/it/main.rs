@@ -15,6 +15,7 @@ mod kill_anywhere;
 mod interop;
 mod nifti_roundtrip;
 mod norm_semantics;
+mod onnx_export;
 mod phantom;
 mod pipeline;
 mod register;
