@@ -47,7 +47,7 @@ pub struct RunSettings {
     /// Keep a numbered checkpoint every this many epochs (`latest` every epoch).
     #[serde(default = "five")]
     pub save_epoch_freq: usize,
-    /// Write TensorBoard images every this many steps.
+    /// Write TensorBoard images and weight histograms every this many steps.
     #[serde(default = "hundred")]
     pub display_freq: usize,
     /// Seed of initialization, case order and augmentation.

@@ -46,6 +46,8 @@ pub enum ExportFormat {
     Safetensors,
     /// Burn's burnpack with the same names.
     Burn,
+    /// An ONNX model with the intensity mapping inside ([`super::onnx`]).
+    Onnx,
 }
 
 impl std::str::FromStr for ExportFormat {
@@ -54,7 +56,8 @@ impl std::str::FromStr for ExportFormat {
         match s {
             "safetensors" => Ok(ExportFormat::Safetensors),
             "burn" | "burnpack" => Ok(ExportFormat::Burn),
-            other => Err(Error::invalid(format!("unknown export format '{other}' (safetensors, burn)"))),
+            "onnx" => Ok(ExportFormat::Onnx),
+            other => Err(Error::invalid(format!("unknown export format '{other}' (safetensors, burn, onnx)"))),
         }
     }
 }
@@ -72,18 +75,27 @@ pub fn load_generator_file(path: &Path, device: &Device) -> Result<(Generator, G
 }
 
 /// Write `generator` to `out` in `format`, under the reference's names, with `settings` in
-/// the metadata. `batches_tracked` fills the batch norms' `num_batches_tracked`.
+/// the metadata. `batches_tracked` fills the batch norms' `num_batches_tracked`. ONNX is
+/// written in the norm mode the generator was trained in ([`super::onnx::write_generator`]
+/// takes any).
 pub fn export_generator(generator: &Generator, settings: &GeneratorSettings, batches_tracked: i64, format: ExportFormat, out: &Path) -> Result<()> {
+    if format == ExportFormat::Onnx {
+        return super::onnx::write_generator(generator, settings, settings.trained_norm_mode, out);
+    }
     write_export(state_dict_from_generator(generator, batches_tracked)?, settings, format, out)
 }
 
-/// Write `sd` to `out` in `format` with `settings` (JSON) under [`SETTINGS_KEY`] in the
-/// metadata, marked as PyTorch tensors (`format: pt`).
+/// Write `sd` to `out` in `format` (safetensors or burnpack) with `settings` (JSON) under
+/// [`SETTINGS_KEY`] in the metadata, marked as PyTorch tensors (`format: pt`).
 pub(super) fn write_export(mut sd: StateDict, settings: &impl Serialize, format: ExportFormat, out: &Path) -> Result<()> {
     sd.metadata.insert(SETTINGS_KEY.into(), serde_json::to_string(settings).expect("settings serialise"));
     sd.metadata.insert("format".into(), "pt".into());
     match format {
         ExportFormat::Safetensors => sd.write_safetensors(out),
         ExportFormat::Burn => sd.write_burnpack(out),
+        ExportFormat::Onnx => Err(Error::invalid(format!(
+            "{}: ONNX export is written from a network, not from a state dict (the reference's chamber network has no ONNX export yet)",
+            out.display()
+        ))),
     }
 }

@@ -1,11 +1,13 @@
 //! Checkpoint interoperability with the reference's PyTorch code: state dicts read from
 //! `.pth` and `.safetensors` files, the reference layouts of the generator and of the
-//! chamber-segmentation network (architectures inferred from names and shapes), and both
-//! networks loaded from, and exported to, one file.
+//! chamber-segmentation network (architectures inferred from names and shapes), both
+//! networks loaded from, and exported to, one file; and the networks exported as ONNX graphs
+//! for inference runtimes.
 
 pub mod generator_file;
 pub mod generator_layout;
 pub mod module_tensors;
+pub mod onnx;
 pub mod segmentation_file;
 pub mod segmentation_layout;
 pub mod state_dict;

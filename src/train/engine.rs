@@ -1,8 +1,8 @@
 //! The training engine: what every training run does, written once — the run folder (one
 //! process at a time, fresh or resumed, the effective `config.json`, `metrics.jsonl` trimmed
 //! back on resume), the epoch loop over shuffled, seeded, prefetched samples, the
-//! learning-rate schedule, TensorBoard scalars and images, progress, validation after every
-//! epoch and the checkpoint policy (`latest` every epoch, a numbered folder every
+//! learning-rate schedule, TensorBoard scalars, images and weight histograms, progress,
+//! validation after every epoch and the checkpoint policy (`latest` every epoch, a numbered folder every
 //! `save_epoch_freq` epochs and at the end, `best` by the monitored value when the task keeps
 //! one). A network plugs in as a [`Task`]: how to prepare a sample, one optimization step,
 //! how to validate, what an epoch's metrics are and what a checkpoint holds (docs/design.md
@@ -83,7 +83,7 @@ pub struct LoopSettings {
     pub workers: usize,
     /// Loaded steps waiting ahead of the device.
     pub prefetch: usize,
-    /// TensorBoard images every this many steps.
+    /// TensorBoard images and weight histograms every this many steps.
     pub display_freq: usize,
     /// A numbered checkpoint every this many epochs.
     pub save_epoch_freq: usize,
@@ -154,6 +154,8 @@ pub trait Task {
     fn step_message(&self, model: &Self::Model, losses: &[(&'static str, f64)]) -> String;
     /// TensorBoard images of a sample and its prediction.
     fn log_images(&self, tb: &mut EventWriter, sample: &Self::Sample, output: Tensor<5>, step: usize) -> Result<()>;
+    /// TensorBoard histograms of the networks' weights ([`EventWriter::weights`]).
+    fn log_weights(&self, tb: &mut EventWriter, model: &Self::Model, step: usize) -> Result<()>;
     /// Evaluate the held-out cases after an epoch (writing their TensorBoard scalars at `step`)
     /// and build the epoch's metrics from the mean losses.
     fn end_epoch(&mut self, model: &Self::Model, epoch: usize, lr: f64, means: &[(&'static str, f64)], tb: &mut EventWriter, step: usize) -> Result<Self::Metrics>;
@@ -250,6 +252,7 @@ pub fn run<T: Task>(
             tb.scalar("lr", lr as f32, gs)?;
             if gs % s.display_freq == 0 || (epoch == 1 && step == 0) {
                 task.log_images(&mut tb, &batch[0], output, gs)?;
+                task.log_weights(&mut tb, &model, gs)?;
             }
             progress.step(task.step_message(&model, &losses));
         }

@@ -253,6 +253,14 @@ impl Task for GeneratorTask {
         log_images(tb, sample, fake, &self.cfg, step)
     }
 
+    fn log_weights(&self, tb: &mut EventWriter, trainer: &Trainer, step: usize) -> Result<()> {
+        tb.weights("G", &trainer.g, step)?;
+        match &trainer.d {
+            Some(d) => tb.weights("D", d, step),
+            None => Ok(()),
+        }
+    }
+
     fn end_epoch(&mut self, trainer: &Trainer, epoch: usize, lr: f64, means: &[(&'static str, f64)], tb: &mut EventWriter, step: usize) -> Result<EpochMetrics> {
         let (val_train, val_eval) = validate(&trainer.g, &self.val_pairs, &self.cfg, &self.device)?;
         for (tag, m) in [("val_train_mode", val_train), ("val_eval_mode", val_eval)] {

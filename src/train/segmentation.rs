@@ -285,6 +285,10 @@ impl Task for SegmentationTask {
         log_images(tb, sample, logits, &self.cfg, step)
     }
 
+    fn log_weights(&self, tb: &mut EventWriter, net: &UNet3d, step: usize) -> Result<()> {
+        tb.weights("seg", net, step)
+    }
+
     fn end_epoch(&mut self, net: &UNet3d, epoch: usize, lr: f64, means: &[(&'static str, f64)], tb: &mut EventWriter, step: usize) -> Result<SegEpochMetrics> {
         let valid_net = net.valid();
         let val_dice = if self.val_pairs.is_empty() { Vec::new() } else { validate(&valid_net, &self.val_pairs, &self.cfg, &self.device)? };

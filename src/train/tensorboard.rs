@@ -1,13 +1,20 @@
 //! TensorBoard event files, written directly: TFRecord framing (length, masked CRC-32C) around
-//! hand-encoded `Event` protocol buffers carrying scalar and PNG image summaries. TensorBoard's
-//! own reader (`event_accumulator`) loads them; a CI test checks that.
+//! `Event` protocol buffers (encoded with [`crate::io::protobuf`]) carrying scalar, PNG image
+//! and histogram summaries. TensorBoard's own reader (`event_accumulator`) loads them; a CI
+//! test checks that.
 
 use crate::error::{Error, Result};
 use crate::io::png::RgbImage;
+use crate::interop::{StoredTensor, StoredValues};
+use crate::io::protobuf::Message;
+use burn::store::ModuleSnapshot;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Buckets of an [`EventWriter::histogram`].
+pub const HISTOGRAM_BUCKETS: usize = 30;
 
 /// Appends summaries to one `events.out.tfevents.*` file.
 pub struct EventWriter {
@@ -25,10 +32,8 @@ impl EventWriter {
         let path = dir.join(name);
         let file = File::create(&path).map_err(|e| Error::io(&path, e))?;
         let mut w = Self { file: BufWriter::new(file), path };
-        let mut event = Vec::new();
-        put_double(&mut event, 1, now);
-        put_bytes(&mut event, 3, b"brain.Event:2");
-        w.record(&event)?;
+        let event = Message::new().double(1, now).string(3, "brain.Event:2");
+        w.record(event.as_bytes())?;
         w.flush()?;
         Ok(w)
     }
@@ -40,23 +45,55 @@ impl EventWriter {
 
     /// A scalar `value` under `tag` at `step`.
     pub fn scalar(&mut self, tag: &str, value: f32, step: usize) -> Result<()> {
-        let mut v = Vec::new();
-        put_bytes(&mut v, 1, tag.as_bytes());
-        put_fixed32(&mut v, 2, value.to_bits());
-        self.summary(&v, step)
+        self.summary(Message::new().string(1, tag).float(2, value), step)
     }
 
     /// An RGB image under `tag` at `step`.
     pub fn image(&mut self, tag: &str, img: &RgbImage, step: usize) -> Result<()> {
-        let mut image = Vec::new();
-        put_varint_field(&mut image, 1, img.height as u64);
-        put_varint_field(&mut image, 2, img.width as u64);
-        put_varint_field(&mut image, 3, 3);
-        put_bytes(&mut image, 4, &img.to_png());
-        let mut v = Vec::new();
-        put_bytes(&mut v, 1, tag.as_bytes());
-        put_bytes(&mut v, 4, &image);
-        self.summary(&v, step)
+        let image = Message::new().int(1, img.height as i64).int(2, img.width as i64).int(3, 3).bytes(4, &img.to_png());
+        self.summary(Message::new().string(1, tag).message(4, &image), step)
+    }
+
+    /// A histogram of the finite values among `values` under `tag` at `step`, in
+    /// [`HISTOGRAM_BUCKETS`] equal-width buckets from the least to the largest; nothing is
+    /// written when no value is finite.
+    pub fn histogram(&mut self, tag: &str, values: &[f32], step: usize) -> Result<()> {
+        let finite: Vec<f64> = values.iter().filter(|v| v.is_finite()).map(|&v| v as f64).collect();
+        let Some(min) = finite.iter().copied().reduce(f64::min) else { return Ok(()) };
+        let max = finite.iter().copied().fold(min, f64::max);
+        let n = if max > min { HISTOGRAM_BUCKETS } else { 1 };
+        let width = (max - min) / n as f64;
+        let mut counts = vec![0.0f64; n];
+        for &v in &finite {
+            let i = if width > 0.0 { ((v - min) / width) as usize } else { 0 };
+            counts[i.min(n - 1)] += 1.0;
+        }
+        // Bucket i holds the values up to its limit (and above the previous one's).
+        let limits: Vec<f64> = (1..=n).map(|i| if i == n { max } else { min + width * i as f64 }).collect();
+        let histo = Message::new()
+            .double(1, min)
+            .double(2, max)
+            .double(3, finite.len() as f64)
+            .double(4, finite.iter().sum())
+            .double(5, finite.iter().map(|v| v * v).sum())
+            .packed_double(6, &limits)
+            .packed_double(7, &counts);
+        self.summary(Message::new().string(1, tag).message(5, &histo), step)
+    }
+
+    /// A histogram of each learnable tensor of `module` (weights, biases, norm scales; not the
+    /// running statistics) under `weights/<prefix>/<module path>` at `step`.
+    pub fn weights<M: ModuleSnapshot>(&mut self, prefix: &str, module: &M, step: usize) -> Result<()> {
+        for t in module.collect(None, None, false) {
+            if t.name.ends_with("running_mean") || t.name.ends_with("running_var") {
+                continue;
+            }
+            let stored = StoredTensor::from_pack(&t).map_err(|e| Error::invalid(format!("TensorBoard weights: {e}")))?;
+            if let StoredValues::Float(values) = stored.values {
+                self.histogram(&format!("weights/{prefix}/{}", t.name), &values, step)?;
+            }
+        }
+        Ok(())
     }
 
     /// Push buffered events to disk.
@@ -64,14 +101,11 @@ impl EventWriter {
         self.file.flush().map_err(|e| Error::io(&self.path, e))
     }
 
-    fn summary(&mut self, value: &[u8], step: usize) -> Result<()> {
-        let mut summary = Vec::new();
-        put_bytes(&mut summary, 1, value);
-        let mut event = Vec::new();
-        put_double(&mut event, 1, wall_time());
-        put_varint_field(&mut event, 2, step as u64);
-        put_bytes(&mut event, 5, &summary);
-        self.record(&event)
+    /// An event at `step` holding one `Summary.Value`.
+    fn summary(&mut self, value: Message, step: usize) -> Result<()> {
+        let summary = Message::new().message(1, &value);
+        let event = Message::new().double(1, wall_time()).int(2, step as i64).message(5, &summary);
+        self.record(event.as_bytes())
     }
 
     fn record(&mut self, data: &[u8]) -> Result<()> {
@@ -93,35 +127,6 @@ impl Drop for EventWriter {
 
 fn wall_time() -> f64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
-}
-
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-fn put_varint_field(out: &mut Vec<u8>, field: u32, v: u64) {
-    put_varint(out, (field as u64) << 3);
-    put_varint(out, v);
-}
-
-fn put_double(out: &mut Vec<u8>, field: u32, v: f64) {
-    put_varint(out, ((field as u64) << 3) | 1);
-    out.extend_from_slice(&v.to_le_bytes());
-}
-
-fn put_fixed32(out: &mut Vec<u8>, field: u32, bits: u32) {
-    put_varint(out, ((field as u64) << 3) | 5);
-    out.extend_from_slice(&bits.to_le_bytes());
-}
-
-fn put_bytes(out: &mut Vec<u8>, field: u32, bytes: &[u8]) {
-    put_varint(out, ((field as u64) << 3) | 2);
-    put_varint(out, bytes.len() as u64);
-    out.extend_from_slice(bytes);
 }
 
 /// CRC-32C (Castagnoli), bitwise-reflected, as TFRecord uses.

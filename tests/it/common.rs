@@ -13,7 +13,7 @@ pub fn repo() -> PathBuf {
 }
 
 /// The Python packages (PyPI names) of each module the cross-check scripts import.
-const PYTHON_PACKAGES: [(&str, &str); 7] = [
+const PYTHON_PACKAGES: [(&str, &str); 9] = [
     ("SimpleITK", "SimpleITK"),
     ("nibabel", "nibabel"),
     ("pydicom", "pydicom pydicom-data"),
@@ -21,6 +21,8 @@ const PYTHON_PACKAGES: [(&str, &str); 7] = [
     ("playwright", "playwright (and Debian's chromium)"),
     ("numpy", "numpy"),
     ("scipy", "scipy"),
+    ("onnx", "onnx"),
+    ("onnxruntime", "onnxruntime"),
 ];
 
 /// Run `scripts/<script>` with `args` under python3 and return what it did. A script that

@@ -17,6 +17,7 @@ mod mask_import;
 mod interop;
 mod nifti_roundtrip;
 mod norm_semantics;
+mod onnx_export;
 mod phantom;
 mod pipeline;
 mod register;

@@ -97,7 +97,7 @@ fn killed_run_resumes_with_the_same_schedule_and_weights() {
 }
 
 #[test]
-fn tensorboard_reads_scalars_and_images() {
+fn tensorboard_reads_scalars_images_and_weight_histograms() {
     let tmp = tempfile::tempdir().unwrap();
     let data = phantom(&tmp.path().join("cohort"), 2);
     let config = tiny_config(tmp.path(), "tb", &[("discriminator", serde_json::json!({"kind": "pixel", "ndf": 4}))]);
@@ -119,6 +119,24 @@ fn tensorboard_reads_scalars_and_images() {
         assert_eq!(img["height"], 32);
         assert_eq!(img["png"], true);
     }
+    // Weight histograms at the same steps, of both networks; the last one of the generator's
+    // head is that of the saved weights (exported under the reference's name `model.<i>`).
+    let hist = &found["histograms"];
+    assert!(hist.as_object().unwrap().keys().any(|t| t.starts_with("weights/D/")), "{hist}");
+    assert!(!hist.as_object().unwrap().keys().any(|t| t.contains("running_")), "running statistics are not weights: {hist}");
+    let head = &hist["weights/G/Resnet.head.weight"];
+    assert_eq!(head["steps"], serde_json::json!([1, 2, 4]), "{hist}");
+    let exported = tmp.path().join("g.safetensors");
+    let out = cta2mbf().args(["export", "--checkpoint"]).arg(ckpt.join("tb")).arg("--out").arg(&exported).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let weights = common::safetensors_weights(&exported);
+    let (_, w) = weights.iter().find(|(k, v)| v.len() == 4 * 343 && *k != "model.0.weight").expect("the 7³ head, 4 → 1 (model.0 is the stem)");
+    let (min, max) = w.iter().fold((f32::MAX, f32::MIN), |(a, b), &v| (a.min(v), b.max(v)));
+    assert_eq!(head["num"].as_f64().unwrap(), w.len() as f64);
+    assert_eq!(head["min"].as_f64().unwrap() as f32, min);
+    assert_eq!(head["max"].as_f64().unwrap() as f32, max);
+    assert_eq!(head["bucket"].as_array().unwrap().iter().map(|b| b.as_f64().unwrap()).sum::<f64>(), w.len() as f64);
+    assert_eq!(head["bucket_limit"].as_array().unwrap().last().unwrap().as_f64().unwrap() as f32, max);
 }
 
 /// Run `train` with a config and expect one clear error naming `needle`, and no run folder.
