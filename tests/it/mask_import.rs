@@ -273,44 +273,20 @@ fn segment_imports_one_case_from_totalsegmentator_or_through_a_label_map() {
     other.data.as_slice_mut().unwrap()[background] = 99.0;
     write_nifti(&tool, &other, NiftiDtype::U8).unwrap();
     let map = dir.path().join("map.json");
+    let with_map = |output: &Path| {
+        run(&["--labels".as_ref(), tool.as_os_str(), "--label-map".as_ref(), map.as_os_str(), "--input".as_ref(), cta_path.as_os_str(), "--output".as_ref(), output.as_os_str()])
+    };
     std::fs::write(&map, r#"{"labels": {"10": 1, "20": 2, "30": 3, "40": 4, "50": 5, "60": 6, "70": 7}}"#).unwrap();
-    let o = run(&[
-        "--labels".as_ref(),
-        tool.as_os_str(),
-        "--label-map".as_ref(),
-        map.as_os_str(),
-        "--input".as_ref(),
-        cta_path.as_os_str(),
-        "--output".as_ref(),
-        out.as_os_str(),
-    ]);
+    let o = with_map(&out);
     assert!(o.status.success(), "{}", text(&o));
     assert_same_mask(&read_nifti(&out).unwrap(), &mask, "label map, unmapped 99 → background");
     std::fs::write(&map, r#"{"labels": {"10": 1, "20": 2, "30": 3, "40": 4, "50": 5, "60": 6, "70": 7}, "unmapped": "error"}"#).unwrap();
-    let o = run(&[
-        "--labels".as_ref(),
-        tool.as_os_str(),
-        "--label-map".as_ref(),
-        map.as_os_str(),
-        "--input".as_ref(),
-        cta_path.as_os_str(),
-        "--output".as_ref(),
-        dir.path().join("refused.nii.gz").as_os_str(),
-    ]);
+    let o = with_map(&dir.path().join("refused.nii.gz"));
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(text(&o).contains("tool.nii.gz") && text(&o).contains("the labels 99, which the label map") && text(&o).contains("map.json"), "{}", text(&o));
     assert!(!dir.path().join("refused.nii.gz").exists());
     std::fs::write(&map, r#"{"labels": {"10": "LV"}}"#).unwrap();
-    let o = run(&[
-        "--labels".as_ref(),
-        tool.as_os_str(),
-        "--label-map".as_ref(),
-        map.as_os_str(),
-        "--input".as_ref(),
-        cta_path.as_os_str(),
-        "--output".as_ref(),
-        out.as_os_str(),
-    ]);
+    let o = with_map(&out);
     assert!(o.status.code() == Some(1) && text(&o).contains("map.json") && text(&o).contains("maps to \"LV\""), "{}", text(&o));
 
     // The sources exclude one another; --labels needs a map.

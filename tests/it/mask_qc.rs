@@ -14,11 +14,6 @@ use serde_json::Value;
 use std::path::Path;
 use std::process::{Command, Output};
 
-fn phantom(root: &Path, cases: usize, size: &str, seed: &str) {
-    let out = cta2mbf().args(["phantom", "--cases", &cases.to_string(), "--size", size, "--seed", seed, "--out"]).arg(root).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-}
-
 fn text(out: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
 }
@@ -58,9 +53,8 @@ fn noise_volumes(like: &cta2mbf::Volume) -> Vec<cta2mbf::Volume> {
 fn phantom_masks_pass_and_noise_masks_are_stopped_before_myocardium() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("C");
-    phantom(&root, 3, "64,64,48", "21");
+    let pids = common::phantom(&root, 3, "64,64,48", 21);
     let c = Cohort::new(&root);
-    let pids = c.patients(cohort::SORTED_NII).unwrap();
     // The phantom's own masks pass.
     for pid in &pids {
         let truth = read_nifti(c.mask(pid, cohort::mask::CONNECTED)).unwrap();
@@ -114,9 +108,8 @@ fn phantom_masks_pass_and_noise_masks_are_stopped_before_myocardium() {
 fn segment_and_connected_write_the_figures_and_stop_failing_patients() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("C");
-    phantom(&root, 2, "64,64,48", "22");
+    let pids = common::phantom(&root, 2, "64,64,48", 22);
     let c = Cohort::new(&root);
-    let pids = c.patients(cohort::SORTED_NII).unwrap();
     let cta = read_nifti(c.sorted_nii(&pids[0], "CTA")).unwrap();
     write_nifti(c.sorted_nii("noise", "CTA"), &noise_volumes(&cta)[1], NiftiDtype::I16).unwrap();
     let masks = dir.path().join("masks");
@@ -176,9 +169,8 @@ fn write_gz(path: &Path, bytes: &[u8]) {
 fn a_singular_direction_and_nan_voxels_fail_their_patients_only() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("C");
-    phantom(&root, 3, "48,48,32", "23");
+    let pids = common::phantom(&root, 3, "48,48,32", 23);
     let c = Cohort::new(&root);
-    let pids = c.patients(cohort::SORTED_NII).unwrap();
     // Patient 0: the MIP's sform has two equal columns.
     let mip = c.sorted_nii(&pids[0], "MIP");
     let mut bytes = Vec::new();
