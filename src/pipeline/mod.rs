@@ -236,8 +236,8 @@ fn execute(stage: Stage, pid: &str, o: &Options, annotation: Option<&Annotation>
         Stage::Connected => {
             let (raw, out, figures) = (c.mask(pid, cohort::mask::MASK), c.mask(pid, cohort::mask::CONNECTED), c.mask(pid, cohort::mask::QC));
             connected_file(&raw, &out, &DEFAULT_LABELS)?;
-            let qc = check_files(&out, Some(&raw), &figures, &o.qc.ranges)?;
-            Ok((vec![out, figures], Some(qc.to_string())))
+            check_files(&out, Some(&raw), &figures, &o.qc.ranges)?;
+            Ok((vec![out, figures], None))
         }
         Stage::Myocardium => Ok((vec![myocardium::myocardium_patient(&c, pid)?], None)),
         Stage::Crop => Ok((crop::crop_patient(&c, pid)?, None)),
@@ -367,7 +367,9 @@ pub fn run_pipeline(o: &Options, device: &Device, events: &(dyn Fn(Event) + Sync
             o.push(r);
         }
     }
-    let report = PipelineReport { stages, patients: pids.into_iter().zip(outcomes).collect(), ignored };
+    let cohort = Cohort::new(&o.root);
+    let qc = pids.iter().filter_map(|pid| MaskQc::read(&cohort.mask(pid, cohort::mask::QC)).ok().map(|q| (pid.clone(), q))).collect();
+    let report = PipelineReport { stages, patients: pids.into_iter().zip(outcomes).collect(), ignored, qc };
     report.write(&o.root)?;
     Ok(report)
 }

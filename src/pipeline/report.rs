@@ -2,6 +2,8 @@
 //! as JSON (`ROOT/pipeline_report.json`).
 
 use super::Stage;
+use crate::preprocess::mask_qc::MaskQc;
+use std::collections::BTreeMap;
 use crate::error::Result;
 use serde_json::json;
 use std::fmt::{self, Write as _};
@@ -70,6 +72,8 @@ pub struct PipelineReport {
     pub patients: Vec<(String, Vec<Outcome>)>,
     /// Entries of the input folder that are not patient folders, with the reason.
     pub ignored: Vec<(PathBuf, String)>,
+    /// The mask quality-control figures of each patient whose connected mask has them.
+    pub qc: BTreeMap<String, MaskQc>,
 }
 
 impl PipelineReport {
@@ -118,6 +122,9 @@ impl PipelineReport {
                 }
             }
         }
+        for (pid, qc) in &self.qc {
+            let _ = writeln!(details, "- {pid} mask: {qc}");
+        }
         for (path, why) in &self.ignored {
             let _ = writeln!(details, "- ignored {}: {why}", path.display());
         }
@@ -135,6 +142,7 @@ impl PipelineReport {
             "patients": self.patients.iter().map(|(pid, o)| json!({
                 "pid": pid,
                 "stages": self.stages.iter().zip(o).map(|(s, x)| (s.name().to_string(), x.json())).collect::<serde_json::Map<_, _>>(),
+                "mask_qc": self.qc.get(pid),
             })).collect::<Vec<_>>(),
             "ignored": self.ignored.iter().map(|(p, why)| json!({"path": p, "reason": why})).collect::<Vec<_>>(),
             "failed_patients": self.failed(),

@@ -89,6 +89,12 @@ fn phantom_masks_pass_and_noise_masks_are_stopped_before_myocardium() {
     }
     let table = std::fs::read_to_string(root.join("pipeline_report.md")).unwrap();
     assert!(table.contains("| noise0 |") && table.contains("QC FAILED"), "{table}");
+    assert!(table.contains(&format!("- {} mask: QC passed (LV ", pids[0])), "{table}");
+    // The figures are in the JSON report too.
+    let report: Value = serde_json::from_slice(&std::fs::read(root.join("pipeline_report.json")).unwrap()).unwrap();
+    let entry = |pid: &str| report["patients"].as_array().unwrap().iter().find(|p| p["pid"] == pid).unwrap()["mask_qc"].clone();
+    assert_eq!(entry(&pids[0])["failures"], serde_json::json!([]));
+    assert!(entry("noise1")["failures"].as_array().unwrap().len() >= 3);
     // With the override, the noise patients go on (and fail at myocardium: they have no
     // registered perfusion), the phantom patients are up to date.
     let out = pipeline(&root, "segment").arg("--accept-qc-failures").output().unwrap();
