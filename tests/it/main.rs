@@ -1,6 +1,8 @@
 //! The integration tests, one binary (Burn and wgpu are linked once): each module checks one
 //! command or stage end to end against its reference (SimpleITK, nibabel, pydicom, PyTorch
-//! fixtures, the phantom's truth). `common` holds the shared helpers.
+//! fixtures, the phantom's truth). `common` holds the shared helpers. The binary's global
+//! allocator is `fuzz_replay::agreement`'s: the system one, which also watches the allocations
+//! of a thread that asks it to.
 
 mod common;
 mod checkpoint_interop;

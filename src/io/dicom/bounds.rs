@@ -59,9 +59,33 @@ fn is_sequence(tag: Tag) -> bool {
     StandardDataDictionary.by_tag(tag).is_some_and(|e| e.vr() == VirtualVr::Exact(VR::SQ))
 }
 
+/// The VR dicom-rs reads an element's value as: the header's (unknown: UN) in explicit VR, the
+/// dictionary's (OW for PixelData and overlay data, unknown: UN) in implicit VR.
+fn value_vr(tag: Tag, explicit_vr: Option<[u8; 2]>) -> VR {
+    match explicit_vr {
+        Some(chars) => VR::from_binary(chars).unwrap_or(VR::UN),
+        None if tag == Tag(0x7FE0, 0x0010) || (tag.0 >> 8 == 0x60 && tag.1 == 0x3000) => VR::OW,
+        None => StandardDataDictionary.by_tag(tag).map(|e| e.vr().relaxed()).unwrap_or(VR::UN),
+    }
+}
+
+/// The bytes dicom-rs consumes for a value of `len` bytes read as `vr`: binary numbers are read
+/// whole (a length that is not a multiple of their size leaves the rest to be read as the next
+/// element header), every other value is read to its length.
+fn consumed(vr: VR, len: usize) -> usize {
+    let size = match vr {
+        VR::US | VR::OW | VR::SS => 2,
+        VR::AT | VR::FL | VR::OF | VR::SL | VR::UL | VR::OL => 4,
+        VR::FD | VR::OD | VR::SV | VR::OV | VR::UV => 8,
+        _ => 1,
+    };
+    len - len % size
+}
+
 /// Check every element length of the DICOM file `bytes` (read from `path`) against the bytes
 /// left after its header; the first that does not fit is an error naming the element. With
-/// `until_pixel_data` the walk stops at PixelData, where a header-only read stops.
+/// `until_pixel_data` the walk stops where a header-only read stops: at the first top-level
+/// element whose tag is PixelData's or higher.
 pub fn check_lengths(path: &Path, bytes: &[u8], until_pixel_data: bool) -> Result<()> {
     let Some(offset) = dicm_offset(bytes) else { return Ok(()) };
     let data = &bytes[offset + 4..];
@@ -148,7 +172,8 @@ impl Frame {
 }
 
 /// Walk the data set `d` as dicom-rs's reader does — sequences and items entered,
-/// pixel-data fragments and every other value skipped — checking each defined length first.
+/// pixel-data fragments and every other value skipped by the bytes dicom-rs consumes
+/// ([`consumed`]) — checking each defined length first.
 /// In a sequence only item headers count (an item, the item and sequence delimiters); in an
 /// item or at the top level every element counts, and an (FFFE,xxxx) tag there other than the
 /// item delimiter is an ordinary element (its length skipped, or a sequence when undefined),
@@ -195,6 +220,10 @@ fn walk(path: &Path, d: &[u8], enc: Encoding, until_pixel_data: bool) -> Result<
             }
             continue;
         }
+        if until_pixel_data && stack.is_empty() && tag >= Tag(0x7FE0, 0x0010) {
+            // A header-only read stops at the first top-level tag from PixelData on.
+            return Ok(());
+        }
         if tag.0 == 0xFFFE {
             // In an item or at the top level: the item delimiter closes the item; any other
             // (FFFE,xxxx) is an element with a 4-byte length and no VR.
@@ -210,9 +239,6 @@ fn walk(path: &Path, d: &[u8], enc: Encoding, until_pixel_data: bool) -> Result<
                 None => stack.push(Frame::Sequence { end: None, pixel: false }),
             }
             continue;
-        }
-        if until_pixel_data && tag == Tag(0x7FE0, 0x0010) && stack.is_empty() {
-            return Ok(());
         }
         let (header, len) = element_header(d, pos, enc);
         let vr = &d[pos + 4..pos + 6];
@@ -230,7 +256,8 @@ fn walk(path: &Path, d: &[u8], enc: Encoding, until_pixel_data: bool) -> Result<
             walk(path, &d[pos..pos + len as usize], Encoding { explicit: false, little: true }, until_pixel_data)?;
             pos += len as usize;
         } else {
-            pos += len as usize;
+            let explicit_vr = enc.explicit.then(|| [vr[0], vr[1]]);
+            pos += consumed(value_vr(tag, explicit_vr), len as usize);
         }
     }
 }
@@ -292,7 +319,31 @@ mod tests {
         let path = Path::new("x.dcm");
         let item = [&[0xFE, 0xFF, 0x00, 0xE0][..], &0xFFFF_FFFFu32.to_le_bytes(), &element((0x0008, 0x0100), b"OB", b"XY", Some(0xE000_FFFE))].concat();
         let odd = file(&element((0x7FE0, 0xF910), b"OB", &item, Some(0xFFFF_FFFF)));
-        let err = check_lengths(path, &odd, true).unwrap_err().to_string();
+        // A header-only read stops at its tag (after PixelData's); a whole read enters it.
+        check_lengths(path, &odd, true).unwrap();
+        let err = check_lengths(path, &odd, false).unwrap_err().to_string();
         assert!(err.contains("(0008,0100) claims 3758161918 bytes"), "{err}");
+    }
+
+    #[test]
+    fn a_binary_value_of_odd_length_leaves_its_rest_to_the_next_header_as_dicom_rs_reads_it() {
+        // dicom-rs reads a 6-byte UL as one 4-byte value and the next header 2 bytes early:
+        // there it finds (0011,0010) OB claiming 4 GB.
+        let path = Path::new("x.dcm");
+        let value = [1, 0, 0, 0, 0x11, 0x00];
+        let next = [&[0x10, 0x00, b'O', b'B', 0, 0][..], &0xFFFF_FFF0u32.to_le_bytes()].concat();
+        let odd = file(&[element((0x0009, 0x1001), b"UL", &value, None), next].concat());
+        let err = check_lengths(path, &odd, true).unwrap_err().to_string();
+        assert!(err.contains("(0011,0010) claims 4294967280 bytes"), "{err}");
+    }
+
+    #[test]
+    fn a_header_only_walk_stops_at_the_first_top_level_tag_from_pixel_data_on() {
+        // dicom-rs's read until PixelData stops at any top-level tag at or after it.
+        let path = Path::new("x.dcm");
+        let late = file(&[element((0x0010, 0x0020), b"LO", b"PID1", None), element((0x7FE1, 0x0010), b"OB", &[0; 4], Some(0xFFFF_FFF0))].concat());
+        check_lengths(path, &late, true).unwrap();
+        let err = check_lengths(path, &late, false).unwrap_err().to_string();
+        assert!(err.contains("(7FE1,0010) claims 4294967280 bytes"), "{err}");
     }
 }
