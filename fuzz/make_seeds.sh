@@ -49,6 +49,7 @@ PY
 "$bin" export --checkpoint "$work/ck/tiny" --format safetensors --out "$seeds/checkpoint/tiny.safetensors" >/dev/null
 "$bin" export --checkpoint "$work/ck/tiny" --format burn --out "$seeds/checkpoint/tiny.bpk" >/dev/null
 cp tests/fixtures/torch_generator/other_net.pth "$seeds/checkpoint/other_net.pth"
+cp tests/fixtures/torch_seg_unet/seg_unet.pth "$seeds/checkpoint/seg_reference.pth"
 
 # Configs: the first byte picks the reader (0 generator, 1 segmentation, 2 registration).
 for f in configs/*.json; do

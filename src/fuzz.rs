@@ -22,8 +22,8 @@ pub enum Target {
     DicomFile,
     /// A DICOM series folder: the input split at [`SERIES_SEPARATOR`] into up to 8 files.
     DicomSeries,
-    /// A trained generator in one file (`.pth`, safetensors or burnpack, told apart by
-    /// content), loaded into a generator on the CPU.
+    /// A trained network in one file (`.pth`, safetensors or burnpack, told apart by
+    /// content), loaded on the CPU as a generator, else as the reference's chamber network.
     Checkpoint,
     /// A JSON settings file; the first byte picks which: generator training, segmentation
     /// training or registration.
@@ -112,7 +112,15 @@ fn read(target: Target, data: &[u8], dir: &Path) -> Result<()> {
         Target::Checkpoint => {
             let path = dir.join("net_G");
             put(&path, data)?;
-            crate::interop::load_generator_file(&path, &burn::tensor::Device::flex()).map(drop)
+            let device = burn::tensor::Device::flex();
+            // The generator's loader, then the same bytes as the reference's chamber network
+            // (both read one-file checkpoints); the generator's refusal is the one returned.
+            let generator = crate::interop::load_generator_file(&path, &device).map(drop);
+            match generator {
+                Ok(()) => Ok(()),
+                Err(_) if crate::interop::load_segmentation_file(&path, &device).is_ok() => Ok(()),
+                Err(e) => Err(e),
+            }
         }
         Target::Config => {
             let (&pick, json) = data.split_first().unwrap_or((&0, &[]));

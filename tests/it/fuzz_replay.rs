@@ -22,7 +22,7 @@ fn inputs(kind: &str, target: Target) -> Vec<PathBuf> {
 fn must_accept(target: Target, name: &str) -> bool {
     match target {
         Target::Nifti | Target::Config | Target::Annotation | Target::DicomSeries => true,
-        Target::Checkpoint => name.starts_with("tiny"),
+        Target::Checkpoint => name.starts_with("tiny") || name.starts_with("seg_"),
         Target::DicomFile => name.starts_with("phantom_"),
     }
 }
