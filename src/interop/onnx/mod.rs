@@ -31,9 +31,10 @@ fn json(value: &impl serde::Serialize) -> String {
 }
 
 /// Write `generator` to `out` as an ONNX model whose normalization is in `mode`: eval →
-/// `BatchNormalization` with the running statistics (any batch size); train →
-/// `InstanceNormalization` with the batch norms' γ and β, which equals batch statistics at
-/// batch size 1 (the graph's batch axis is fixed to 1). Input `cta` in HU, output `mbf` in the
+/// `BatchNormalization` with the running statistics (any batch size); train → each channel's
+/// mean and biased variance over the volume, computed in the graph (float64 sums, see
+/// [`layers`]), with the batch norms' γ and β: batch statistics at batch size 1 (the graph's
+/// batch axis is fixed to 1). Input `cta` in HU, output `mbf` in the
 /// target's image units, spatial sizes multiples of [`GeneratorConfig::size_multiple`](crate::models::GeneratorConfig::size_multiple).
 pub fn write_generator(generator: &Generator, settings: &GeneratorSettings, mode: NormMode, out: &Path) -> Result<()> {
     let g = generator::graph(generator, settings, mode)?;
