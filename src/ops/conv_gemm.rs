@@ -10,9 +10,11 @@
 //! - [`weight_grad`]: `dw += dy[:, tile] · colsᵀ`.
 //!
 //! A transposed convolution is the input gradient of the convolution it reverses, so the same
-//! three products give it too (`crate::ops::conv_cpu`). No tile holds more than
-//! [`TILE_FLOATS`] columns, so memory stays bounded whatever the volume; tiles run in
-//! parallel on rayon's pool.
+//! three products give it too (`crate::ops::conv_cpu`). A tile is whole output x planes: as
+//! many as fit in [`TILE_FLOATS`] columns, but at least one, so a tile's columns are at most
+//! `max(TILE_FLOATS, one plane)` — one plane is `c_in·k³ × oy·oz` floats, 53 MB for the first
+//! stride-2 layer of the ngf-32 generator at 384×384×160 — and each thread keeps one such
+//! buffer; tiles run in parallel on rayon's pool.
 
 use super::buffer::{SharedMut, filled_by};
 use super::direct_conv::conv3d_direct;
