@@ -34,4 +34,13 @@ impl QcArgs {
     pub fn policy(&self) -> cta2mbf::Result<cta2mbf::preprocess::mask_qc::QcPolicy> {
         cta2mbf::preprocess::mask_qc::QcPolicy::new(self.qc_ranges.as_deref(), self.accept_qc_failures)
     }
+
+    /// Check the mask file `mask` (with `raw`, the mask before the connected step), write the
+    /// figures to `out` and print the verdict; a failing mask is an error unless accepted.
+    pub fn check_file(&self, mask: &std::path::Path, raw: Option<&std::path::Path>, out: &std::path::Path) -> cta2mbf::Result<()> {
+        let policy = self.policy()?;
+        let qc = cta2mbf::preprocess::mask_qc::check_files(mask, raw, out, &policy.ranges)?;
+        super::print_report(format!("qc: {} -> {}: {qc}", mask.display(), out.display()));
+        policy.enforce(&qc, mask)
+    }
 }

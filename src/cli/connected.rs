@@ -56,7 +56,7 @@ pub fn run(args: ConnectedArgs) -> cta2mbf::Result<()> {
         start.elapsed().as_secs_f64()
     ));
     match &args.qc_out {
-        Some(path) => super::segment::report_qc(out, Some(input), path, &args.qc),
+        Some(path) => args.qc.check_file(out, Some(input), path),
         None => Ok(()),
     }
 }

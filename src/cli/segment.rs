@@ -8,7 +8,6 @@ use cta2mbf::preprocess::label_map::LabelMap;
 use cta2mbf::preprocess::mask_import::{MaskFormat, MaskSource, import_cohort, import_file};
 use cta2mbf::preprocess::segment::{segment_cohort, segment_file};
 use super::args::QcArgs;
-use cta2mbf::preprocess::mask_qc::check_files;
 use std::path::{Path, PathBuf};
 
 /// Arguments of `cta2mbf segment`.
@@ -60,18 +59,6 @@ pub struct SegmentArgs {
     pub qc: QcArgs,
 }
 
-/// Check the mask `mask` (with `raw`, the mask before the connected step) and write the
-/// figures to `out`; print the verdict. A failing mask is an error unless accepted.
-pub fn report_qc(mask: &Path, raw: Option<&Path>, out: &Path, args: &QcArgs) -> cta2mbf::Result<()> {
-    let policy = args.policy()?;
-    let qc = check_files(mask, raw, out, &policy.ranges)?;
-    print_report(format!("qc: {} -> {}: {qc}", mask.display(), out.display()));
-    if qc.passed() || policy.accept_failures {
-        return Ok(());
-    }
-    Err(cta2mbf::Error::format(mask, format!("{} (pass --accept-qc-failures to use the mask anyway)", qc.verdict())))
-}
-
 /// Where the masks come from: the network, or another tool's segmentations (path and format).
 enum Masks<'a> {
     Network(Segmenter),
@@ -105,7 +92,7 @@ pub fn run(args: SegmentArgs) -> cta2mbf::Result<()> {
         let names: Vec<String> = written.iter().map(|p| p.display().to_string()).collect();
         print_report(format!("segment: {} -> {}", input.display(), names.join(", ")));
         return match (&args.qc_out, &args.connected) {
-            (Some(qc_out), Some(connected)) => report_qc(connected, Some(output), qc_out, &args.qc),
+            (Some(qc_out), Some(connected)) => args.qc.check_file(connected, Some(output), qc_out),
             _ => Ok(()),
         };
     }

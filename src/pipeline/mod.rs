@@ -296,7 +296,7 @@ fn run_stage(stage: Stage, pid: &str, o: &Options, annotation: Option<&Annotatio
 fn qc_gate(outcome: Outcome, pid: &str, o: &Options) -> Outcome {
     let figures = Cohort::new(&o.root).mask(pid, cohort::mask::QC);
     match MaskQc::read(&figures) {
-        Ok(qc) if !qc.passed() && !o.qc.accept_failures => Outcome::QcFailed(qc.failures.join("; ")),
+        Ok(qc) if !o.qc.admits(&qc) => Outcome::QcFailed(qc.failures.join("; ")),
         Ok(_) => outcome,
         Err(e) => Outcome::Failed(e.to_string()),
     }

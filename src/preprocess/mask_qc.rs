@@ -400,10 +400,21 @@ impl QcPolicy {
         use crate::cohort::mask;
         let out = folder.join(mask::QC);
         let qc = check_files(&folder.join(mask::CONNECTED), Some(&folder.join(mask::MASK)), &out, &self.ranges)?;
-        if !qc.passed() && !self.accept_failures {
-            return Err(Error::format(&out, format!("{} (pass --accept-qc-failures to use the mask anyway)", qc.verdict())));
-        }
+        self.enforce(&qc, &out)?;
         Ok((out, qc))
+    }
+
+    /// Whether a mask with these figures may be used: it passed, or failures are accepted.
+    pub fn admits(&self, qc: &MaskQc) -> bool {
+        qc.passed() || self.accept_failures
+    }
+
+    /// An error naming `path` and the reasons when the policy does not admit `qc`.
+    pub fn enforce(&self, qc: &MaskQc, path: &Path) -> Result<()> {
+        if self.admits(qc) {
+            return Ok(());
+        }
+        Err(Error::format(path, format!("{} (pass --accept-qc-failures to use the mask anyway)", qc.verdict())))
     }
 }
 
