@@ -56,7 +56,7 @@ pub fn run(args: TrainArgs) -> cta2mbf::Result<()> {
         report.run_dir.display()
     );
     if let Some(m) = report.last {
-        for (mode, v) in [("train", m.val_train_mode), ("eval", m.val_eval_mode)] {
+        for (mode, v) in [("train", m.metrics.val_train_mode), ("eval", m.metrics.val_eval_mode)] {
             if let Some(v) = v {
                 let mask = v.mae_mask.map(|x| format!(", inside the mask {x:.3}")).unwrap_or_default();
                 println!("train: held-out MAE in {mode} norm mode {:.3}{mask}", v.mae);

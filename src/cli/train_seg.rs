@@ -45,9 +45,9 @@ pub fn run(args: TrainSegArgs) -> cta2mbf::Result<()> {
         report.run_dir.display()
     );
     if let Some(m) = &report.last
-        && let Some(mean) = m.val_mean_dice
+        && let Some(mean) = m.metrics.val_mean_dice
     {
-        let per: Vec<String> = m.val_dice.iter().enumerate().map(|(l, d)| format!("{}: {}", l + 1, d.map_or("-".into(), |d| format!("{d:.4}")))).collect();
+        let per: Vec<String> = m.metrics.val_dice.iter().enumerate().map(|(l, d)| format!("{}: {}", l + 1, d.map_or("-".into(), |d| format!("{d:.4}")))).collect();
         println!("train-seg: last epoch validation Dice {mean:.4} ({})", per.join(", "));
     }
     if let Some((dice, epoch)) = report.best {

@@ -2,91 +2,62 @@
 //! step an optional discriminator update, then a generator update on λ_L1·L1 + λ_mask·masked
 //! L1 + λ_GAN·GAN; per epoch a validation of the held-out cases in both norm modes.
 
-use super::engine::{self, Losses, Monitored, RunFolder, RunOptions, Save, Task, loss};
+use super::engine::{self, Monitored, RunReport, Save, Task};
 use super::loss::{gan_loss, l1, masked_l1};
+use super::metrics::{LossTerm, Losses};
 use super::parallel;
-use super::run::scalar;
+use super::run::{Setup, TaskConfig, TrainRequest, scalar};
 use super::tensorboard::EventWriter;
 use super::validate::{CaseMetrics, evaluate_case};
 use crate::analysis::{ColorMap, Window, axial_slice};
 use crate::config::TrainConfig;
-use crate::data::{Pair, PairedDataset, Sample, augment, tensor_to_array, volume_to_tensor};
-use crate::device::DeviceChoice;
+use crate::data::{Pair, PairPattern, Sample, augment, tensor_to_array, volume_to_tensor};
 use crate::error::{Error, Result};
 use crate::models::init::Initializer;
 use crate::models::{Discriminator, Generator, NormMode};
 use crate::store::generator::{self as checkpoint, CheckpointParts, TrainState};
-use crate::store::folder::load_optimizer;
 use burn::module::Module;
-use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
+use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Tensor};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 /// Salt separating the discriminator's initialization stream from the generator's.
 const DISCRIMINATOR_SEED_SALT: u64 = 0x0D15C;
 
-/// How to run a training.
-#[derive(Debug, Clone)]
-pub struct TrainOptions {
-    /// The effective configuration (file plus command-line overrides).
-    pub config: TrainConfig,
-    /// Backend.
-    pub device: DeviceChoice,
-    /// Data-parallel training on these devices (two or more; the first holds the networks and
-    /// validates); empty to train on `device` alone.
-    pub devices: Vec<Device>,
-    /// The run folder and reporting.
-    pub run: RunOptions,
+/// How to run a generator training.
+pub type TrainOptions = TrainRequest<TrainConfig>;
+
+/// What a finished generator training produced.
+pub type TrainReport = RunReport<GenLoss, EpochMetrics>;
+
+/// The generator's loss terms (network units).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum GenLoss {
+    /// Generator L1 over the crop.
+    L1,
+    /// Masked L1 (when `lambda_mask` > 0).
+    Mask,
+    /// Generator GAN term (with a discriminator).
+    Gan,
+    /// Discriminator loss (with a discriminator).
+    D,
 }
 
-/// What a finished training produced.
-#[derive(Debug, Clone)]
-pub struct TrainReport {
-    /// `<checkpoints-dir>/<name>`.
-    pub run_dir: PathBuf,
-    /// Epoch the run started after (0 for a fresh run).
-    pub start_epoch: usize,
-    /// Last finished epoch.
-    pub epoch: usize,
-    /// Metrics of the last epoch.
-    pub last: Option<EpochMetrics>,
-    /// Cases skipped for missing files.
-    pub skipped: Vec<(String, String)>,
+impl LossTerm for GenLoss {
+    const TERMS: &'static [(Self, &'static str, &'static str)] =
+        &[(GenLoss::L1, "G_L1", "loss_g_l1"), (GenLoss::Mask, "G_mask", "loss_g_mask"), (GenLoss::Gan, "G_GAN", "loss_g_gan"), (GenLoss::D, "D", "loss_d")];
 }
 
-/// One line of `metrics.jsonl`.
+/// The generator's validation after an epoch (in `metrics.jsonl` after the mean losses).
 #[derive(Debug, Clone, Serialize)]
 pub struct EpochMetrics {
-    /// Epoch (1-based).
-    pub epoch: usize,
-    /// Learning rate used.
-    pub lr: f64,
-    /// Mean generator L1 over the epoch's steps (network units).
-    pub loss_g_l1: f64,
-    /// Mean masked L1.
-    pub loss_g_mask: f64,
-    /// Mean generator GAN term.
-    pub loss_g_gan: f64,
-    /// Mean discriminator loss.
-    pub loss_d: f64,
     /// Validation in train norm mode (mean over held-out cases), image units.
     pub val_train_mode: Option<CaseMetrics>,
     /// Validation in eval norm mode.
     pub val_eval_mode: Option<CaseMetrics>,
-    /// Wall-clock seconds of the epoch.
-    pub seconds: f64,
-}
-
-/// Losses of one step (network units).
-#[derive(Debug, Default, Clone, Copy)]
-struct StepLosses {
-    l1: f64,
-    mask: f64,
-    gan: f64,
-    d: f64,
 }
 
 /// The networks and optimizers being trained.
@@ -96,9 +67,7 @@ struct Trainer {
     optim_g: ModuleOptimizer,
     optim_d: Option<ModuleOptimizer>,
     cfg: TrainConfig,
-    /// Where the networks live (autodiff).
-    device: Device,
-    /// Data-parallel devices (autodiff), two or more; empty for training on `device` alone.
+    /// The training devices (autodiff), one per share of a step; the first holds the networks.
     replicas: Vec<Device>,
 }
 
@@ -112,7 +81,7 @@ struct Shard {
     real_b: Tensor<5>,
     mask: Option<Tensor<5>>,
     fake: Tensor<5>,
-    losses: StepLosses,
+    losses: Losses<GenLoss>,
 }
 
 impl Trainer {
@@ -125,10 +94,10 @@ impl Trainer {
     /// loss scaled by its share of the batch), first the discriminator's, then the
     /// generator's — the same update as one device on the whole batch wherever the maths
     /// allows (train-mode batch norm sees each device's own samples, as under DDP).
-    fn step(mut self, batch: &[Sample], lr: f64) -> (Self, StepLosses, Tensor<5>) {
+    fn step(mut self, batch: &[Sample], lr: f64) -> (Self, Losses<GenLoss>, Tensor<5>) {
         let cfg = self.cfg.clone();
         let map = cfg.intensity;
-        let devices = if self.replicas.is_empty() { vec![self.device.clone()] } else { self.replicas.clone() };
+        let devices = self.replicas.clone();
         let parallel = devices.len() > 1;
         let shards: Vec<Shard> = parallel::shares(batch, &devices)
             .into_iter()
@@ -149,7 +118,7 @@ impl Trainer {
                     real_a,
                     real_b: volume_to_tensor(&dsts.iter().collect::<Vec<_>>(), device),
                     mask,
-                    losses: StepLosses::default(),
+                    losses: Losses::default(),
                 }
             })
             .collect();
@@ -163,7 +132,7 @@ impl Trainer {
                 let fake_ab = Tensor::cat(vec![sh.real_a.clone(), sh.fake.clone().detach()], 1);
                 let real_ab = Tensor::cat(vec![sh.real_a.clone(), sh.real_b.clone()], 1);
                 let loss_d = (gan_loss(cfg.gan_mode, d.forward(fake_ab), false) + gan_loss(cfg.gan_mode, d.forward(real_ab), true)).mul_scalar(0.5);
-                sh.losses.d = scalar(&loss_d);
+                sh.losses.set(GenLoss::D, scalar(&loss_d));
                 GradientsParams::from_grads(loss_d.mul_scalar(sh.weight).backward(), &d)
             });
             (sh, grads)
@@ -176,30 +145,27 @@ impl Trainer {
         // The generator's losses against the updated discriminator, and its gradients.
         let results: Vec<(Shard, GradientsParams)> = parallel::on_devices(shards, |mut sh| {
             let loss_l1 = l1(sh.fake.clone(), sh.real_b.clone());
-            sh.losses.l1 = scalar(&loss_l1);
+            sh.losses.set(GenLoss::L1, scalar(&loss_l1));
             let mut loss_g = loss_l1.mul_scalar(cfg.lambda_l1);
             if let Some(m) = &sh.mask {
                 let loss_mask = masked_l1(sh.fake.clone(), sh.real_b.clone(), m.clone());
-                sh.losses.mask = scalar(&loss_mask);
+                sh.losses.set(GenLoss::Mask, scalar(&loss_mask));
                 loss_g = loss_g + loss_mask.mul_scalar(cfg.lambda_mask);
             }
             if let Some(d) = &d {
                 let d = parallel::replica(d, &sh.device, parallel);
                 let loss_gan = gan_loss(cfg.gan_mode, d.forward(Tensor::cat(vec![sh.real_a.clone(), sh.fake.clone()], 1)), true);
-                sh.losses.gan = scalar(&loss_gan);
+                sh.losses.set(GenLoss::Gan, scalar(&loss_gan));
                 loss_g = loss_g + loss_gan.mul_scalar(cfg.lambda_gan);
             }
             let grads = GradientsParams::from_grads(loss_g.mul_scalar(sh.weight).backward(), &sh.g);
             (sh, grads)
         });
-        let mut losses = StepLosses::default();
+        let mut losses = Losses::default();
         let mut fake = None;
         let mut grads_g = Vec::with_capacity(n_shards);
         for ((sh, grads), device) in results.into_iter().zip(&devices) {
-            losses.l1 += sh.weight * sh.losses.l1;
-            losses.mask += sh.weight * sh.losses.mask;
-            losses.gan += sh.weight * sh.losses.gan;
-            losses.d += sh.weight * sh.losses.d;
+            losses.add_weighted(sh.weight, &sh.losses);
             fake.get_or_insert(sh.fake.detach());
             grads_g.push((grads, device.clone()));
         }
@@ -209,8 +175,19 @@ impl Trainer {
     }
 }
 
-fn adam(cfg: &TrainConfig) -> AdamConfig {
-    cfg.run.adam(cfg.beta1)
+impl TaskConfig for TrainConfig {
+    fn check(&self, on_host: bool) -> Result<()> {
+        self.validate()?;
+        self.check_memory(on_host)
+    }
+
+    fn case_files(&self) -> PairPattern {
+        self.data.clone()
+    }
+
+    fn beta1(&self) -> f64 {
+        self.beta1
+    }
 }
 
 /// The generator's part of a training run.
@@ -225,6 +202,7 @@ impl Task for GeneratorTask {
     type Config = TrainConfig;
     type Model = Trainer;
     type Sample = Sample;
+    type Loss = GenLoss;
     type Metrics = EpochMetrics;
 
     fn preparer(&self) -> Arc<dyn Fn(&Pair, &mut ChaCha8Rng) -> Result<Sample> + Send + Sync> {
@@ -232,21 +210,8 @@ impl Task for GeneratorTask {
         Arc::new(move |pair, rng| Ok(augment(pair.load()?, crop, &aug, rng)))
     }
 
-    fn step(&mut self, trainer: Trainer, batch: &[Sample], lr: f64) -> (Trainer, Losses, Tensor<5>) {
-        let (trainer, l, fake) = trainer.step(batch, lr);
-        let mut losses = vec![("G_L1", l.l1)];
-        if self.cfg.lambda_mask > 0.0 {
-            losses.push(("G_mask", l.mask));
-        }
-        if trainer.d.is_some() {
-            losses.extend([("G_GAN", l.gan), ("D", l.d)]);
-        }
-        (trainer, losses, fake)
-    }
-
-    fn step_message(&self, trainer: &Trainer, l: &[(&'static str, f64)]) -> String {
-        let gan = if trainer.d.is_some() { format!(" G_GAN {:.3} D {:.3}", loss(l, "G_GAN"), loss(l, "D")) } else { String::new() };
-        format!("L1 {:.4} mask {:.4}{gan}", loss(l, "G_L1"), loss(l, "G_mask"))
+    fn step(&mut self, trainer: Trainer, batch: &[Sample], lr: f64) -> (Trainer, Losses<GenLoss>, Tensor<5>) {
+        trainer.step(batch, lr)
     }
 
     fn log_images(&self, tb: &mut EventWriter, sample: &Sample, fake: Tensor<5>, step: usize) -> Result<()> {
@@ -261,9 +226,9 @@ impl Task for GeneratorTask {
         }
     }
 
-    fn end_epoch(&mut self, trainer: &Trainer, epoch: usize, lr: f64, means: &[(&'static str, f64)], tb: &mut EventWriter, step: usize) -> Result<EpochMetrics> {
-        let (val_train, val_eval) = validate(&trainer.g, &self.val_pairs, &self.cfg, &self.device)?;
-        for (tag, m) in [("val_train_mode", val_train), ("val_eval_mode", val_eval)] {
+    fn validate(&mut self, trainer: &Trainer, tb: &mut EventWriter, step: usize) -> Result<EpochMetrics> {
+        let (val_train_mode, val_eval_mode) = validate(&trainer.g, &self.val_pairs, &self.cfg, &self.device)?;
+        for (tag, m) in [("val_train_mode", val_train_mode), ("val_eval_mode", val_eval_mode)] {
             if let Some(m) = m {
                 tb.scalar(&format!("{tag}/mae"), m.mae as f32, step)?;
                 if let Some(x) = m.mae_mask {
@@ -271,34 +236,16 @@ impl Task for GeneratorTask {
                 }
             }
         }
-        Ok(EpochMetrics {
-            epoch,
-            lr,
-            loss_g_l1: loss(means, "G_L1"),
-            loss_g_mask: loss(means, "G_mask"),
-            loss_g_gan: loss(means, "G_GAN"),
-            loss_d: loss(means, "D"),
-            val_train_mode: val_train,
-            val_eval_mode: val_eval,
-            seconds: 0.0,
-        })
-    }
-
-    fn set_seconds(metrics: &mut EpochMetrics, seconds: f64) {
-        metrics.seconds = seconds;
+        Ok(EpochMetrics { val_train_mode, val_eval_mode })
     }
 
     /// The held-out MAE in the training norm mode, else the training L1.
-    fn monitored(&self, m: &EpochMetrics) -> Monitored {
+    fn monitored(&self, m: &EpochMetrics, means: &Losses<GenLoss>) -> Option<Monitored> {
         let val = match self.cfg.norm_mode {
             NormMode::Train => m.val_train_mode,
             NormMode::Eval => m.val_eval_mode,
         };
-        Monitored { value: val.map(|v| v.mae).unwrap_or(m.loss_g_l1), higher_is_better: false }
-    }
-
-    fn keeps_best(&self) -> bool {
-        false
+        Some(Monitored { value: val.map(|v| v.mae).unwrap_or(means.or_zero(GenLoss::L1)), higher_is_better: false })
     }
 
     fn save(&self, t: &Trainer, run_dir: &Path, label: &str, _kind: Save, state: &TrainState) -> Result<()> {
@@ -306,49 +253,55 @@ impl Task for GeneratorTask {
         checkpoint::save(run_dir, label, &parts).map(drop)
     }
 
-    fn epoch_line(&self, m: &EpochMetrics, total: usize, _best: bool) -> String {
-        epoch_line(m, total)
+    fn summary(&self, means: &Losses<GenLoss>, m: &EpochMetrics, _best: bool) -> String {
+        let mut s = format!("L1 {:.4}", means.or_zero(GenLoss::L1));
+        if means.or_zero(GenLoss::Mask) > 0.0 {
+            s += &format!(" mask {:.4}", means.or_zero(GenLoss::Mask));
+        }
+        if means.or_zero(GenLoss::D) > 0.0 {
+            s += &format!(" G_GAN {:.3} D {:.3}", means.or_zero(GenLoss::Gan), means.or_zero(GenLoss::D));
+        }
+        for (name, v) in [("train", m.val_train_mode), ("eval", m.val_eval_mode)] {
+            if let Some(v) = v {
+                s += &format!(" | val {name}-mode MAE {:.2}", v.mae);
+                if let Some(x) = v.mae_mask {
+                    s += &format!(" (mask {x:.2})");
+                }
+            }
+        }
+        s
     }
 }
 
 /// Train a generator as `opts` says; returns where the checkpoints are.
 pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
-    let mut cfg = opts.config.clone();
-    cfg.validate()?;
-    cfg.check_memory(opts.device.is_cpu() && opts.devices.is_empty())?;
-    if opts.devices.len() == 1 {
-        return Err(Error::invalid("data-parallel training needs two or more devices (one device: use --device)"));
-    }
-    let root = cfg.run.data_root.clone().ok_or_else(|| Error::invalid("no data root: set data_root in the config or pass --data-root"))?;
-    if !root.is_dir() {
-        return Err(Error::format(&root, "data root is not a folder"));
-    }
-    let dataset = PairedDataset::scan(&root, &cfg.data)?;
-    let skipped = dataset.skipped.clone();
-    let (train_pairs, val_pairs) = dataset.split(&cfg.run.val_cases)?;
-    if train_pairs.is_empty() {
-        return Err(Error::format(&root, format!("no complete training case (need {} and {} in each case folder)", cfg.data.src, cfg.data.dst)));
-    }
-    if cfg.intensity.dst_standardize {
-        let (mean, sd) = target_statistics(&train_pairs, &cfg)?;
-        cfg.intensity.dst_offset = mean;
-        cfg.intensity.dst_scale = sd;
-    }
-    let folder = RunFolder::open(&opts.run, &cfg.run.name)?;
-    let device = match opts.devices.first() {
-        Some(d) => d.clone(),
-        None => opts.device.device()?,
+    let setup = Setup::open(opts, |cfg, train_pairs| {
+        if cfg.intensity.dst_standardize {
+            (cfg.intensity.dst_offset, cfg.intensity.dst_scale) = target_statistics(train_pairs, cfg)?;
+        }
+        Ok(())
+    })?;
+    let (cfg, device) = (&setup.config, &setup.replicas[0]);
+    let (g, d, state) = match setup.resume() {
+        Some(dir) => {
+            let (g, state) = checkpoint::load_generator(dir, device)?;
+            if state.config.generator != cfg.generator || state.config.discriminator != cfg.discriminator {
+                return Err(Error::format(dir, "the checkpoint's generator/discriminator architecture differs from the configuration; resume with the run's own config.json"));
+            }
+            let d = checkpoint::load_discriminator(dir, &state, device)?;
+            (g.train(), d.map(|d| d.train()), setup.state(Some(state)))
+        }
+        None => {
+            let g = cfg.generator.init(&mut Initializer::new(cfg.run.seed, device));
+            let d = cfg.discriminator.as_ref().map(|dc| dc.init(&mut Initializer::new(cfg.run.seed ^ DISCRIMINATOR_SEED_SALT, device), 2));
+            (g, d, setup.state(None))
+        }
     };
-    let ad = device.clone().autodiff();
-    let (mut trainer, state) = match &folder.resume {
-        Some(dir) => resume(dir, &cfg, &ad)?,
-        None => fresh(&cfg, &ad),
-    };
-    trainer.replicas = opts.devices.iter().map(|d| d.clone().autodiff()).collect();
-    let notes: Vec<String> = skipped.iter().map(|(pid, why)| format!("skipped case {pid}: {why}")).collect();
-    let task = GeneratorTask { cfg, val_pairs, device };
-    let report = engine::run(&folder, task, trainer, state, train_pairs, opts.devices.len().max(1), &opts.run, &notes)?;
-    Ok(TrainReport { run_dir: report.run_dir, start_epoch: report.start_epoch, epoch: report.epoch, last: report.last, skipped })
+    let optim_g = setup.optimizer(checkpoint::OPTIM_G)?;
+    let optim_d = d.as_ref().map(|_| setup.optimizer(checkpoint::OPTIM_D)).transpose()?;
+    let trainer = Trainer { g, d, optim_g, optim_d, cfg: cfg.clone(), replicas: setup.replicas.clone() };
+    let task = GeneratorTask { cfg: cfg.clone(), val_pairs: setup.val_pairs.clone(), device: setup.device.clone() };
+    engine::run(&setup, task, trainer, state, &[])
 }
 
 /// Mean and standard deviation of the training targets inside the loss mask (`mask ==
@@ -365,44 +318,6 @@ fn target_statistics(pairs: &[Pair], cfg: &TrainConfig) -> Result<(f32, f32)> {
         return Err(e);
     }
     stats.ok_or_else(|| Error::invalid("intensity.dst_standardize: the training targets inside the mask have no spread (fewer than two voxels, or all equal)"))
-}
-
-fn fresh(cfg: &TrainConfig, device: &Device) -> (Trainer, TrainState) {
-    let g = cfg.generator.init(&mut Initializer::new(cfg.run.seed, device));
-    let d = cfg.discriminator.as_ref().map(|dc| dc.init(&mut Initializer::new(cfg.run.seed ^ DISCRIMINATOR_SEED_SALT, device), 2));
-    let trainer = Trainer {
-        g,
-        optim_d: d.as_ref().map(|_| adam(cfg).init()),
-        d,
-        optim_g: adam(cfg).init(),
-        cfg: cfg.clone(),
-        device: device.clone(),
-        replicas: Vec::new(),
-    };
-    let state = TrainState { epoch: 0, global_step: 0, schedule: cfg.run.schedule(), best: None, config: cfg.clone() };
-    (trainer, state)
-}
-
-fn resume(dir: &Path, cfg: &TrainConfig, device: &Device) -> Result<(Trainer, TrainState)> {
-    let (g, mut state) = checkpoint::load_generator(dir, device)?;
-    let old = &state.config;
-    if old.generator != cfg.generator || old.discriminator != cfg.discriminator {
-        return Err(Error::format(dir, "the checkpoint's generator/discriminator architecture differs from the configuration; resume with the run's own config.json"));
-    }
-    let d = checkpoint::load_discriminator(dir, &state, device)?;
-    let optim_g = load_optimizer(&dir.join(checkpoint::OPTIM_G), &adam(cfg))?;
-    let optim_d = match d {
-        Some(_) => Some(load_optimizer(&dir.join(checkpoint::OPTIM_D), &adam(cfg))?),
-        None => None,
-    };
-    // The schedule continues (its state and base rate from the checkpoint); a changed number
-    // of epochs extends or shortens it.
-    state.schedule.n_epochs = cfg.run.n_epochs;
-    state.schedule.n_epochs_decay = cfg.run.n_epochs_decay;
-    state.config = cfg.clone();
-    let g = g.train();
-    let d = d.map(|d| d.train());
-    Ok((Trainer { g, d, optim_g, optim_d, cfg: cfg.clone(), device: device.clone(), replicas: Vec::new() }, state))
 }
 
 /// Mean validation metrics over the held-out cases in train and eval norm modes.
@@ -437,23 +352,4 @@ fn log_images(tb: &mut EventWriter, sample: &Sample, fake: Tensor<5>, cfg: &Trai
     tb.image("real_a", &axial_slice(&sample.src.data, z, w, ColorMap::Gray), step)?;
     tb.image("fake_b", &axial_slice(&fake, z, w, ColorMap::Jet), step)?;
     tb.image("real_b", &axial_slice(&sample.dst.data, z, w, ColorMap::Jet), step)
-}
-
-fn epoch_line(m: &EpochMetrics, total: usize) -> String {
-    let mut s = format!("epoch {}/{} lr {:.2e} L1 {:.4}", m.epoch, total, m.lr, m.loss_g_l1);
-    if m.loss_g_mask > 0.0 {
-        s += &format!(" mask {:.4}", m.loss_g_mask);
-    }
-    if m.loss_d > 0.0 {
-        s += &format!(" G_GAN {:.3} D {:.3}", m.loss_g_gan, m.loss_d);
-    }
-    for (name, v) in [("train", m.val_train_mode), ("eval", m.val_eval_mode)] {
-        if let Some(v) = v {
-            s += &format!(" | val {name}-mode MAE {:.2}", v.mae);
-            if let Some(x) = v.mae_mask {
-                s += &format!(" (mask {x:.2})");
-            }
-        }
-    }
-    s + &format!(" [{:.1}s]", m.seconds)
 }

@@ -1,14 +1,19 @@
-//! What every training loop shares about its run folder, its randomness and its optimizer:
-//! the `metrics.jsonl` log (one JSON line per finished epoch, trimmed back when a run
-//! resumes) and the derivation of per-epoch, per-item random streams from the run seed.
+//! What every training run does before its first step, written once for every task: the
+//! configuration checked, the cases found and split, the run folder locked (fresh or resumed),
+//! the devices chosen, the run state and the optimizers fresh or from the checkpoint resumed
+//! from ([`Setup`]); and the derivation of per-epoch, per-item random streams from the run seed.
 
+use crate::config::RunConfig;
+use crate::data::{Pair, PairPattern, PairedDataset};
+use crate::device::DeviceChoice;
 use crate::error::{Error, Result};
-use serde::Serialize;
-use std::io::Write;
-use std::path::Path;
-
-/// File name of the per-epoch metrics log inside a run folder (defined beside its reader).
-pub use crate::analysis::curve::METRICS;
+use crate::io::lock::FolderLock;
+use crate::store::folder::load_optimizer;
+use crate::store::{RunState, resolve};
+use super::progress::Log;
+use burn::optim::ModuleOptimizer;
+use burn::tensor::Device;
+use std::path::PathBuf;
 
 /// Mix the run seed with an epoch and an index into one stream seed.
 pub fn stream_seed(seed: u64, epoch: usize, index: usize) -> u64 {
@@ -20,29 +25,161 @@ pub fn stream_seed(seed: u64, epoch: usize, index: usize) -> u64 {
     h
 }
 
-/// Append one epoch's metrics as a JSON line to `run_dir/metrics.jsonl`.
-pub fn append_metrics(run_dir: &Path, metrics: &impl Serialize) -> Result<()> {
-    let path = run_dir.join(METRICS);
-    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&path).map_err(|e| Error::io(&path, e))?;
-    writeln!(f, "{}", serde_json::to_string(metrics).expect("metrics serialize")).map_err(|e| Error::io(&path, e))
-}
-
-/// Keep only the `metrics.jsonl` lines of epochs up to `epoch` (the checkpoint resumed from).
-pub fn trim_metrics(run_dir: &Path, epoch: usize) -> Result<()> {
-    let path = run_dir.join(METRICS);
-    let Ok(text) = std::fs::read_to_string(&path) else { return Ok(()) };
-    let kept: String = text
-        .lines()
-        .filter(|l| serde_json::from_str::<serde_json::Value>(l).ok().and_then(|v| v["epoch"].as_u64()).is_some_and(|e| e as usize <= epoch))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    if kept != text {
-        crate::io::atomic::write_bytes_atomically(&path, kept.as_bytes())?;
-    }
-    Ok(())
-}
-
 /// The value of a one-element tensor.
 pub fn scalar(t: &burn::tensor::Tensor<1>) -> f64 {
     t.clone().into_scalar::<f32>() as f64
+}
+
+/// Where a run's checkpoints go and how it reports.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Parent of the run folder.
+    pub checkpoints_dir: PathBuf,
+    /// Resume from `<run>/latest`.
+    pub continue_train: bool,
+    /// No progress bar (the epoch lines are still printed).
+    pub quiet: bool,
+    /// Prefix of the printed lines, when several runs share one terminal.
+    pub tag: Option<String>,
+    /// Where the epoch lines go.
+    pub log: Log,
+}
+
+/// How to run a training of the task configured by `C`.
+#[derive(Debug, Clone)]
+pub struct TrainRequest<C> {
+    /// The effective configuration (file plus command-line overrides).
+    pub config: C,
+    /// Backend.
+    pub device: DeviceChoice,
+    /// Data-parallel training on these devices (two or more; the first holds the networks and
+    /// validates); empty to train on `device` alone.
+    pub devices: Vec<Device>,
+    /// The run folder and reporting.
+    pub run: RunOptions,
+}
+
+/// What the shared setup needs of a task's configuration.
+pub trait TaskConfig: RunConfig + Clone {
+    /// Check every value; `on_host`: training on the CPU alone (the host's memory bounds it).
+    fn check(&self, on_host: bool) -> Result<()>;
+    /// The files every case folder holds.
+    fn case_files(&self) -> PairPattern;
+    /// The training and held-out cases among the complete ones (by default: `val_cases`).
+    fn split(&self, pairs: Vec<Pair>) -> Result<(Vec<Pair>, Vec<Pair>)> {
+        PairedDataset { pairs, skipped: Vec::new() }.split(&self.run().val_cases)
+    }
+    /// Adam's β1 (its default differs between networks).
+    fn beta1(&self) -> f64;
+}
+
+/// The run folder of a training, locked for this process.
+pub struct RunFolder {
+    /// `<checkpoints-dir>/<name>`.
+    pub dir: PathBuf,
+    /// The checkpoint to resume from (`--continue-train`), `None` for a fresh run.
+    pub resume: Option<PathBuf>,
+    _lock: FolderLock,
+}
+
+impl RunFolder {
+    /// Lock `<checkpoints-dir>/<name>` (a second process on it is refused, naming the holder)
+    /// and find the checkpoint to resume from; a fresh run on a folder that already has
+    /// checkpoints is refused.
+    pub fn open(opts: &RunOptions, name: &str) -> Result<RunFolder> {
+        let dir = opts.checkpoints_dir.join(name);
+        let lock = FolderLock::acquire(&dir)?;
+        let resume = if opts.continue_train {
+            Some(resolve(&dir)?)
+        } else {
+            if resolve(&dir).is_ok() {
+                return Err(Error::format(&dir, "a run with this name already has checkpoints: pass --continue-train to resume it, or choose another --name"));
+            }
+            None
+        };
+        Ok(RunFolder { dir, resume, _lock: lock })
+    }
+}
+
+/// A run ready for its task's networks: the configuration, the cases, the locked run folder
+/// and the devices.
+pub struct Setup<C> {
+    /// The effective configuration, with what the training cases decided.
+    pub config: C,
+    /// Training cases.
+    pub train_pairs: Vec<Pair>,
+    /// Held-out cases, validated after every epoch.
+    pub val_pairs: Vec<Pair>,
+    /// `(pid, reason)` of case folders skipped for missing files.
+    pub skipped: Vec<(String, String)>,
+    /// The run folder.
+    pub folder: RunFolder,
+    /// Where validation runs (the first device, plain).
+    pub device: Device,
+    /// The training devices (autodiff), one per share of a step; the first holds the networks.
+    pub replicas: Vec<Device>,
+    /// Reporting.
+    pub options: RunOptions,
+}
+
+impl<C: TaskConfig> Setup<C> {
+    /// Check the configuration, find and split the cases under its data root, let `adjust`
+    /// set what the training cases decide (before anything is written), then lock the run
+    /// folder and open the devices.
+    pub fn open(req: &TrainRequest<C>, adjust: impl FnOnce(&mut C, &[Pair]) -> Result<()>) -> Result<Setup<C>> {
+        let mut config = req.config.clone();
+        config.check(req.device.is_cpu() && req.devices.is_empty())?;
+        if req.devices.len() == 1 {
+            return Err(Error::invalid("data-parallel training needs two or more devices (one device: use --device)"));
+        }
+        let root = config.run().data_root.clone().ok_or_else(|| Error::invalid("no data root: set data_root in the config or pass --data-root"))?;
+        if !root.is_dir() {
+            return Err(Error::format(&root, "data root is not a folder"));
+        }
+        let files = config.case_files();
+        let dataset = PairedDataset::scan(&root, &files)?;
+        let (train_pairs, val_pairs) = config.split(dataset.pairs)?;
+        if train_pairs.is_empty() {
+            return Err(Error::format(&root, format!("no complete training case (need {} and {} in each case folder)", files.src, files.dst)));
+        }
+        adjust(&mut config, &train_pairs)?;
+        let folder = RunFolder::open(&req.run, &config.run().name)?;
+        let device = match req.devices.first() {
+            Some(d) => d.clone(),
+            None => req.device.device()?,
+        };
+        let replicas = if req.devices.is_empty() { vec![device.clone().autodiff()] } else { req.devices.iter().map(|d| d.clone().autodiff()).collect() };
+        Ok(Setup { config, train_pairs, val_pairs, skipped: dataset.skipped, folder, device, replicas, options: req.run.clone() })
+    }
+
+    /// The checkpoint resumed from (`--continue-train`).
+    pub fn resume(&self) -> Option<&std::path::Path> {
+        self.folder.resume.as_deref()
+    }
+
+    /// The state to start from: a fresh one, or the checkpoint's `loaded` (its schedule
+    /// continues, extended or shortened to the configured epochs; the configuration is this
+    /// run's).
+    pub fn state(&self, loaded: Option<RunState<C>>) -> RunState<C> {
+        let run = self.config.run();
+        match loaded {
+            Some(mut state) => {
+                state.schedule.n_epochs = run.n_epochs;
+                state.schedule.n_epochs_decay = run.n_epochs_decay;
+                state.config = self.config.clone();
+                state
+            }
+            None => RunState { epoch: 0, global_step: 0, schedule: run.schedule(), best: None, config: self.config.clone() },
+        }
+    }
+
+    /// The Adam optimizer of one network: fresh, or its state saved as `file` in the
+    /// checkpoint resumed from.
+    pub fn optimizer(&self, file: &str) -> Result<ModuleOptimizer> {
+        let adam = self.config.run().adam(self.config.beta1());
+        match self.resume() {
+            Some(dir) => load_optimizer(&dir.join(file), &adam),
+            None => Ok(adam.init()),
+        }
+    }
 }

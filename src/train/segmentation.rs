@@ -5,94 +5,81 @@
 //! it (on its own grid) and scored by Dice per label, `best/` when the mean Dice of labels
 //! 1.. improves.
 
-use super::engine::{self, Losses, Monitored, RunFolder, RunOptions, Save, Task, loss};
+use super::engine::{self, Monitored, RunReport, Save, Task};
+use super::metrics::{LossTerm, Losses};
 use super::parallel;
-use super::run::{scalar, stream_seed};
+use super::run::{Setup, TaskConfig, TrainRequest, scalar, stream_seed};
 use super::seg_loss::{cross_entropy, soft_dice_loss};
 use super::tensorboard::EventWriter;
 use crate::analysis::{ColorMap, Window, axial_slice, dice_per_label, mean_dice};
 use crate::config::segmentation::{SegConfig, read_case_list};
-use crate::data::{Pair, PairedDataset, augment_labelled, volume_to_tensor};
-use crate::device::DeviceChoice;
+use crate::data::{Pair, PairPattern, augment_labelled, volume_to_tensor};
 use crate::error::{Error, Result};
 use crate::models::UNet3d;
 use crate::models::init::Initializer;
 use crate::ops::resize_trilinear;
 use crate::predict::segment_volume;
-use crate::store::folder::load_optimizer;
 use crate::store::segmentation::{self as seg_checkpoint, SegState};
 use crate::store::write_json;
 use crate::volume::Volume;
 use burn::module::Module;
-use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
+use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Tensor, TensorData};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 /// Index salt of the dropout stream of an epoch.
 const DROPOUT_STREAM: usize = usize::MAX - 1;
 
 /// How to run a segmentation training.
-#[derive(Debug, Clone)]
-pub struct SegTrainOptions {
-    /// The effective configuration (file plus command-line overrides).
-    pub config: SegConfig,
-    /// Backend.
-    pub device: DeviceChoice,
-    /// Data-parallel training on these devices (two or more; the first holds the network and
-    /// validates); empty to train on `device` alone.
-    pub devices: Vec<Device>,
-    /// The run folder and reporting.
-    pub run: RunOptions,
+pub type SegTrainOptions = TrainRequest<SegConfig>;
+
+/// What a finished segmentation training produced.
+pub type SegTrainReport = RunReport<SegLoss, SegEpochMetrics>;
+
+/// The segmentation loss terms.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum SegLoss {
+    /// The loss optimized: soft Dice + `ce_weight` · cross-entropy.
+    Total,
+    /// The soft-Dice term.
+    Dice,
+    /// The cross-entropy term (when `ce_weight` > 0).
+    Ce,
 }
 
-/// One line of `metrics.jsonl`.
+impl LossTerm for SegLoss {
+    const TERMS: &'static [(Self, &'static str, &'static str)] = &[(SegLoss::Total, "total", "loss"), (SegLoss::Dice, "dice", "loss_dice"), (SegLoss::Ce, "ce", "loss_ce")];
+}
+
+/// The held-out Dice after an epoch (in `metrics.jsonl` after the mean losses).
 #[derive(Debug, Clone, Serialize)]
 pub struct SegEpochMetrics {
-    /// Epoch (1-based).
-    pub epoch: usize,
-    /// Learning rate used.
-    pub lr: f64,
-    /// Mean training loss over the epoch's steps.
-    pub loss: f64,
-    /// Mean soft-Dice term.
-    pub loss_dice: f64,
-    /// Mean cross-entropy term (0 when not used).
-    pub loss_ce: f64,
     /// Validation Dice of labels 1.. (mean over held-out cases; `None` for a label absent
     /// from every case and prediction).
     pub val_dice: Vec<Option<f64>>,
     /// Mean of `val_dice`.
     pub val_mean_dice: Option<f64>,
-    /// Wall-clock seconds of the epoch.
-    pub seconds: f64,
 }
 
-/// What a finished segmentation training produced.
-#[derive(Debug, Clone)]
-pub struct SegTrainReport {
-    /// `<checkpoints-dir>/<name>`.
-    pub run_dir: PathBuf,
-    /// Epoch the run started after (0 for a fresh run).
-    pub start_epoch: usize,
-    /// Last finished epoch.
-    pub epoch: usize,
-    /// Training and held-out case ids.
-    pub split: (Vec<String>, Vec<String>),
-    /// Metrics of the last epoch.
-    pub last: Option<SegEpochMetrics>,
-    /// Best mean validation Dice and its epoch.
-    pub best: Option<(f64, usize)>,
-    /// Cases skipped for missing files.
-    pub skipped: Vec<(String, String)>,
-    /// Wall-clock seconds of this invocation's epochs.
-    pub seconds: f64,
-}
+impl TaskConfig for SegConfig {
+    fn check(&self, _on_host: bool) -> Result<()> {
+        self.validate()
+    }
 
-fn adam(cfg: &SegConfig) -> AdamConfig {
-    cfg.run.adam(cfg.beta1)
+    fn case_files(&self) -> PairPattern {
+        self.pattern()
+    }
+
+    fn split(&self, pairs: Vec<Pair>) -> Result<(Vec<Pair>, Vec<Pair>)> {
+        split_cases(pairs, self)
+    }
+
+    fn beta1(&self) -> f64 {
+        self.beta1
+    }
 }
 
 /// Training and held-out cases: `val_cases` when given; else the lists `train_list` /
@@ -163,18 +150,10 @@ struct Prepared {
     labels: Volume,
 }
 
-/// Loss terms of one step.
-#[derive(Default, Clone, Copy)]
-struct StepLoss {
-    total: f64,
-    dice: f64,
-    ce: f64,
-}
-
 /// One optimization step on `batch`, split over `devices` (one share each, see
 /// [`parallel`]); returns the network, the losses (weighted over the shares) and the first
 /// share's logits.
-fn step(net: UNet3d, optim: &mut ModuleOptimizer, batch: &[Prepared], cfg: &SegConfig, lr: f64, devices: &[Device]) -> (UNet3d, StepLoss, Tensor<5>) {
+fn step(net: UNet3d, optim: &mut ModuleOptimizer, batch: &[Prepared], cfg: &SegConfig, lr: f64, devices: &[Device]) -> (UNet3d, Losses<SegLoss>, Tensor<5>) {
     let size = cfg.net.input_size;
     let classes = cfg.net.classes;
     let multi = devices.len() > 1;
@@ -190,24 +169,23 @@ fn step(net: UNet3d, optim: &mut ModuleOptimizer, batch: &[Prepared], cfg: &SegC
         let (x, target) = (Tensor::cat(xs, 0), Tensor::cat(ts, 0));
         let logits = net.forward(x, true);
         let dice = soft_dice_loss(logits.clone(), target.clone(), cfg.dice_first_class);
-        let mut loss = StepLoss { dice: scalar(&dice), ..Default::default() };
+        let mut loss = Losses::default();
+        loss.set(SegLoss::Dice, scalar(&dice));
         let mut total = dice;
         if cfg.ce_weight > 0.0 {
             let ce = cross_entropy(logits.clone(), target);
-            loss.ce = scalar(&ce);
+            loss.set(SegLoss::Ce, scalar(&ce));
             total = total + ce.mul_scalar(cfg.ce_weight);
         }
-        loss.total = scalar(&total);
+        loss.set(SegLoss::Total, scalar(&total));
         let grads = GradientsParams::from_grads(total.mul_scalar(weight).backward(), &net);
         (loss, weight, logits.detach(), grads, device.clone())
     });
-    let mut loss = StepLoss::default();
+    let mut loss = Losses::default();
     let mut first = None;
     let mut grads = Vec::with_capacity(results.len());
     for (l, w, logits, g, device) in results {
-        loss.dice += w * l.dice;
-        loss.ce += w * l.ce;
-        loss.total += w * l.total;
+        loss.add_weighted(w, &l);
         first.get_or_insert(logits);
         grads.push((g, device));
     }
@@ -251,7 +229,9 @@ impl Task for SegmentationTask {
     type Config = SegConfig;
     type Model = UNet3d;
     type Sample = Prepared;
+    type Loss = SegLoss;
     type Metrics = SegEpochMetrics;
+    const SAVES_BEST: bool = true;
 
     fn preparer(&self) -> Arc<dyn Fn(&Pair, &mut ChaCha8Rng) -> Result<Prepared> + Send + Sync> {
         let (classes, aug) = (self.cfg.net.classes, self.cfg.augment.clone());
@@ -268,17 +248,8 @@ impl Task for SegmentationTask {
         self.replicas[0].seed(stream_seed(self.cfg.run.seed, epoch, DROPOUT_STREAM));
     }
 
-    fn step(&mut self, net: UNet3d, batch: &[Prepared], lr: f64) -> (UNet3d, Losses, Tensor<5>) {
-        let (net, l, logits) = step(net, &mut self.optim, batch, &self.cfg, lr, &self.replicas);
-        let mut losses = vec![("total", l.total), ("dice", l.dice)];
-        if self.cfg.ce_weight > 0.0 {
-            losses.push(("ce", l.ce));
-        }
-        (net, losses, logits)
-    }
-
-    fn step_message(&self, _net: &UNet3d, l: &[(&'static str, f64)]) -> String {
-        format!("loss {:.4} dice {:.4}", loss(l, "total"), loss(l, "dice"))
+    fn step(&mut self, net: UNet3d, batch: &[Prepared], lr: f64) -> (UNet3d, Losses<SegLoss>, Tensor<5>) {
+        step(net, &mut self.optim, batch, &self.cfg, lr, &self.replicas)
     }
 
     fn log_images(&self, tb: &mut EventWriter, sample: &Prepared, logits: Tensor<5>, step: usize) -> Result<()> {
@@ -289,7 +260,7 @@ impl Task for SegmentationTask {
         tb.weights("seg", net, step)
     }
 
-    fn end_epoch(&mut self, net: &UNet3d, epoch: usize, lr: f64, means: &[(&'static str, f64)], tb: &mut EventWriter, step: usize) -> Result<SegEpochMetrics> {
+    fn validate(&mut self, net: &UNet3d, tb: &mut EventWriter, step: usize) -> Result<SegEpochMetrics> {
         let valid_net = net.valid();
         let val_dice = if self.val_pairs.is_empty() { Vec::new() } else { validate(&valid_net, &self.val_pairs, &self.cfg, &self.device)? };
         self.validated = Some(valid_net);
@@ -302,29 +273,12 @@ impl Task for SegmentationTask {
         if let Some(m) = val_mean_dice {
             tb.scalar("val_dice/mean", m as f32, step)?;
         }
-        Ok(SegEpochMetrics {
-            epoch,
-            lr,
-            loss: loss(means, "total"),
-            loss_dice: loss(means, "dice"),
-            loss_ce: loss(means, "ce"),
-            val_dice,
-            val_mean_dice,
-            seconds: 0.0,
-        })
-    }
-
-    fn set_seconds(metrics: &mut SegEpochMetrics, seconds: f64) {
-        metrics.seconds = seconds;
+        Ok(SegEpochMetrics { val_dice, val_mean_dice })
     }
 
     /// The mean validation Dice; without held-out cases, 1 − the training loss.
-    fn monitored(&self, m: &SegEpochMetrics) -> Monitored {
-        Monitored { value: m.val_mean_dice.unwrap_or(1.0 - m.loss), higher_is_better: true }
-    }
-
-    fn keeps_best(&self) -> bool {
-        true
+    fn monitored(&self, m: &SegEpochMetrics, means: &Losses<SegLoss>) -> Option<Monitored> {
+        Some(Monitored { value: m.val_mean_dice.unwrap_or(1.0 - means.or_zero(SegLoss::Total)), higher_is_better: true })
     }
 
     fn save(&self, net: &UNet3d, run_dir: &Path, label: &str, kind: Save, state: &SegState) -> Result<()> {
@@ -335,75 +289,52 @@ impl Task for SegmentationTask {
         .map(drop)
     }
 
-    fn epoch_line(&self, m: &SegEpochMetrics, total: usize, best: bool) -> String {
-        epoch_line(m, total, best)
+    fn summary(&self, means: &Losses<SegLoss>, m: &SegEpochMetrics, best: bool) -> String {
+        let mut s = format!("loss {:.4} (dice {:.4}", means.or_zero(SegLoss::Total), means.or_zero(SegLoss::Dice));
+        if means.or_zero(SegLoss::Ce) > 0.0 {
+            s += &format!(", ce {:.4}", means.or_zero(SegLoss::Ce));
+        }
+        s += ")";
+        if let Some(mean) = m.val_mean_dice {
+            let per: Vec<String> = m.val_dice.iter().enumerate().map(|(l, d)| format!("{}:{}", l + 1, d.map_or("-".into(), |d| format!("{d:.3}")))).collect();
+            s += &format!(" | val Dice {mean:.4} [{}]{}", per.join(" "), if best { " best" } else { "" });
+        }
+        s
     }
 }
 
 /// Train a segmentation network as `opts` says; returns where the checkpoints are.
 pub fn train_seg(opts: &SegTrainOptions) -> Result<SegTrainReport> {
-    let cfg = opts.config.clone();
-    cfg.validate()?;
-    let root = cfg.run.data_root.clone().ok_or_else(|| Error::invalid("no data root: set data_root in the config or pass --data-root"))?;
-    if !root.is_dir() {
-        return Err(Error::format(&root, "data root is not a folder"));
-    }
-    let dataset = PairedDataset::scan(&root, &cfg.pattern())?;
-    let skipped = dataset.skipped.clone();
-    let (train_pairs, val_pairs) = split_cases(dataset.pairs, &cfg)?;
-    if train_pairs.is_empty() {
-        return Err(Error::format(&root, format!("no complete training case (need {} and {} in each case folder)", cfg.image, cfg.labels)));
-    }
-    let split = (train_pairs.iter().map(|p| p.pid.clone()).collect(), val_pairs.iter().map(|p| p.pid.clone()).collect());
-    let folder = RunFolder::open(&opts.run, &cfg.run.name)?;
-    if opts.devices.len() == 1 {
-        return Err(Error::invalid("data-parallel training needs two or more devices (one device: use --device)"));
-    }
-    let device = match opts.devices.first() {
-        Some(d) => d.clone(),
-        None => opts.device.device()?,
-    };
-    let ad = device.clone().autodiff();
-    let replicas: Vec<Device> = if opts.devices.is_empty() { vec![ad.clone()] } else { opts.devices.iter().map(|d| d.clone().autodiff()).collect() };
-    let (net, optim, state) = match &folder.resume {
+    let setup = Setup::open(opts, |_, _| Ok(()))?;
+    let (cfg, device) = (&setup.config, &setup.replicas[0]);
+    let (net, state) = match setup.resume() {
         Some(dir) => {
-            let (net, mut state) = seg_checkpoint::load(dir, &ad)?;
+            let (net, state) = seg_checkpoint::load(dir, device)?;
             if state.config.net != cfg.net {
                 return Err(Error::format(dir, "the checkpoint's network differs from the configuration; resume with the run's own config.json"));
             }
-            let optim = load_optimizer(&dir.join(seg_checkpoint::OPTIM), &adam(&cfg))?;
-            state.schedule.n_epochs = cfg.run.n_epochs;
-            state.schedule.n_epochs_decay = cfg.run.n_epochs_decay;
-            state.config = cfg.clone();
-            (net, optim, state)
+            (net, setup.state(Some(state)))
         }
-        None => {
-            let net = cfg.net.init(&mut Initializer::new(cfg.run.seed, &ad));
-            (net, adam(&cfg).init(), SegState { epoch: 0, global_step: 0, schedule: cfg.run.schedule(), best: None, config: cfg.clone() })
-        }
+        None => (cfg.net.init(&mut Initializer::new(cfg.run.seed, device)), setup.state(None)),
     };
-    let mut notes: Vec<String> = skipped.iter().map(|(pid, why)| format!("skipped case {pid}: {why}")).collect();
-    notes.push(format!(
+    let note = format!(
         "train-seg: {} training and {} validation cases, {} parameters, fixed grid {:?}",
-        train_pairs.len(),
-        val_pairs.len(),
+        setup.train_pairs.len(),
+        setup.val_pairs.len(),
         net.num_params(),
         cfg.net.input_size
-    ));
-    let devices = replicas.len();
-    let task = SegmentationTask { optim, cfg, val_pairs, replicas, device, validated: None };
-    let report = engine::run(&folder, task, net, state, train_pairs, devices, &opts.run, &notes)?;
-    write_json(&folder.dir.join("split.json"), &split)?;
-    Ok(SegTrainReport {
-        run_dir: report.run_dir,
-        start_epoch: report.start_epoch,
-        epoch: report.epoch,
-        split,
-        last: report.last,
-        best: report.best,
-        skipped,
-        seconds: report.seconds,
-    })
+    );
+    let task = SegmentationTask {
+        optim: setup.optimizer(seg_checkpoint::OPTIM)?,
+        cfg: cfg.clone(),
+        val_pairs: setup.val_pairs.clone(),
+        replicas: setup.replicas.clone(),
+        device: setup.device.clone(),
+        validated: None,
+    };
+    let report = engine::run(&setup, task, net, state, &[note])?;
+    write_json(&setup.folder.dir.join("split.json"), &report.split)?;
+    Ok(report)
 }
 
 fn log_images(tb: &mut EventWriter, p: &Prepared, logits: Tensor<5>, cfg: &SegConfig, step: usize) -> Result<()> {
@@ -417,17 +348,4 @@ fn log_images(tb: &mut EventWriter, p: &Prepared, logits: Tensor<5>, cfg: &SegCo
     tb.image("cta", &axial_slice(&p.image.data, z, image, ColorMap::Gray), step)?;
     tb.image("labels", &axial_slice(&p.labels.data, z, labels, ColorMap::Jet), step)?;
     tb.image("prediction", &axial_slice(&pred, nz / 2, labels, ColorMap::Jet), step)
-}
-
-fn epoch_line(m: &SegEpochMetrics, total: usize, best: bool) -> String {
-    let mut s = format!("epoch {}/{} lr {:.2e} loss {:.4} (dice {:.4}", m.epoch, total, m.lr, m.loss, m.loss_dice);
-    if m.loss_ce > 0.0 {
-        s += &format!(", ce {:.4}", m.loss_ce);
-    }
-    s += ")";
-    if let Some(mean) = m.val_mean_dice {
-        let per: Vec<String> = m.val_dice.iter().enumerate().map(|(l, d)| format!("{}:{}", l + 1, d.map_or("-".into(), |d| format!("{d:.3}")))).collect();
-        s += &format!(" | val Dice {mean:.4} [{}]{}", per.join(" "), if best { " best" } else { "" });
-    }
-    s + &format!(" [{:.1}s]", m.seconds)
 }
