@@ -4,6 +4,8 @@
 //! and data parallelism.
 
 pub mod engine;
+#[cfg(test)]
+mod engine_tests;
 pub mod generator;
 pub mod loss;
 pub mod metrics;
