@@ -94,19 +94,19 @@ struct Mock<const BEST: bool> {
 }
 
 impl<const BEST: bool> Task for Mock<BEST> {
+    const SAVES_BEST: bool = BEST;
     type Config = MockConfig;
     type Model = Weight;
     type Sample = f32;
     type Loss = MockLoss;
     type Metrics = MockMetrics;
-    const SAVES_BEST: bool = BEST;
-
-    fn preparer(&self) -> Arc<dyn Fn(&Pair, &mut ChaCha8Rng) -> Result<f32> + Send + Sync> {
-        Arc::new(|pair, rng| Ok(pair.pid.len() as f32 * rng.random::<f32>()))
-    }
 
     fn begin_epoch(&mut self, epoch: usize) {
         self.epoch = epoch;
+    }
+
+    fn preparer(&self) -> Arc<dyn Fn(&Pair, &mut ChaCha8Rng) -> Result<f32> + Send + Sync> {
+        Arc::new(|pair, rng| Ok(pair.pid.len() as f32 * rng.random::<f32>()))
     }
 
     fn step(&mut self, model: Weight, batch: &[f32], lr: f64) -> (Weight, Losses<MockLoss>, Tensor<5>) {

@@ -27,12 +27,6 @@ use std::sync::Arc;
 /// Salt separating the discriminator's initialization stream from the generator's.
 const DISCRIMINATOR_SEED_SALT: u64 = 0x0D15C;
 
-/// How to run a generator training.
-pub type TrainOptions = TrainRequest<TrainConfig>;
-
-/// What a finished generator training produced.
-pub type TrainReport = RunReport<GenLoss, EpochMetrics>;
-
 /// The generator's loss terms (network units).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum GenLoss {
@@ -272,6 +266,12 @@ impl Task for GeneratorTask {
         s
     }
 }
+
+/// How to run a generator training.
+pub type TrainOptions = TrainRequest<TrainConfig>;
+
+/// What a finished generator training produced.
+pub type TrainReport = RunReport<GenLoss, EpochMetrics>;
 
 /// Train a generator as `opts` says; returns where the checkpoints are.
 pub fn train(opts: &TrainOptions) -> Result<TrainReport> {

@@ -33,12 +33,6 @@ use std::sync::Arc;
 /// Index salt of the dropout stream of an epoch.
 const DROPOUT_STREAM: usize = usize::MAX - 1;
 
-/// How to run a segmentation training.
-pub type SegTrainOptions = TrainRequest<SegConfig>;
-
-/// What a finished segmentation training produced.
-pub type SegTrainReport = RunReport<SegLoss, SegEpochMetrics>;
-
 /// The segmentation loss terms.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum SegLoss {
@@ -302,6 +296,12 @@ impl Task for SegmentationTask {
         s
     }
 }
+
+/// How to run a segmentation training.
+pub type SegTrainOptions = TrainRequest<SegConfig>;
+
+/// What a finished segmentation training produced.
+pub type SegTrainReport = RunReport<SegLoss, SegEpochMetrics>;
 
 /// Train a segmentation network as `opts` says; returns where the checkpoints are.
 pub fn train_seg(opts: &SegTrainOptions) -> Result<SegTrainReport> {
