@@ -103,4 +103,35 @@ mod tests {
             assert!((analytic - fd).abs() < 0.05 * fd.abs() + 1e-6, "{kind:?}: analytic {analytic} vs fd {fd}");
         }
     }
+
+    #[test]
+    fn cost_derivatives_in_the_moving_values_match_central_differences() {
+        let moving = MovingImage::new(&blob(0.0), 0.0);
+        let n = 2000;
+        let fixed: Vec<f32> = (0..n).map(|i| (50.0 + 40.0 * (i as f64 * 0.37).sin() + 10.0 * (i as f64 * 0.011).cos()) as f32).collect();
+        // Moving values related to the fixed ones, inside the histogram's range, a few samples outside the image.
+        let values: Vec<Option<f64>> = (0..n).map(|i| (i % 97 != 0).then(|| 0.6 * fixed[i] as f64 + 15.0 * (i as f64 * 0.05).sin() + 10.0)).collect();
+        let valid = values.iter().filter(|v| v.is_some()).count();
+        for kind in [MetricKind::MattesMi, MetricKind::Ncc] {
+            let metric = kind.similarity(32, &fixed, &moving);
+            let (_, d) = metric.cost(&values, valid);
+            let h = 1e-4;
+            let mut worst = 0.0f64;
+            let scale = d.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+            for i in 0..n {
+                let mut v = values.clone();
+                let Some(m) = v[i] else {
+                    assert_eq!(d[i], 0.0);
+                    continue;
+                };
+                v[i] = Some(m + h);
+                let up = metric.cost(&v, valid).0;
+                v[i] = Some(m - h);
+                let down = metric.cost(&v, valid).0;
+                worst = worst.max(((up - down) / (2.0 * h) - d[i]).abs() / scale);
+            }
+            eprintln!("{kind:?}: worst relative error {worst:.2e}");
+            assert!(scale > 0.0 && worst < 1e-5, "{kind:?}: {worst}");
+        }
+    }
 }

@@ -203,6 +203,8 @@ pub struct Registration {
 const ENOUGH_SAMPLES: usize = 1000;
 /// The fewest samples any level or search scores with.
 const MIN_SAMPLES: usize = 64;
+/// Points per axis, at most, of the grid [`overlap_fraction`] checks.
+const OVERLAP_GRID: usize = 64;
 /// Points of the grid the final Jacobian determinant is checked on, about.
 const JACOBIAN_POINTS: f64 = 2e6;
 
@@ -212,8 +214,8 @@ pub fn overlap_fraction(fixed: &Volume, moving: &Volume) -> f64 {
     let Some(to_moving) = moving.geometry.world_to_index_fn() else { return 0.0 };
     let shape = fixed.shape();
     let inside_moving = |u: [f64; 3]| (0..3).all(|a| u[a] >= -0.5 && u[a] <= moving.shape()[a] as f64 - 0.5);
-    // Every `step`-th voxel per axis: at most about 64³ points.
-    let step = shape.iter().map(|&n| n.div_ceil(64)).max().unwrap_or(1).max(1);
+    // Every `step`-th voxel per axis: at most about OVERLAP_GRID³ points.
+    let step = shape.iter().map(|&n| n.div_ceil(OVERLAP_GRID)).max().unwrap_or(1).max(1);
     let (mut inside, mut total) = (0usize, 0usize);
     for i in (0..shape[0]).step_by(step) {
         for j in (0..shape[1]).step_by(step) {

@@ -64,12 +64,15 @@ pub fn cost(metric: &dyn Similarity, moving: &MovingImage, samples: &Samples, tr
     (e.value, e.valid)
 }
 
+/// A search offset counts only when at least 1/this of the samples map inside the moving image.
+const SEARCH_MIN_VALID_PART: usize = 4;
+
 /// The best translation on a grid of `step` mm within ± `radius` mm of the current one (an
 /// exhaustive search, robust to the large offsets between the two studies' tables).
 pub fn translation_search(metric: &dyn Similarity, moving: &MovingImage, samples: &Samples, transform: &mut Transform, radius: f64, step: f64) -> f64 {
     let n = (radius / step).floor() as i64;
     let base = transform.affine.translation;
-    let min_valid = samples.points.len() / 4;
+    let min_valid = samples.points.len() / SEARCH_MIN_VALID_PART;
     let mut best = (cost(metric, moving, samples, transform).0, base);
     let offsets: Vec<Vec3> = (-n..=n)
         .flat_map(|i| (-n..=n).flat_map(move |j| (-n..=n).map(move |k| [i as f64 * step, j as f64 * step, k as f64 * step])))
@@ -185,4 +188,112 @@ fn chunked_sum(count: usize, len: usize, add: impl Fn(std::ops::Range<usize>, &m
         total.iter_mut().zip(p).for_each(|(t, v)| *t += v);
     }
     total
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::register::MetricKind;
+    use crate::register::bspline::{BSplineField, BSplineLevel};
+    use crate::register::transform::Affine;
+    use crate::volume::Geometry;
+    use ndarray::Array3;
+
+    /// A smooth fixed image, a linear moving image (its sampled gradient is then the exact
+    /// derivative of its sampled value, so the level objective is smooth), fixed samples well
+    /// inside both, and a transform away from the identity with a B-spline part.
+    fn problem() -> (Vec<Vec3>, Vec<f32>, MovingImage, Transform) {
+        let fixed = Volume::new(
+            Array3::from_shape_fn([20, 20, 20], |(i, j, k)| {
+                let (x, y, z) = (i as f64 - 9.5, j as f64 - 10.0, k as f64 - 9.0);
+                (100.0 * (-(x * x + 2.0 * y * y + z * z) / 40.0).exp() + 20.0 * ((x + y) / 5.0).sin()) as f32
+            }),
+            Geometry::axial([1.0; 3], [0.0; 3]),
+        );
+        let mg = Geometry { spacing: [1.0, 1.2, 0.9], origin: [-8.0, -9.0, -7.0], direction: mat3::rotation([0.2, 0.1, 1.0], 0.1) };
+        let f = |p: Vec3| (3.0 * p[0] - 2.0 * p[1] + p[2] + 40.0) as f32;
+        let moving = Volume::new(Array3::from_shape_fn([36, 32, 38], |(i, j, k)| f(mg.index_to_world([i as f64, j as f64, k as f64]))), mg);
+        let mut points = Vec::new();
+        let mut values = Vec::new();
+        for i in (4..16).step_by(1) {
+            for j in (4..16).step_by(2) {
+                for k in (4..16).step_by(2) {
+                    points.push(fixed.geometry.index_to_world([i as f64, j as f64, k as f64]));
+                    values.push(fixed.data[[i, j, k]]);
+                }
+            }
+        }
+        let mut field = BSplineField::covering(&fixed.geometry, fixed.shape(), 8.0);
+        let c: Vec<f64> = (0..field.coefficients().len()).map(|i| ((i * 7919) % 97) as f64 / 97.0 - 0.5).collect();
+        field.set_coefficients(&c);
+        let mut matrix = mat3::rotation([1.0, -0.5, 0.3], 0.06);
+        matrix[0][0] *= 1.03;
+        let affine = Affine { matrix, translation: [0.7, -0.4, 0.3], center: [9.5, 9.5, 9.5] };
+        (points, values, MovingImage::new(&moving, 0.0), Transform { affine, bspline: Some(field) })
+    }
+
+    /// Central differences of the level objective of `T` in every parameter direction, from
+    /// the start moved by `offset(i)`, against its analytic gradient; the worst error relative
+    /// to the gradient's largest component.
+    fn worst_gradient_error<T: ParametricTransform>(kind: MetricKind, settings: &Settings, offset: impl Fn(usize) -> f64) -> f64 {
+        let (points, values, moving, transform) = problem();
+        let similarity = kind.similarity(settings.bins, &values, &moving);
+        let mut part = T::start(&transform, &points, settings);
+        let prepared: Vec<T::Sample> = points.iter().map(|&p| part.sample(p)).collect();
+        let x0: Vec<f64> = part.parameters().iter().enumerate().map(|(i, v)| v + offset(i)).collect();
+        let (_, analytic) = objective(&mut part, &*similarity, &moving, &prepared, &x0);
+        let h = 1e-4;
+        let fd: Vec<f64> = (0..x0.len())
+            .map(|i| {
+                let mut x = x0.clone();
+                x[i] += h;
+                let up = objective(&mut part, &*similarity, &moving, &prepared, &x).0;
+                x[i] -= 2.0 * h;
+                let down = objective(&mut part, &*similarity, &moving, &prepared, &x).0;
+                (up - down) / (2.0 * h)
+            })
+            .collect();
+        let scale = fd.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        assert!(scale > 1e-6, "{kind:?}: a flat objective tests nothing");
+        analytic.iter().zip(&fd).map(|(a, f)| (a - f).abs() / scale).fold(0.0, f64::max)
+    }
+
+    #[test]
+    fn level_gradients_match_central_differences_in_every_direction() {
+        let settings = Settings::default();
+        let no_bending = Settings { bending_weight: 0.0, ..Settings::default() };
+        let wiggle = |i: usize| 0.3 * ((i as f64 * 1.7).sin());
+        for kind in [MetricKind::MattesMi, MetricKind::Ncc] {
+            let cases = [
+                ("affine", worst_gradient_error::<AffineLevel>(kind, &settings, wiggle)),
+                ("rigid", worst_gradient_error::<RigidLevel>(kind, &settings, wiggle)),
+                ("bspline", worst_gradient_error::<BSplineLevel>(kind, &no_bending, wiggle)),
+                ("bspline + bending", worst_gradient_error::<BSplineLevel>(kind, &settings, wiggle)),
+            ];
+            for (name, error) in cases {
+                eprintln!("{kind:?} {name}: worst relative gradient error {error:.2e}");
+                assert!(error < 1e-5, "{kind:?} {name}: {error}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_rigid_level_stays_rigid_and_reaches_the_affine_it_describes() {
+        let (points, _, _, transform) = problem();
+        let start = Transform { affine: Affine { matrix: mat3::IDENTITY, ..transform.affine }, ..transform };
+        let mut rigid = RigidLevel::start(&start, &points, &Settings::default());
+        rigid.set_parameters(&[2.0, -1.0, 0.5, 1.0, 2.0, 3.0]);
+        let mut out = start.clone();
+        rigid.store(&mut out);
+        let m = out.affine.matrix;
+        let mtm = mat3::mul(&mat3::transpose(&m), &m);
+        for r in 0..3 {
+            for c in 0..3 {
+                assert!((mtm[r][c] - mat3::IDENTITY[r][c]).abs() < 1e-12, "{m:?}");
+            }
+        }
+        assert!((mat3::det(&m) - 1.0).abs() < 1e-12 && m != mat3::IDENTITY);
+        let p = points[17];
+        assert_eq!(rigid.apply(&rigid.sample(p)), out.apply(p));
+    }
 }
