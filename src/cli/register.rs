@@ -5,7 +5,7 @@
 use super::{parse_positive, print_report};
 use cta2mbf::phantom::check::{RegistrationCheck, check_registration};
 use cta2mbf::register::files::{self, Job, Summary};
-use cta2mbf::register::{Event, MetricKind, Settings};
+use cta2mbf::register::{Event, MetricKind, Settings, TransformKind};
 use cta2mbf::preprocess::stage::with_jobs;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::HashMap;
@@ -42,6 +42,9 @@ pub struct RegisterArgs {
     /// Similarity measure.
     #[arg(long, value_enum)]
     pub metric: Option<MetricKind>,
+    /// Transform of the linear levels before the B-spline ones (default affine).
+    #[arg(long, value_enum)]
+    pub linear: Option<TransformKind>,
     /// Control-point spacing of the finest B-spline level, mm (default 16).
     #[arg(long, value_parser = parse_positive)]
     pub grid_spacing: Option<f64>,
@@ -70,6 +73,9 @@ impl RegisterArgs {
         };
         if let Some(m) = self.metric {
             s.metric = m;
+        }
+        if let Some(t) = self.linear {
+            s.linear = t;
         }
         if let Some(g) = self.grid_spacing {
             s.grid_spacing_mm = g;

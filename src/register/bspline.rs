@@ -6,6 +6,8 @@
 //! ITK, `d` is zero outside the grid's valid region (control index 1 to `size − 2` along every
 //! axis): a grid made by [`BSplineField::covering`] has that region enclose the image.
 
+use super::Settings;
+use super::transform::{Affine, ParametricTransform, Transform};
 use crate::volume::Geometry;
 use crate::volume::mat3::{self, Mat3, Vec3};
 
@@ -294,6 +296,69 @@ impl BSplineField {
         let norm = (n as f64).max(1.0);
         grad.iter_mut().for_each(|v| *v /= norm);
         (energy / norm, grad)
+    }
+}
+
+/// The B-spline part of a transform as a level optimizes it: the coefficients (mm) are the
+/// parameters, the affine part is held fixed, and the cost gains `bending_weight` × the
+/// bending energy.
+pub struct BSplineLevel {
+    field: BSplineField,
+    affine: Affine,
+    /// `Aᵀ`: `∂y/∂d = A`, so `∂cost/∂d = Aᵀ·∂cost/∂y`.
+    affine_transposed: Mat3,
+    bending_weight: f64,
+}
+
+impl ParametricTransform for BSplineLevel {
+    /// The point and its support (`None`: zero displacement there).
+    type Sample = (Vec3, Option<Support>);
+
+    fn start(transform: &Transform, _points: &[Vec3], settings: &Settings) -> BSplineLevel {
+        let field = transform.bspline.clone().expect("a B-spline level needs a B-spline field");
+        let affine = transform.affine;
+        BSplineLevel { field, affine, affine_transposed: mat3::transpose(&affine.matrix), bending_weight: settings.bending_weight }
+    }
+
+    fn sample(&self, p: Vec3) -> Self::Sample {
+        (p, self.field.support(p))
+    }
+
+    fn parameters(&self) -> Vec<f64> {
+        self.field.coefficients().to_vec()
+    }
+
+    fn set_parameters(&mut self, x: &[f64]) {
+        self.field.set_coefficients(x);
+    }
+
+    fn apply(&self, (p, s): &Self::Sample) -> Vec3 {
+        self.affine.apply(s.as_ref().map_or(*p, |s| mat3::add(*p, self.field.displacement_at(s))))
+    }
+
+    fn add_gradient(&self, (_, s): &Self::Sample, g: Vec3, acc: &mut [f64]) {
+        let Some(s) = s else { return };
+        let v = mat3::mul_vec(&self.affine_transposed, g);
+        if v == [0.0; 3] {
+            return;
+        }
+        let n = self.field.points();
+        for (point, w) in self.field.support_points(s) {
+            for comp in 0..3 {
+                acc[comp * n + point] += w * v[comp];
+            }
+        }
+    }
+
+    fn regularizer(&self) -> Option<(f64, Vec<f64>)> {
+        (self.bending_weight > 0.0).then(|| {
+            let (energy, gradient) = self.field.bending_energy();
+            (self.bending_weight * energy, gradient.into_iter().map(|b| self.bending_weight * b).collect())
+        })
+    }
+
+    fn store(&self, transform: &mut Transform) {
+        transform.bspline = Some(self.field.clone());
     }
 }
 

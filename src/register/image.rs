@@ -1,7 +1,9 @@
 //! The images registration works on: a Gaussian pyramid of the fixed image, and the moving
-//! image smoothed to a level's resolution with its world-space gradient, sampled trilinearly.
+//! image smoothed to a level's resolution with its world-space gradient, sampled trilinearly
+//! ([`Trilinear`], inside the box of voxel centres only).
 
 use crate::volume::mat3::{self, Mat3, Vec3};
+use crate::volume::resample::{Boundary, Trilinear};
 use crate::volume::{Geometry, Interpolation, Volume};
 
 /// Gaussian sigma (mm, per axis) that takes an image of voxel size `own` to the resolution
@@ -93,30 +95,9 @@ impl MovingImage {
     /// Value and world gradient at `p` by trilinear interpolation, or `None` outside the box
     /// of voxel centres (where interpolation would need voxels that do not exist).
     pub fn sample(&self, p: Vec3) -> Option<(f64, Vec3)> {
-        let u = self.index_of(p);
-        let mut base = [0usize; 3];
-        let mut t = [0.0f64; 3];
-        for a in 0..3 {
-            let n = self.shape[a];
-            if !(u[a] >= 0.0 && u[a] <= (n - 1) as f64) || n < 2 {
-                return None;
-            }
-            let f = (u[a].floor() as usize).min(n - 2);
-            base[a] = f;
-            t[a] = u[a] - f as f64;
-        }
+        let cell = Trilinear::locate(self.index_of(p), self.shape, Boundary::VoxelCentres)?;
         let (sy, sx) = (self.shape[2], self.shape[1] * self.shape[2]);
-        let mut acc = [0.0f64; 4];
-        for (dx, wx) in [(0, 1.0 - t[0]), (1, t[0])] {
-            for (dy, wy) in [(0, 1.0 - t[1]), (1, t[1])] {
-                let row = (base[0] + dx) * sx + (base[1] + dy) * sy + base[2];
-                let w = wx * wy;
-                let (a, b) = (self.data[row], self.data[row + 1]);
-                for c in 0..4 {
-                    acc[c] += w * ((1.0 - t[2]) * a[c] as f64 + t[2] * b[c] as f64);
-                }
-            }
-        }
+        let acc = cell.blend(|[x, y, z]| self.data[x * sx + y * sy + z]);
         Some((acc[0], [acc[1], acc[2], acc[3]]))
     }
 

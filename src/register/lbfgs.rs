@@ -10,7 +10,7 @@ pub struct Options {
     pub memory: usize,
     /// The largest change of any parameter in one step (parameter units).
     pub max_step: f64,
-    /// Stop after three iterations in a row that lower the cost by less than this fraction.
+    /// Stop after [`SLOW_ITERATIONS`] iterations in a row that lower the cost by less than this fraction.
     pub relative_tolerance: f64,
 }
 
@@ -26,6 +26,15 @@ pub struct Outcome {
     /// Cost evaluations.
     pub evaluations: usize,
 }
+
+/// Armijo's sufficient-decrease fraction of the line search.
+const ARMIJO: f64 = 1e-4;
+/// Step halvings the line search tries before giving up on a direction.
+const BACKTRACKS: usize = 12;
+/// Iterations in a row below [`Options::relative_tolerance`] that end the minimization.
+const SLOW_ITERATIONS: usize = 3;
+/// A correction pair is kept only when `sᵀy` exceeds this fraction of `|s|·|y|` (curvature).
+const CURVATURE: f64 = 1e-12;
 
 fn dot(a: &[f64], b: &[f64]) -> f64 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
@@ -78,11 +87,11 @@ pub fn minimize(x: &mut [f64], f: &mut dyn FnMut(&[f64]) -> (f64, Vec<f64>), opt
         // Backtracking line search on the Armijo condition.
         let mut step = 1.0;
         let mut accepted = None;
-        for _ in 0..12 {
+        for _ in 0..BACKTRACKS {
             let trial: Vec<f64> = x.iter().zip(&d).map(|(xi, di)| xi + step * di).collect();
             let (ft, gt) = f(&trial);
             evaluations += 1;
-            if ft.is_finite() && ft <= fx + 1e-4 * step * slope {
+            if ft.is_finite() && ft <= fx + ARMIJO * step * slope {
                 accepted = Some((trial, ft, gt));
                 break;
             }
@@ -98,7 +107,7 @@ pub fn minimize(x: &mut [f64], f: &mut dyn FnMut(&[f64]) -> (f64, Vec<f64>), opt
         let s: Vec<f64> = trial.iter().zip(x.iter()).map(|(a, b)| a - b).collect();
         let y: Vec<f64> = gt.iter().zip(&g).map(|(a, b)| a - b).collect();
         let sy = dot(&s, &y);
-        if sy > 1e-12 * dot(&y, &y).sqrt() * dot(&s, &s).sqrt() && sy > 0.0 {
+        if sy > CURVATURE * dot(&y, &y).sqrt() * dot(&s, &s).sqrt() && sy > 0.0 {
             history.push_back((s, y, 1.0 / sy));
             if history.len() > options.memory {
                 history.pop_front();
@@ -110,7 +119,7 @@ pub fn minimize(x: &mut [f64], f: &mut dyn FnMut(&[f64]) -> (f64, Vec<f64>), opt
         g = gt;
         progress(iterations, fx);
         slow = if decrease < options.relative_tolerance { slow + 1 } else { 0 };
-        if slow >= 3 {
+        if slow >= SLOW_ITERATIONS {
             break;
         }
     }

@@ -1,11 +1,16 @@
-//! Similarity of the fixed samples and the moving image at their mapped points, and its
-//! derivative with respect to each mapped point: Mattes mutual information (Parzen-window
-//! joint histogram, cubic B-spline kernel on the moving side) or normalized cross-correlation.
-//! Both are returned as costs to minimize (−MI, −NCC). Only samples whose mapped point lies
-//! inside the moving image count, so the measure covers where both images have data.
+//! Similarity of the fixed samples and the moving image at their mapped points, as a cost to
+//! minimize, and its derivative with respect to each mapped point. A measure implements
+//! [`Similarity`] on the moving values alone (its file: [`mattes`](super::mattes),
+//! [`ncc`](super::ncc)); [`Similarity::evaluate`] samples the moving image and chains the
+//! derivative through its gradient. Only samples whose mapped point lies inside the moving
+//! image count, so the measure covers where both images have data.
+//!
+//! Adding a measure: a file implementing [`Similarity`], a variant of [`MetricKind`] and its
+//! line in [`MetricKind::similarity`].
 
-use super::bspline::{cubic, cubic_derivative};
-use super::image::{MovingImage, quantile_range};
+use super::image::MovingImage;
+use super::mattes::MattesMi;
+use super::ncc::Ncc;
 use crate::volume::mat3::Vec3;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -20,19 +25,38 @@ pub enum MetricKind {
     Ncc,
 }
 
-/// Fraction of the intensity distribution cut off at each end to set the histogram range.
-const RANGE_QUANTILE: f64 = 0.005;
-/// Histogram bins at each end of the moving range that only the Parzen window reaches.
-const PADDING: usize = 2;
+impl MetricKind {
+    /// The measure for fixed sample values `fixed` against `moving` (`bins` histogram bins for MI).
+    pub fn similarity(self, bins: usize, fixed: &[f32], moving: &MovingImage) -> Box<dyn Similarity> {
+        match self {
+            MetricKind::MattesMi => Box::new(MattesMi::new(bins, fixed, moving)),
+            MetricKind::Ncc => Box::new(Ncc::new(fixed)),
+        }
+    }
+}
 
-/// The fixed side of a metric: the sample values, their histogram bins, the moving range.
-pub struct Metric {
-    kind: MetricKind,
-    bins: usize,
-    fixed: Vec<f64>,
-    fixed_bin: Vec<usize>,
-    moving_lo: f64,
-    moving_width: f64,
+/// Fewest samples inside the moving image for a measure to be computed (fewer: cost 0, no gradient).
+const MIN_VALID: usize = 16;
+
+/// A similarity measure over a fixed set of samples, prepared with their fixed-image values.
+pub trait Similarity: Sync {
+    /// The cost (lower is more similar) and `∂cost/∂mᵢ` for the moving-image value `mᵢ` at
+    /// each sample (`None`: outside the moving image, derivative 0); `valid` counts the
+    /// values present, at least 16.
+    fn cost(&self, moving: &[Option<f64>], valid: usize) -> (f64, Vec<f64>);
+
+    /// The cost and its derivatives at `mapped` (one world point per sample).
+    fn evaluate(&self, moving: &MovingImage, mapped: &[Vec3]) -> Evaluation {
+        let sampled: Vec<Option<(f64, Vec3)>> = mapped.par_iter().with_min_len(1024).map(|&y| moving.sample(y)).collect();
+        let valid = sampled.iter().filter(|s| s.is_some()).count();
+        if valid < MIN_VALID {
+            return Evaluation { value: 0.0, gradient: vec![[0.0; 3]; mapped.len()], valid };
+        }
+        let values: Vec<Option<f64>> = sampled.iter().map(|s| s.map(|(m, _)| m)).collect();
+        let (value, dm) = self.cost(&values, valid);
+        let gradient = sampled.iter().zip(&dm).map(|(s, &d)| s.map_or([0.0; 3], |(_, g)| g.map(|c| c * d))).collect();
+        Evaluation { value, gradient, valid }
+    }
 }
 
 /// A metric's value and derivatives at one set of mapped points.
@@ -43,140 +67,6 @@ pub struct Evaluation {
     pub gradient: Vec<Vec3>,
     /// Samples whose mapped point was inside the moving image.
     pub valid: usize,
-}
-
-impl Metric {
-    /// Prepare `kind` for fixed sample values `fixed` against `moving` (`bins` histogram bins for MI).
-    pub fn new(kind: MetricKind, bins: usize, fixed: &[f32], moving: &MovingImage) -> Metric {
-        let bins = bins.max(PADDING * 2 + 4);
-        let (flo, fhi) = quantile_range(fixed.to_vec(), RANGE_QUANTILE);
-        let fwidth = ((fhi - flo) / bins as f64).max(1e-6);
-        let fixed_bin = fixed.iter().map(|&f| (((f as f64 - flo) / fwidth).floor().max(0.0) as usize).min(bins - 1)).collect();
-        let (mlo, mhi) = moving.intensity_range(RANGE_QUANTILE);
-        let moving_width = ((mhi - mlo) / (bins - 2 * PADDING) as f64).max(1e-6);
-        Metric { kind, bins, fixed: fixed.iter().map(|&f| f as f64).collect(), fixed_bin, moving_lo: mlo, moving_width }
-    }
-
-    /// Number of samples.
-    pub fn len(&self) -> usize {
-        self.fixed.len()
-    }
-
-    /// True when there are no samples.
-    pub fn is_empty(&self) -> bool {
-        self.fixed.is_empty()
-    }
-
-    /// The cost and its derivatives at `mapped` (one world point per sample).
-    pub fn evaluate(&self, moving: &MovingImage, mapped: &[Vec3]) -> Evaluation {
-        let sampled: Vec<Option<(f64, Vec3)>> = mapped.par_iter().with_min_len(1024).map(|&y| moving.sample(y)).collect();
-        let valid = sampled.iter().filter(|s| s.is_some()).count();
-        if valid < 16 {
-            return Evaluation { value: 0.0, gradient: vec![[0.0; 3]; mapped.len()], valid };
-        }
-        let dcost_dm = match self.kind {
-            MetricKind::MattesMi => self.mattes(&sampled, valid),
-            MetricKind::Ncc => self.ncc(&sampled),
-        };
-        let (value, dm) = dcost_dm;
-        let gradient = sampled.iter().zip(&dm).map(|(s, &d)| s.map_or([0.0; 3], |(_, g)| g.map(|c| c * d))).collect();
-        Evaluation { value, gradient, valid }
-    }
-
-    /// −MI and `∂(−MI)/∂m` per sample.
-    fn mattes(&self, sampled: &[Option<(f64, Vec3)>], valid: usize) -> (f64, Vec<f64>) {
-        let b = self.bins;
-        let hi = (b - PADDING) as f64 - 1e-9;
-        // Continuous moving bin of each sample and whether it was clamped.
-        let bin_of = |m: f64| {
-            let u = (m - self.moving_lo) / self.moving_width + PADDING as f64;
-            if u < PADDING as f64 { (PADDING as f64, true) } else if u > hi { (hi, true) } else { (u, false) }
-        };
-        let mut joint = vec![0.0f64; b * b];
-        for (s, &kappa) in sampled.iter().zip(&self.fixed_bin) {
-            if let Some((m, _)) = s {
-                let (u, _) = bin_of(*m);
-                let first = u.floor() as usize - 1;
-                for iota in first..first + 4 {
-                    joint[kappa * b + iota] += cubic(iota as f64 - u);
-                }
-            }
-        }
-        let n = valid as f64;
-        joint.iter_mut().for_each(|v| *v /= n);
-        let mut pf = vec![0.0; b];
-        let mut pm = vec![0.0; b];
-        for k in 0..b {
-            for i in 0..b {
-                pf[k] += joint[k * b + i];
-                pm[i] += joint[k * b + i];
-            }
-        }
-        let mut mi = 0.0;
-        let mut log_ratio = vec![0.0; b * b];
-        for k in 0..b {
-            for i in 0..b {
-                let p = joint[k * b + i];
-                if p > 1e-16 && pm[i] > 1e-16 {
-                    mi += p * (p / (pf[k] * pm[i])).ln();
-                    log_ratio[k * b + i] = (p / pm[i]).ln();
-                }
-            }
-        }
-        let scale = 1.0 / (n * self.moving_width);
-        let d = sampled
-            .par_iter()
-            .zip(&self.fixed_bin)
-            .map(|(s, &kappa)| match s {
-                Some((m, _)) => {
-                    let (u, clamped) = bin_of(*m);
-                    if clamped {
-                        return 0.0;
-                    }
-                    let first = u.floor() as usize - 1;
-                    let mut dmi = 0.0;
-                    for iota in first..first + 4 {
-                        dmi -= cubic_derivative(iota as f64 - u) * log_ratio[kappa * b + iota];
-                    }
-                    -dmi * scale
-                }
-                None => 0.0,
-            })
-            .collect();
-        (-mi, d)
-    }
-
-    /// −NCC and `∂(−NCC)/∂m` per sample.
-    fn ncc(&self, sampled: &[Option<(f64, Vec3)>]) -> (f64, Vec<f64>) {
-        let (mut n, mut sf, mut sm) = (0.0, 0.0, 0.0);
-        for (s, &f) in sampled.iter().zip(&self.fixed) {
-            if let Some((m, _)) = s {
-                n += 1.0;
-                sf += f;
-                sm += m;
-            }
-        }
-        let (fbar, mbar) = (sf / n, sm / n);
-        let (mut sff, mut smm, mut sfm) = (0.0, 0.0, 0.0);
-        for (s, &f) in sampled.iter().zip(&self.fixed) {
-            if let Some((m, _)) = s {
-                sff += (f - fbar) * (f - fbar);
-                smm += (m - mbar) * (m - mbar);
-                sfm += (f - fbar) * (m - mbar);
-            }
-        }
-        let denom = (sff * smm).sqrt().max(1e-12);
-        let ncc = sfm / denom;
-        let d = sampled
-            .iter()
-            .zip(&self.fixed)
-            .map(|(s, &f)| match s {
-                Some((m, _)) => -((f - fbar) / denom - ncc * (m - mbar) / smm.max(1e-12)),
-                None => 0.0,
-            })
-            .collect();
-        (-ncc, d)
-    }
 }
 
 #[cfg(test)]
@@ -201,7 +91,7 @@ mod tests {
         let points: Vec<Vec3> = (0..3000).map(|i| [3.0 + (i % 17) as f64 * 1.03, 3.0 + (i / 17 % 17) as f64 * 1.07, 3.0 + (i / 289) as f64 * 1.6]).collect();
         let values: Vec<f32> = points.iter().map(|p| fixed.sample(*p, crate::volume::Interpolation::Linear, 0.0)).collect();
         for kind in [MetricKind::MattesMi, MetricKind::Ncc] {
-            let metric = Metric::new(kind, 32, &values, &moving);
+            let metric = kind.similarity(32, &values, &moving);
             let at = |t: f64| -> Vec<Vec3> { points.iter().map(|p| [p[0] + t, p[1], p[2]]).collect() };
             let cost = |t: f64| metric.evaluate(&moving, &at(t)).value;
             // The cost is lowest at the true shift (1.5 voxels) among nearby shifts.
@@ -211,6 +101,37 @@ mod tests {
             let analytic: f64 = e.gradient.iter().map(|g| g[0]).sum();
             let fd = (cost(1.0 + 1e-3) - cost(1.0 - 1e-3)) / 2e-3;
             assert!((analytic - fd).abs() < 0.05 * fd.abs() + 1e-6, "{kind:?}: analytic {analytic} vs fd {fd}");
+        }
+    }
+
+    #[test]
+    fn cost_derivatives_in_the_moving_values_match_central_differences() {
+        let moving = MovingImage::new(&blob(0.0), 0.0);
+        let n = 2000;
+        let fixed: Vec<f32> = (0..n).map(|i| (50.0 + 40.0 * (i as f64 * 0.37).sin() + 10.0 * (i as f64 * 0.011).cos()) as f32).collect();
+        // Moving values related to the fixed ones, inside the histogram's range, a few samples outside the image.
+        let values: Vec<Option<f64>> = (0..n).map(|i| (i % 97 != 0).then(|| 0.6 * fixed[i] as f64 + 15.0 * (i as f64 * 0.05).sin() + 10.0)).collect();
+        let valid = values.iter().filter(|v| v.is_some()).count();
+        for kind in [MetricKind::MattesMi, MetricKind::Ncc] {
+            let metric = kind.similarity(32, &fixed, &moving);
+            let (_, d) = metric.cost(&values, valid);
+            let h = 1e-4;
+            let mut worst = 0.0f64;
+            let scale = d.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+            for i in 0..n {
+                let mut v = values.clone();
+                let Some(m) = v[i] else {
+                    assert_eq!(d[i], 0.0);
+                    continue;
+                };
+                v[i] = Some(m + h);
+                let up = metric.cost(&v, valid).0;
+                v[i] = Some(m - h);
+                let down = metric.cost(&v, valid).0;
+                worst = worst.max(((up - down) / (2.0 * h) - d[i]).abs() / scale);
+            }
+            eprintln!("{kind:?}: worst relative error {worst:.2e}");
+            assert!(scale > 0.0 && worst < 1e-5, "{kind:?}: {worst}");
         }
     }
 }

@@ -5,34 +5,43 @@
 //! The method, coarse to fine, everything on the CPU:
 //! 1. the scanner geometry: both images in world (LPS mm) coordinates, identity transform;
 //! 2. an exhaustive translation search on the coarsest level (± [`Settings::search_mm`]);
-//! 3. an affine transform (12 parameters) on a Gaussian pyramid ([`Settings::affine_levels_mm`]);
+//! 3. an affine transform (12 parameters; or a rigid one, 6, with [`Settings::linear`]) on a
+//!    Gaussian pyramid ([`Settings::affine_levels_mm`]);
 //! 4. a cubic B-spline displacement on a control grid refined between levels
 //!    ([`Settings::grid_spacing_mm`] at the finest level, doubled per coarser level), with a
 //!    bending-energy penalty ([`Settings::bending_weight`]);
 //! 5. every level minimizes Mattes mutual information (or NCC) over a fixed random set of
 //!    fixed-image samples that map inside the moving image, with L-BFGS.
 //!
+//! The parts are small contracts: a similarity measure implements [`metric::Similarity`]
+//! ([`mattes`], [`ncc`]), a transform [`transform::ParametricTransform`] ([`affine`],
+//! [`rigid`], [`bspline`]), and one level optimizer ([`stages::optimize`]) runs any pair.
+//!
 //! The result `T(p) = A·(p + d(p) − c) + c + t` maps CTA points to perfusion points and is
 //! written as an ITK transform file ([`transform`]); [`warp`] resamples several moving images
 //! through it onto the CTA grid in one pass.
 
+pub mod affine;
 pub mod bspline;
 pub mod files;
 pub mod image;
 pub mod lbfgs;
+pub mod mattes;
 pub mod metric;
+pub mod ncc;
+pub mod rigid;
 pub mod stages;
 pub mod transform;
 pub mod warp;
 
 pub use metric::MetricKind;
+pub use stages::TransformKind;
 pub use transform::{Affine, Transform};
 
 use crate::error::{Error, Result};
 use crate::volume::Volume;
-use bspline::BSplineField;
+use bspline::{BSplineField, BSplineLevel};
 use image::MovingImage;
-use metric::Metric;
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
 
@@ -42,6 +51,8 @@ use std::time::Instant;
 pub struct Settings {
     /// Similarity measure.
     pub metric: MetricKind,
+    /// The transform of the linear levels ([`affine_levels_mm`](Self::affine_levels_mm)).
+    pub linear: TransformKind,
     /// Histogram bins of mutual information.
     pub bins: usize,
     /// Voxel size (mm) of each affine level, coarse to fine.
@@ -62,6 +73,18 @@ pub struct Settings {
     pub search_mm: f64,
     /// Seed of the sample choice.
     pub seed: u64,
+    /// Correction pairs L-BFGS keeps.
+    pub lbfgs_memory: usize,
+    /// The largest change of any parameter in one L-BFGS step, in voxels of the level
+    /// (parameters are mm or scaled to about a mm of motion).
+    pub max_step_voxels: f64,
+    /// A level stops after three iterations in a row that lower the cost by less than this fraction.
+    pub relative_tolerance: f64,
+    /// Samples are drawn where the fixed voxel maps inside the moving image or within this
+    /// many (level) voxels of it.
+    pub sample_margin_voxels: f64,
+    /// Samples the translation search scores each offset with (the first of the level's).
+    pub search_samples: usize,
 }
 
 impl Default for Settings {
@@ -77,6 +100,12 @@ impl Default for Settings {
             iterations: 100,
             search_mm: 40.0,
             seed: 0,
+            linear: TransformKind::Affine,
+            lbfgs_memory: 7,
+            max_step_voxels: 0.5,
+            relative_tolerance: 1e-5,
+            sample_margin_voxels: 2.0,
+            search_samples: 5000,
         }
     }
 }
@@ -102,6 +131,12 @@ impl Settings {
         if self.samples < 1000 || self.iterations == 0 || !(8..=256).contains(&self.bins) {
             return Err(Error::invalid("registration needs at least 1000 samples, one iteration and 8–256 bins"));
         }
+        if self.lbfgs_memory == 0 || !(self.max_step_voxels > 0.0 && self.max_step_voxels.is_finite()) || !(self.relative_tolerance >= 0.0) {
+            return Err(Error::invalid("L-BFGS needs a memory of at least 1, a positive step limit and a tolerance ≥ 0"));
+        }
+        if !(self.sample_margin_voxels >= 0.0 && self.sample_margin_voxels.is_finite()) || self.search_samples < MIN_SAMPLES {
+            return Err(Error::invalid(format!("the sample margin must be ≥ 0 and the translation search needs at least {MIN_SAMPLES} samples")));
+        }
         Ok(())
     }
 }
@@ -109,7 +144,7 @@ impl Settings {
 /// One level's outcome.
 #[derive(Debug, Clone, Serialize)]
 pub struct LevelReport {
-    /// `translation`, `affine` or `bspline`.
+    /// `translation`, `affine`, `rigid` or `bspline`.
     pub stage: String,
     /// Voxel size of the level, mm.
     pub spacing_mm: f64,
@@ -163,14 +198,24 @@ pub struct Registration {
     pub seconds: f64,
 }
 
+/// Samples a level must find inside the moving image (or a quarter of its voxels when it has
+/// fewer than 4000, but never fewer than [`MIN_SAMPLES`]), or the images overlap too little.
+const ENOUGH_SAMPLES: usize = 1000;
+/// The fewest samples any level or search scores with.
+const MIN_SAMPLES: usize = 64;
+/// Points per axis, at most, of the grid [`overlap_fraction`] checks.
+const OVERLAP_GRID: usize = 64;
+/// Points of the grid the final Jacobian determinant is checked on, about.
+const JACOBIAN_POINTS: f64 = 2e6;
+
 /// Fraction of the fixed image's voxels (on a coarse grid) that fall inside the moving image
 /// when both are placed by their scanner geometry.
 pub fn overlap_fraction(fixed: &Volume, moving: &Volume) -> f64 {
     let Some(to_moving) = moving.geometry.world_to_index_fn() else { return 0.0 };
     let shape = fixed.shape();
     let inside_moving = |u: [f64; 3]| (0..3).all(|a| u[a] >= -0.5 && u[a] <= moving.shape()[a] as f64 - 0.5);
-    // Every `step`-th voxel per axis: at most about 64³ points.
-    let step = shape.iter().map(|&n| n.div_ceil(64)).max().unwrap_or(1).max(1);
+    // Every `step`-th voxel per axis: at most about OVERLAP_GRID³ points.
+    let step = shape.iter().map(|&n| n.div_ceil(OVERLAP_GRID)).max().unwrap_or(1).max(1);
     let (mut inside, mut total) = (0usize, 0usize);
     for i in (0..shape[0]).step_by(step) {
         for j in (0..shape[1]).step_by(step) {
@@ -209,7 +254,12 @@ pub fn register(fixed: &Volume, moving: &Volume, settings: &Settings, events: &(
         pyramid.push((s, image::fixed_level(from, s)));
     }
     let level_of = |s: f64| &pyramid.iter().find(|(t, _)| *t == s).expect("every level is in the pyramid").1;
-    let options = |spacing: f64| lbfgs::Options { max_iterations: settings.iterations, memory: 7, max_step: 0.5 * spacing, relative_tolerance: 1e-5 };
+    let options = |spacing: f64| lbfgs::Options {
+        max_iterations: settings.iterations,
+        memory: settings.lbfgs_memory,
+        max_step: settings.max_step_voxels * spacing,
+        relative_tolerance: settings.relative_tolerance,
+    };
     let mut last_cost = 0.0;
     let n_affine = settings.affine_levels_mm.len();
     let n_bspline = settings.bspline_levels_mm.len();
@@ -218,9 +268,9 @@ pub fn register(fixed: &Volume, moving: &Volume, settings: &Settings, events: &(
         let fixed_level = level_of(spacing);
         let moving_level = MovingImage::new(moving, spacing);
         let seed = settings.seed.wrapping_add(l as u64);
-        let margin = 2.0;
+        let margin = settings.sample_margin_voxels;
         let mut samples = stages::choose_samples(fixed_level, &moving_level, &transform, settings.samples, margin, seed);
-        if samples.points.len() < 1000.min(fixed_level.len() / 4).max(64) {
+        if samples.points.len() < ENOUGH_SAMPLES.min(fixed_level.len() / 4).max(MIN_SAMPLES) {
             return Err(Error::invalid(format!(
                 "the images overlap too little to register ({} fixed voxels of {} at {spacing} mm map inside the moving image)",
                 samples.points.len(),
@@ -230,16 +280,16 @@ pub fn register(fixed: &Volume, moving: &Volume, settings: &Settings, events: &(
         // On the coarsest level, a translation search first (then the samples are chosen again).
         let search = (l == 0 && settings.search_mm > 0.0).then(|| {
             events(Event::Level { label: format!("translation search ±{} mm", settings.search_mm), iterations: 1 });
-            let start = stages::cost(&Metric::new(settings.metric, settings.bins, &samples.values, &moving_level), &moving_level, &samples, &transform).0;
-            let small = subset(&samples, 5000);
-            let small_metric = Metric::new(settings.metric, settings.bins, &small.values, &moving_level);
-            stages::translation_search(&small_metric, &moving_level, &small, &mut transform, settings.search_mm, spacing);
+            let start = stages::cost(&*settings.metric.similarity(settings.bins, &samples.values, &moving_level), &moving_level, &samples, &transform).0;
+            let small = subset(&samples, settings.search_samples);
+            let small_metric = settings.metric.similarity(settings.bins, &small.values, &moving_level);
+            stages::translation_search(&*small_metric, &moving_level, &small, &mut transform, settings.search_mm, spacing);
             samples = stages::choose_samples(fixed_level, &moving_level, &transform, settings.samples, margin, seed);
             (start, small.points.len())
         });
-        let metric = Metric::new(settings.metric, settings.bins, &samples.values, &moving_level);
+        let metric = settings.metric.similarity(settings.bins, &samples.values, &moving_level);
         if let Some((start, n)) = search {
-            let end = stages::cost(&metric, &moving_level, &samples, &transform).0;
+            let end = stages::cost(&*metric, &moving_level, &samples, &transform).0;
             let report = LevelReport { stage: "translation".into(), spacing_mm: spacing, grid_spacing_mm: None, samples: n, iterations: 1, cost_start: start, cost_end: end, seconds: level_started.elapsed().as_secs_f64() };
             events(Event::LevelDone(report.clone()));
             levels.push(report);
@@ -259,19 +309,20 @@ pub fn register(fixed: &Volume, moving: &Volume, settings: &Settings, events: &(
             Some(g)
         };
         let label = match grid {
-            None => format!("affine {spacing} mm"),
+            None => format!("{} {spacing} mm", settings.linear.name()),
             Some(g) => format!("B-spline {spacing} mm, grid {g:.1} mm"),
         };
         events(Event::Level { label, iterations: settings.iterations });
         let mut on_iteration = |iteration, cost| events(Event::Iteration { iteration, cost });
+        let level = stages::Level { similarity: &*metric, moving: &moving_level, samples: &samples, settings, options: options(spacing) };
         let outcome = if is_affine {
-            stages::affine_stage(&metric, &moving_level, &samples, &mut transform, options(spacing), &mut on_iteration)
+            settings.linear.optimize(&level, &mut transform, &mut on_iteration)
         } else {
-            stages::bspline_stage(&metric, &moving_level, &samples, &mut transform, settings.bending_weight, options(spacing), &mut on_iteration)
+            stages::optimize::<BSplineLevel>(&level, &mut transform, &mut on_iteration)
         };
-        last_cost = stages::cost(&metric, &moving_level, &samples, &transform).0;
+        last_cost = stages::cost(&*metric, &moving_level, &samples, &transform).0;
         let report = LevelReport {
-            stage: if is_affine { "affine" } else { "bspline" }.into(),
+            stage: if is_affine { settings.linear.name() } else { "bspline".into() },
             spacing_mm: spacing,
             grid_spacing_mm: grid,
             samples: samples.points.len(),
@@ -284,7 +335,7 @@ pub fn register(fixed: &Volume, moving: &Volume, settings: &Settings, events: &(
         levels.push(report);
     }
     // Jacobian over the fixed image, on a grid of at most about 2 million points.
-    let step = ((fixed.len() as f64 / 2e6).cbrt().ceil() as usize).max(1);
+    let step = ((fixed.len() as f64 / JACOBIAN_POINTS).cbrt().ceil() as usize).max(1);
     let min_jacobian = transform.min_jacobian_determinant(&fixed.geometry, fixed.shape(), step);
     Ok(Registration { transform, levels, similarity: -last_cost, min_jacobian, seconds: started.elapsed().as_secs_f64() })
 }

@@ -4,6 +4,7 @@
 //! a `CompositeTransform_double_3_3` holding an `AffineTransform_double_3_3` and then a
 //! `BSplineTransform_double_3_3` (ITK applies a composite's last transform first).
 
+use super::Settings;
 use super::bspline::BSplineField;
 use crate::error::{Error, Result};
 use crate::volume::Geometry;
@@ -209,6 +210,47 @@ impl Transform {
         }
         s
     }
+}
+
+/// A part of the [`Transform`] that a registration level optimizes, seen as a parameter
+/// vector: the level's optimizer ([`stages::optimize`](super::stages::optimize)) maps every
+/// sample through [`apply`](Self::apply), asks the similarity for `∂cost/∂y` at each mapped
+/// point, and turns those into `∂cost/∂parameters` with [`add_gradient`](Self::add_gradient).
+///
+/// Adding a transform: one file implementing this trait (see [`rigid`](super::rigid)), and
+/// for a linear one a variant of [`TransformKind`](super::stages::TransformKind).
+pub trait ParametricTransform: Sync + Sized {
+    /// What the level keeps per fixed sample between evaluations (e.g. the point after the
+    /// parts of the transform this level holds fixed).
+    type Sample: Send + Sync;
+
+    /// The parametrization of `transform`'s part for a level whose fixed samples are `points`;
+    /// its [`parameters`](Self::parameters) describe `transform` as it is.
+    fn start(transform: &Transform, points: &[Vec3], settings: &Settings) -> Self;
+
+    /// Prepare fixed sample point `p` (world).
+    fn sample(&self, p: Vec3) -> Self::Sample;
+
+    /// The current parameter vector.
+    fn parameters(&self) -> Vec<f64>;
+
+    /// Set the parameters (same length and order as [`parameters`](Self::parameters)).
+    fn set_parameters(&mut self, x: &[f64]);
+
+    /// The moving world point of a sample under the whole transform.
+    fn apply(&self, sample: &Self::Sample) -> Vec3;
+
+    /// The Jacobian-transpose product: add `(∂y/∂parameters)ᵀ · dcost_dy` of one sample into `acc`.
+    fn add_gradient(&self, sample: &Self::Sample, dcost_dy: Vec3, acc: &mut [f64]);
+
+    /// A penalty added to the cost (e.g. the B-spline's weighted bending energy) and its
+    /// gradient with respect to the parameters; `None` when there is none.
+    fn regularizer(&self) -> Option<(f64, Vec<f64>)> {
+        None
+    }
+
+    /// Write the current parameters back into `transform`.
+    fn store(&self, transform: &mut Transform);
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use super::bspline::BSplineField;
 use super::transform::Transform;
 use crate::error::{Error, Result};
 use crate::volume::mat3;
-use crate::volume::resample::trilinear_weights;
+use crate::volume::resample::{Boundary, Trilinear};
 use crate::volume::{Geometry, Volume};
 use ndarray::Array3;
 use rayon::prelude::*;
@@ -100,8 +100,9 @@ pub fn resample_all(transform: &Transform, shape: [usize; 3], geometry: &Geometr
             for (k, d) in row_d.iter().enumerate() {
                 let u = [0, 1, 2].map(|r| row0[r] + l[r][2] * k as f64 + kd[r][0] * d[0] + kd[r][1] * d[1] + kd[r][2] * d[2]);
                 let at = j * shape[2] + k;
-                match trilinear_weights(u, src_shape) {
-                    Some((corners, weights)) => {
+                match Trilinear::locate(u, src_shape, Boundary::HalfVoxel) {
+                    Some(cell) => {
+                        let (corners, weights) = cell.weights();
                         let offsets = corners.map(|[x, y, z]| (x * src_shape[1] + y) * src_shape[2] + z);
                         for (out, src) in slab.iter_mut().zip(&sources) {
                             let mut acc = 0.0f64;

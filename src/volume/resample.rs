@@ -12,36 +12,97 @@ pub enum Interpolation {
     Linear,
 }
 
-/// The 8 voxels and weights of trilinear interpolation at continuous index `index` of a grid
-/// of `shape` (z fastest, then y, then x), or `None` outside [−½, n − ½] on any axis (ITK's
-/// "inside"); the border voxels stand in for missing neighbours.
-pub fn trilinear_weights(index: Vec3, shape: [usize; 3]) -> Option<([[usize; 3]; 8], [f64; 8])> {
-    let mut lo = [0usize; 3];
-    let mut hi = [0usize; 3];
-    let mut t = [0.0f64; 3];
-    for a in 0..3 {
-        if !(index[a] >= -0.5 && index[a] <= shape[a] as f64 - 0.5) {
-            return None;
-        }
-        let f = index[a].floor();
-        t[a] = index[a] - f;
-        let last = shape[a] as i64 - 1;
-        lo[a] = (f as i64).clamp(0, last) as usize;
-        hi[a] = (f as i64 + 1).clamp(0, last) as usize;
-    }
-    let mut corners = [[0usize; 3]; 8];
-    let mut weights = [0.0; 8];
-    let mut n = 0;
-    for (cz, wz) in [(lo[2], 1.0 - t[2]), (hi[2], t[2])] {
-        for (cy, wy) in [(lo[1], 1.0 - t[1]), (hi[1], t[1])] {
-            for (cx, wx) in [(lo[0], 1.0 - t[0]), (hi[0], t[0])] {
-                corners[n] = [cx, cy, cz];
-                weights[n] = wx * wy * wz;
-                n += 1;
+/// Which continuous indices a [`Trilinear`] cell counts as inside a grid of `n` voxels per axis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Boundary {
+    /// ITK's "inside": within half a voxel of the grid, `[−½, n − ½]`; the border voxels stand
+    /// in for missing neighbours (resampling outputs).
+    HalfVoxel,
+    /// The box of voxel centres, `[0, n − 1]`, where all 8 neighbours exist (registration's
+    /// moving image, whose value and gradient must not be extrapolated).
+    VoxelCentres,
+}
+
+/// The cell of trilinear interpolation at a continuous index: the lower and upper neighbour
+/// and the fraction towards the upper one, per axis. The one interpolator of the crate: both
+/// [`Volume::sample`] and registration locate their cells here, with their [`Boundary`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Trilinear {
+    /// Lower neighbour per axis.
+    pub lo: [usize; 3],
+    /// Upper neighbour per axis (equal to `lo` on a repeated border).
+    pub hi: [usize; 3],
+    /// Weight of `hi` per axis (`1 − t` is the weight of `lo`).
+    pub t: [f64; 3],
+}
+
+impl Trilinear {
+    /// The cell at continuous index `index` of a grid of `shape`, or `None` outside `boundary`.
+    pub fn locate(index: Vec3, shape: [usize; 3], boundary: Boundary) -> Option<Trilinear> {
+        let mut cell = Trilinear { lo: [0; 3], hi: [0; 3], t: [0.0; 3] };
+        for a in 0..3 {
+            let (u, n) = (index[a], shape[a]);
+            match boundary {
+                Boundary::HalfVoxel => {
+                    if !(u >= -0.5 && u <= n as f64 - 0.5) {
+                        return None;
+                    }
+                    let f = u.floor();
+                    cell.t[a] = u - f;
+                    let last = n as i64 - 1;
+                    cell.lo[a] = (f as i64).clamp(0, last) as usize;
+                    cell.hi[a] = (f as i64 + 1).clamp(0, last) as usize;
+                }
+                Boundary::VoxelCentres => {
+                    if !(u >= 0.0 && u <= (n - 1) as f64) || n < 2 {
+                        return None;
+                    }
+                    let f = (u.floor() as usize).min(n - 2);
+                    cell.lo[a] = f;
+                    cell.hi[a] = f + 1;
+                    cell.t[a] = u - f as f64;
+                }
             }
         }
+        Some(cell)
     }
-    Some((corners, weights))
+
+    /// The 8 voxels and their weights (z outermost, then y, then x): the form resampling sums.
+    pub fn weights(&self) -> ([[usize; 3]; 8], [f64; 8]) {
+        let (lo, hi, t) = (self.lo, self.hi, self.t);
+        let mut corners = [[0usize; 3]; 8];
+        let mut weights = [0.0; 8];
+        let mut n = 0;
+        for (cz, wz) in [(lo[2], 1.0 - t[2]), (hi[2], t[2])] {
+            for (cy, wy) in [(lo[1], 1.0 - t[1]), (hi[1], t[1])] {
+                for (cx, wx) in [(lo[0], 1.0 - t[0]), (hi[0], t[0])] {
+                    corners[n] = [cx, cy, cz];
+                    weights[n] = wx * wy * wz;
+                    n += 1;
+                }
+            }
+        }
+        (corners, weights)
+    }
+
+    /// The interpolated value of `N` channels, `fetch` giving the channels of a voxel: the 4
+    /// (x, y) corners weighted `wx·wy`, each a linear blend along z (the form registration's
+    /// moving image sums). The same interpolant as [`weights`](Self::weights), rounded in
+    /// another order: each caller keeps its own so that outputs stay the same bit for bit.
+    pub fn blend<const N: usize>(&self, fetch: impl Fn([usize; 3]) -> [f32; N]) -> [f64; N] {
+        let (lo, hi, t) = (self.lo, self.hi, self.t);
+        let mut acc = [0.0f64; N];
+        for (x, wx) in [(lo[0], 1.0 - t[0]), (hi[0], t[0])] {
+            for (y, wy) in [(lo[1], 1.0 - t[1]), (hi[1], t[1])] {
+                let w = wx * wy;
+                let (a, b) = (fetch([x, y, lo[2]]), fetch([x, y, hi[2]]));
+                for c in 0..N {
+                    acc[c] += w * ((1.0 - t[2]) * a[c] as f64 + t[2] * b[c] as f64);
+                }
+            }
+        }
+        acc
+    }
 }
 
 impl Volume {
@@ -50,18 +111,14 @@ impl Volume {
     /// is missing; points further out give `fill`.
     pub fn sample(&self, index: Vec3, interpolation: Interpolation, fill: f32) -> f32 {
         let shape = self.shape();
-        for a in 0..3 {
-            if !(index[a] >= -0.5 && index[a] <= shape[a] as f64 - 0.5) {
-                return fill;
-            }
-        }
+        let Some(cell) = Trilinear::locate(index, shape, Boundary::HalfVoxel) else { return fill };
         match interpolation {
             Interpolation::Nearest => {
                 let i = [0, 1, 2].map(|a| (index[a].round().max(0.0) as usize).min(shape[a] - 1));
                 self.data[i]
             }
             Interpolation::Linear => {
-                let (corners, weights) = trilinear_weights(index, shape).expect("inside, checked above");
+                let (corners, weights) = cell.weights();
                 let mut acc = 0.0f64;
                 for (c, &w) in corners.iter().zip(&weights) {
                     if w != 0.0 {

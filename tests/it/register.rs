@@ -115,6 +115,15 @@ fn oblique_grids_and_a_bspline_transform_match_simpleitk() {
     assert!(r["mean_abs_diff"].as_f64().unwrap() < 0.05, "{r}");
 }
 
+/// A small phantom cohort (64×64×48) of `cases` patients under `dir/ph`: its root, the cohort and its patients.
+fn phantom_cohort(dir: &Path, cases: usize, seed: u64) -> (std::path::PathBuf, Cohort, Vec<String>) {
+    let root = dir.join("ph");
+    run_ok(cta2mbf().args(["phantom", "--cases", &cases.to_string(), "--size", "64,64,48", "--seed", &seed.to_string(), "--out"]).arg(&root));
+    let cohort = Cohort::new(&root);
+    let pids = cohort.patients(cohort::SORTED_NII).unwrap();
+    (root, cohort, pids)
+}
+
 /// Write `v` as an uncompressed NIfTI with a 4th dimension of 2 frames, under a `.nii.gz` name.
 fn write_4d(path: &Path, v: &Volume) {
     let tmp = path.with_extension("tmp.nii");
@@ -131,10 +140,7 @@ fn write_4d(path: &Path, v: &Volume) {
 #[test]
 fn bad_patients_are_reported_and_the_others_finish() {
     let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("ph");
-    run_ok(cta2mbf().args(["phantom", "--cases", "5", "--size", "64,64,48", "--seed", "9", "--out"]).arg(&root));
-    let cohort = Cohort::new(&root);
-    let pids = cohort.patients(cohort::SORTED_NII).unwrap();
+    let (root, cohort, pids) = phantom_cohort(dir.path(), 5, 9);
     std::fs::remove_dir_all(root.join(cohort::REGISTRATION)).unwrap();
     // 1: the perfusion study is 2 m away from the CTA; 2: the MIP is constant; 3: AVG on another grid; 4: a 4-D CTA.
     let mip = |i: usize| cohort.sorted_nii(&pids[i], "MIP");
@@ -169,4 +175,39 @@ fn bad_patients_are_reported_and_the_others_finish() {
     }
     let inputs_after = common::walk(&root.join(cohort::SORTED_NII)).into_iter().map(|p| std::fs::read(&p).unwrap()).collect::<Vec<_>>();
     assert!(inputs_before == inputs_after, "inputs were modified");
+}
+
+#[test]
+fn a_rigid_linear_stage_keeps_the_matrix_a_rotation_and_aligns_the_phantom() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, cohort, pids) = phantom_cohort(dir.path(), 1, 3);
+    let pid = &pids[0];
+    // Settings written before the schedule fields existed still load; the flag overrides them.
+    let config = dir.path().join("old.json");
+    std::fs::write(&config, r#"{"metric": "mattes_mi", "samples": 20000, "seed": 0}"#).unwrap();
+    let out = dir.path().join("out");
+    run_ok(
+        cta2mbf()
+            .args(["register", "--linear", "rigid", "--affine-only", "--config"])
+            .arg(&config)
+            .arg("--fixed")
+            .arg(cohort.sorted_nii(pid, "CTA"))
+            .arg("--moving")
+            .arg(cohort.sorted_nii(pid, "MIP"))
+            .arg("--out")
+            .arg(&out),
+    );
+    let t = Transform::read_tfm(&out.join("transform.tfm")).unwrap();
+    assert!(t.bspline.is_none());
+    let m = t.affine.matrix;
+    let mtm = mat3::mul(&mat3::transpose(&m), &m);
+    assert!((0..3).all(|r| (0..3).all(|c| (mtm[r][c] - mat3::IDENTITY[r][c]).abs() < 1e-9)), "not a rotation: {m:?}");
+    assert!(m != mat3::IDENTITY && (mat3::det(&m) - 1.0).abs() < 1e-9);
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("registration.json")).unwrap()).unwrap();
+    assert_eq!(report["settings"]["linear"], "rigid");
+    assert_eq!(report["settings"]["samples"], 20000);
+    let stages: Vec<&str> = report["levels"].as_array().unwrap().iter().map(|l| l["stage"].as_str().unwrap()).collect();
+    assert_eq!(stages, ["translation", "rigid", "rigid", "rigid"]);
+    let c = check_registration(&cohort.phantom_truth(pid), |p| t.apply(p)).unwrap();
+    assert!(c.dice_registered > c.dice_unaligned + 0.2 && c.tre_mean_mm < 3.0, "{c:?}");
 }
