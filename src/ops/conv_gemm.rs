@@ -238,13 +238,26 @@ fn tiles(ox: usize, per_tile: usize) -> Vec<std::ops::Range<usize>> {
     (0..ox).step_by(per_tile).map(|a| a..(a + per_tile).min(ox)).collect()
 }
 
+/// Whether [`conv3d_direct`] beats im2col + GEMM on this convolution. The direct kernel runs
+/// at about the same rate whatever the channels (its register block is 8 output channels × 8
+/// z); the GEMM's rate grows with the output channels (its micro-kernel is 16 rows high) and
+/// its columns cost memory traffic that grows with the volume. Measured per layer on a
+/// 2-core Xeon (AVX-512) with AVX2 GEMM kernels (BENCHMARKS.md, "Convolution kernels"):
+/// direct wins from or to one channel, up to 16 output channels at any size, and up to 32
+/// from 16³ output voxels on; GEMM wins beyond, and on runs of z shorter than the block.
+fn direct_is_faster(g: &Geometry) -> bool {
+    let [_, oy, oz] = g.output();
+    let voxels = g.output().iter().product::<usize>();
+    g.stride == 1 && g.k > 1 && (g.c_in == 1 || g.c_out == 1 || (oz >= 8 && oy >= 8 && (g.c_out <= 16 || (g.c_out <= 32 && voxels >= 16 * 16 * 16))))
+}
+
 /// The convolution of one batch item: `x` `[c_in, X, Y, Z]`, `w` `[c_out, c_in, k, k, k]`,
-/// returns `[c_out, OX, OY, OZ]`. Stride-1 convolutions from or to one channel run as
-/// [`conv3d_direct`], whose register blocking suits them better than a GEMM.
+/// returns `[c_out, OX, OY, OZ]`. Stride-1 convolutions with few output channels run as
+/// [`conv3d_direct`] (see [`direct_is_faster`]).
 pub fn forward(g: &Geometry, x: &[f32], w: &[f32]) -> Vec<f32> {
     assert_eq!(x.len(), g.input_len(), "input shape");
     assert_eq!(w.len(), g.c_out * g.taps(), "weight shape");
-    if g.stride == 1 && g.k > 1 && (g.c_in == 1 || g.c_out == 1) {
+    if direct_is_faster(g) {
         return conv3d_direct(x, [g.c_in, g.input[0], g.input[1], g.input[2]], w, [g.c_out, g.k], g.padding, None);
     }
     let [ox, oy, oz] = g.output();

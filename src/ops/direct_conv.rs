@@ -8,6 +8,7 @@
 //! value is loaded once per tap row and used for every output channel of the block.
 
 use super::buffer::{SharedMut, filled_by};
+use super::simd::Level;
 use rayon::prelude::*;
 
 /// Output values computed together (output channels × consecutive z) for fewer than 8 channels.
@@ -17,7 +18,13 @@ const ACCUMULATORS: usize = 64;
 /// for `input` of shape `[c_in, nx, ny, nz]` (zero outside), `weight` of shape
 /// `[c_out, c_in, k, k, k]` (standard layout) and padding `p`; the output has shape
 /// `[c_out, nx+2p−k+1, ny+2p−k+1, nz+2p−k+1]`.
-pub fn conv3d_direct(input: &[f32], [c_in, nx, ny, nz]: [usize; 4], weight: &[f32], [c_out, k]: [usize; 2], padding: usize, bias: Option<&[f32]>) -> Vec<f32> {
+pub fn conv3d_direct(input: &[f32], shape: [usize; 4], weight: &[f32], kernel: [usize; 2], padding: usize, bias: Option<&[f32]>) -> Vec<f32> {
+    conv3d_direct_at(Level::current(), input, shape, weight, kernel, padding, bias)
+}
+
+/// [`conv3d_direct`] with the kernels of instruction set `level` (at most what the CPU runs).
+pub fn conv3d_direct_at(level: Level, input: &[f32], [c_in, nx, ny, nz]: [usize; 4], weight: &[f32], [c_out, k]: [usize; 2], padding: usize, bias: Option<&[f32]>) -> Vec<f32> {
+    assert!(level <= Level::detected(), "{level:?} is above what this CPU runs");
     assert_eq!(input.len(), c_in * nx * ny * nz, "input shape");
     assert_eq!(weight.len(), c_out * c_in * k * k * k, "weight shape");
     let p = padding;
@@ -38,7 +45,7 @@ pub fn conv3d_direct(input: &[f32], [c_in, nx, ny, nz]: [usize; 4], weight: &[f3
     };
     let shape = Shape { c_in, n, c_out, k };
     // Blocks of 8 output channels × 8 z for 8 channels or more, else 1 × 64.
-    if c_out >= 8 { run::<8, 8>(&shape, input, weight, bias) } else { run::<1, ACCUMULATORS>(&shape, input, weight, bias) }
+    if c_out >= 8 { run::<8, 8>(level, &shape, input, weight, bias) } else { run::<1, ACCUMULATORS>(level, &shape, input, weight, bias) }
 }
 
 /// Sizes of one convolution.
@@ -66,7 +73,7 @@ struct Problem<'a> {
     bias: Option<&'a [f32]>,
 }
 
-fn run<const CO: usize, const ZC: usize>(shape: &Shape, input: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
+fn run<const CO: usize, const ZC: usize>(level: Level, shape: &Shape, input: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
     let Shape { c_in, c_out, k, .. } = *shape;
     let [ox, oy, oz] = [shape.out(0), shape.out(1), shape.out(2)];
     let (plane, taps) = (oy * oz, c_in * k * k * k);
@@ -77,10 +84,6 @@ fn run<const CO: usize, const ZC: usize>(shape: &Shape, input: &[f32], weight: &
         }
     }
     let problem = Problem { shape, input, grouped, bias };
-    #[cfg(target_arch = "x86_64")]
-    let avx2 = std::arch::is_x86_feature_detected!("avx2");
-    #[cfg(target_arch = "x86_64")]
-    let avx512 = std::arch::is_x86_feature_detected!("avx512f");
     // One task per output x, writing its plane of every output channel in place.
     let plane_of = |out: SharedMut, x: usize| {
         move |co: usize, offset: usize, values: &[f32]| {
@@ -92,13 +95,13 @@ fn run<const CO: usize, const ZC: usize>(shape: &Shape, input: &[f32], weight: &
         (0..ox).into_par_iter().for_each(|x| {
             let mut write = plane_of(out, x);
             #[cfg(target_arch = "x86_64")]
-            if avx512 {
-                // SAFETY: the CPU has AVX-512F, checked above.
+            if level == Level::Avx512 {
+                // SAFETY: the CPU has AVX-512F (`level` is at most the detected one).
                 return unsafe { output_x_avx512::<CO, ZC>(&problem, x, &mut write) };
             }
             #[cfg(target_arch = "x86_64")]
-            if avx2 {
-                // SAFETY: the CPU has AVX2, checked above.
+            if level == Level::Avx2 {
+                // SAFETY: the CPU has AVX2 and FMA (`level` is at most the detected one).
                 return unsafe { output_x_avx2::<CO, ZC>(&problem, x, &mut write) };
             }
             output_x::<CO, ZC>(&problem, x, &mut write)
@@ -115,9 +118,9 @@ unsafe fn output_x_avx512<const CO: usize, const ZC: usize>(problem: &Problem, x
     output_x::<CO, ZC>(problem, x, write)
 }
 
-/// [`output_x`] compiled for AVX2 (eight lanes at a time).
+/// [`output_x`] compiled for AVX2 and FMA (eight lanes at a time).
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
+#[target_feature(enable = "avx2,fma")]
 unsafe fn output_x_avx2<const CO: usize, const ZC: usize>(problem: &Problem, x: usize, write: &mut dyn FnMut(usize, usize, &[f32])) {
     output_x::<CO, ZC>(problem, x, write)
 }
@@ -195,11 +198,17 @@ mod tests {
         let device = Device::flex();
         // Stem-like (1 → 9, so a block of 8 and a rest of 1), head-like (5 → 1), both padded
         // by 3 as the generator's, and two unpadded cases; z sizes that leave partial runs.
-        for (c_in, c_out, k, pad, n) in [(1, 9, 7, 3, [12, 10, 75]), (5, 1, 7, 3, [11, 9, 80]), (2, 3, 3, 0, [6, 5, 4]), (1, 8, 7, 0, [9, 8, 20])] {
+        for (c_in, c_out, k, pad, n) in [(1, 9, 7, 3, [12, 10, 75]), (5, 1, 7, 3, [11, 9, 80]), (2, 3, 3, 0, [6, 5, 4]), (1, 8, 7, 0, [9, 8, 20]), (8, 16, 3, 1, [7, 9, 19]), (16, 8, 3, 1, [5, 8, 8])] {
             let input = noise(c_in * n.iter().product::<usize>(), 1);
             let weight = noise(c_out * c_in * k * k * k, 2);
             let bias = noise(c_out, 3);
-            let got = conv3d_direct(&input, [c_in, n[0], n[1], n[2]], &weight, [c_out, k], pad, Some(&bias));
+            // Every instruction set this CPU runs (CTA2MBF_SIMD's choices), bit for bit the same.
+            let levels = Level::available();
+            let runs: Vec<Vec<f32>> = levels.iter().map(|&l| conv3d_direct_at(l, &input, [c_in, n[0], n[1], n[2]], &weight, [c_out, k], pad, Some(&bias))).collect();
+            for (l, r) in levels.iter().zip(&runs) {
+                assert!(r == &runs[0], "{c_in}->{c_out} k{k}: {l:?} differs from {:?}", levels[0]);
+            }
+            let got = runs.into_iter().last().expect("at least the scalar level");
             let x: Tensor<5> = Tensor::<1>::from_data(TensorData::new(input, [c_in * n.iter().product::<usize>()]), &device).reshape([1, c_in, n[0], n[1], n[2]]);
             let w: Tensor<5> = Tensor::<1>::from_data(TensorData::new(weight, [c_out * c_in * k * k * k]), &device).reshape([c_out, c_in, k, k, k]);
             let b: Tensor<1> = Tensor::from_data(TensorData::new(bias, [c_out]), &device);

@@ -7,6 +7,7 @@ pub mod conv_cpu;
 pub mod conv_gemm;
 pub mod direct_conv;
 pub mod resize;
+pub mod simd;
 
 pub use argmax_resize::argmax_of_resized;
 pub use resize::{resize_trilinear, upsample_nearest2};
