@@ -85,10 +85,6 @@ impl PatientStage for CropStage {
         "crop"
     }
 
-    fn settings(&self) -> String {
-        String::new()
-    }
-
     fn patients(&self, c: &Cohort) -> PathBuf {
         c.root.join(cohort::SORTED_MASK)
     }

@@ -226,10 +226,6 @@ impl PatientStage for SortStage {
         "sort"
     }
 
-    fn settings(&self) -> String {
-        String::new()
-    }
-
     fn patients(&self, _: &Cohort) -> PathBuf {
         self.raw.clone()
     }

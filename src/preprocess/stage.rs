@@ -19,8 +19,11 @@ pub trait PatientStage: Sync {
     /// The stage's name, as the command line spells it (`pipeline --from/--to`).
     fn name(&self) -> &'static str;
 
-    /// What the stage runs with, as text that changes when the settings do (a change reruns it).
-    fn settings(&self) -> String;
+    /// What the stage runs with, as text that changes when the settings do (a change reruns
+    /// it); none by default.
+    fn settings(&self) -> String {
+        String::new()
+    }
 
     /// The folder whose sub-folders are the patients when a pipeline starts with this stage.
     fn patients(&self, c: &Cohort) -> PathBuf;
