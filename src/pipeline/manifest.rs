@@ -71,28 +71,6 @@ impl Manifest {
     }
 }
 
-/// Every regular file under `dir` (any depth, not following links), sorted; none when `dir` is absent.
-pub fn files_under(dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    if !dir.is_dir() {
-        return Ok(out);
-    }
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).map_err(|e| Error::io(&d, e))? {
-            let entry = entry.map_err(|e| Error::io(&d, e))?;
-            let kind = entry.file_type().map_err(|e| Error::io(entry.path(), e))?;
-            if kind.is_dir() {
-                stack.push(entry.path());
-            } else if kind.is_file() && !entry.file_name().to_string_lossy().starts_with(".tmp-") {
-                out.push(entry.path());
-            }
-        }
-    }
-    out.sort();
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

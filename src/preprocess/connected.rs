@@ -5,10 +5,10 @@
 //! over one scan in memory order). Ties are broken like ITK's ConnectedComponent +
 //! RelabelComponent: the component met first in raster order (x fastest, then y, then z) wins.
 
-use super::mask_qc::QcPolicy;
-use super::stage::{StageReport, for_each_patient};
+use super::mask_qc::{MaskQc, QcPolicy, check_files};
+use super::stage::{PatientStage, StagePath, StageReport, StageRun, for_each_patient};
 use super::{read_input, require_label_map};
-use crate::cohort;
+use crate::cohort::{self, Cohort};
 use crate::error::Result;
 use crate::io::{NiftiDtype, write_nifti};
 use crate::volume::Volume;
@@ -215,6 +215,49 @@ pub fn connected_cohort(sorted_mask: &Path, labels: &[u8], qc: &QcPolicy) -> Res
 pub fn sorted_mask_folder(path: &Path) -> PathBuf {
     let inside = path.join(cohort::SORTED_MASK);
     if inside.is_dir() { inside } else { path.to_path_buf() }
+}
+
+/// The pipeline's `connected` stage: `CTA_MASK` → `CTA_MASK_connected` and its quality-control
+/// figures (`CTA_MASK_qc.json`); a mask the policy does not admit stops the patient.
+#[derive(Debug, Clone)]
+pub struct ConnectedStage {
+    /// The quality-control ranges, and whether failing masks go on.
+    pub qc: QcPolicy,
+}
+
+impl PatientStage for ConnectedStage {
+    fn name(&self) -> &'static str {
+        "connected"
+    }
+
+    fn settings(&self) -> String {
+        format!("labels {DEFAULT_LABELS:?}, qc {}", serde_json::to_string(&self.qc.ranges).expect("ranges serialise"))
+    }
+
+    fn patients(&self, c: &Cohort) -> PathBuf {
+        c.root.join(cohort::SORTED_MASK)
+    }
+
+    fn inputs(&self, c: &Cohort, pid: &str) -> Result<Vec<StagePath>> {
+        Ok(vec![StagePath::File(c.mask(pid, cohort::mask::MASK))])
+    }
+
+    fn outputs(&self, c: &Cohort, pid: &str) -> Vec<StagePath> {
+        vec![StagePath::File(c.mask(pid, cohort::mask::CONNECTED)), StagePath::File(c.mask(pid, cohort::mask::QC))]
+    }
+
+    fn run(&self, c: &Cohort, pid: &str) -> Result<StageRun> {
+        let (raw, out, figures) = (c.mask(pid, cohort::mask::MASK), c.mask(pid, cohort::mask::CONNECTED), c.mask(pid, cohort::mask::QC));
+        connected_file(&raw, &out, &DEFAULT_LABELS)?;
+        check_files(&out, Some(&raw), &figures, &self.qc.ranges)?;
+        Ok(StageRun { written: vec![out, figures], note: None })
+    }
+
+    /// The figures read back (so a skipped stage is judged as a fresh one).
+    fn gate(&self, c: &Cohort, pid: &str) -> Result<Option<String>> {
+        let qc = MaskQc::read(&c.mask(pid, cohort::mask::QC))?;
+        Ok((!self.qc.admits(&qc)).then(|| qc.failures.join("; ")))
+    }
 }
 
 #[cfg(test)]

@@ -4,8 +4,8 @@
 //! int16 when every value is an integer that fits, float32 otherwise. A series that fails
 //! is reported and the others go on.
 
-use super::stage::{patient_folders, prepare_folders};
-use crate::cohort::MODALITIES;
+use super::stage::{PatientStage, StagePath, StageRun, patient_folders, prepare_folders};
+use crate::cohort::{self, Cohort, MODALITIES};
 use crate::error::{Error, Result, panic_boundary};
 use crate::io::dicom::{SeriesVolume, read_series};
 use crate::io::{NiftiDtype, write_nifti};
@@ -138,4 +138,45 @@ pub fn convert_patient(pid: &str, folder: &Path, output: &Path, strict: bool) ->
         })
         .collect();
     PatientConvert { pid: pid.to_string(), results }
+}
+
+/// The pipeline's `convert` stage: `3.sorted_dcm/<pid>` → `3.sorted_nii/<pid>/*.nii.gz`.
+#[derive(Debug, Clone)]
+pub struct ConvertStage {
+    /// Refuse series that do not form one volume.
+    pub strict: bool,
+}
+
+impl PatientStage for ConvertStage {
+    fn name(&self) -> &'static str {
+        "convert"
+    }
+
+    fn settings(&self) -> String {
+        format!("strict {}", self.strict)
+    }
+
+    fn patients(&self, c: &Cohort) -> PathBuf {
+        c.root.join(cohort::SORTED_DCM)
+    }
+
+    fn inputs(&self, c: &Cohort, pid: &str) -> Result<Vec<StagePath>> {
+        Ok(vec![StagePath::Folder(c.root.join(cohort::SORTED_DCM).join(pid))])
+    }
+
+    fn outputs(&self, c: &Cohort, pid: &str) -> Vec<StagePath> {
+        vec![StagePath::Folder(c.root.join(cohort::SORTED_NII).join(pid))]
+    }
+
+    fn run(&self, c: &Cohort, pid: &str) -> Result<StageRun> {
+        let r = convert_patient(pid, &c.root.join(cohort::SORTED_DCM).join(pid), &c.root.join(cohort::SORTED_NII), self.strict);
+        let mut written = Vec::new();
+        let mut notes = Vec::new();
+        for (m, result) in r.results {
+            let converted = result?;
+            notes.extend(converted.warnings.iter().map(|w| format!("{m}: {w}")));
+            written.push(converted.output);
+        }
+        Ok(StageRun { written, note: (!notes.is_empty()).then(|| notes.join("; ")) })
+    }
 }

@@ -1,6 +1,6 @@
 //! Cropping CTA, myocardium MBF and mask to the heart (docs/design.md §3 step 7).
 
-use super::stage::{StageReport, for_each_patient};
+use super::stage::{PatientStage, StagePath, StageReport, StageRun, for_each_patient};
 use super::{read_input, require_label_map, require_same_grid};
 use crate::cohort::{self, Cohort};
 use crate::error::{Error, Result};
@@ -74,4 +74,31 @@ pub fn crop_patient(c: &Cohort, pid: &str) -> Result<Vec<PathBuf>> {
 pub fn crop_cohort(root: &Path) -> Result<StageReport> {
     let c = Cohort::new(root);
     for_each_patient("crop", &root.join(cohort::SORTED_MASK), true, |pid| crop_patient(&c, pid))
+}
+
+/// The pipeline's `crop` stage ([`crop_patient`]).
+#[derive(Debug, Clone, Copy)]
+pub struct CropStage;
+
+impl PatientStage for CropStage {
+    fn name(&self) -> &'static str {
+        "crop"
+    }
+
+    fn patients(&self, c: &Cohort) -> PathBuf {
+        c.root.join(cohort::SORTED_MASK)
+    }
+
+    fn inputs(&self, c: &Cohort, pid: &str) -> Result<Vec<StagePath>> {
+        let files = [c.registration(pid, cohort::registration::CTA), c.cropped(pid, cohort::cropped::MYOCARDIUM_BF), c.mask(pid, cohort::mask::CONNECTED)];
+        Ok(files.into_iter().map(StagePath::File).collect())
+    }
+
+    fn outputs(&self, c: &Cohort, pid: &str) -> Vec<StagePath> {
+        [cohort::cropped::CTA, cohort::cropped::MBF, cohort::cropped::MASK, cohort::cropped::MBF_MASK].iter().map(|f| StagePath::File(c.cropped(pid, f))).collect()
+    }
+
+    fn run(&self, c: &Cohort, pid: &str) -> Result<StageRun> {
+        Ok(StageRun { written: crop_patient(c, pid)?, note: None })
+    }
 }

@@ -8,8 +8,8 @@
 //! modality is reported with the reason and skipped; the others go on.
 
 use super::annotation::Annotation;
-use super::stage::{copy_atomically, patient_folders, prepare_folders};
-use crate::cohort::MODALITIES;
+use super::stage::{PatientStage, StagePath, StageRun, copy_atomically, files_under, patient_folders, prepare_folders};
+use crate::cohort::{self, Cohort, MODALITIES};
 use crate::error::{Error, Result, panic_boundary};
 use crate::io::dicom::{SliceHeader, files_in, is_valid_uid};
 use rayon::prelude::*;
@@ -289,4 +289,52 @@ pub fn extract_modalities(input: &Path, output: &Path, options: &ExtractOptions)
         })
         .collect();
     Ok(ExtractReport { patients, ignored, not_found })
+}
+
+/// The pipeline's `extract` stage: `0.ori_3/<pid>` → `3.sorted_dcm/<pid>/{CTA,BF,AVG,MIP}/<suid>/`.
+#[derive(Debug, Clone)]
+pub struct ExtractStage {
+    /// The annotation table's file, if any.
+    annotation: Option<PathBuf>,
+    /// How the series are chosen (with the table read).
+    options: ExtractOptions,
+}
+
+impl ExtractStage {
+    /// The stage choosing by the annotation table at `annotation` (read now), else by ImageType.
+    pub fn new(annotation: Option<PathBuf>) -> Result<Self> {
+        let table = annotation.as_deref().map(Annotation::read).transpose()?;
+        Ok(ExtractStage { annotation, options: ExtractOptions { annotation: table, ..Default::default() } })
+    }
+}
+
+impl PatientStage for ExtractStage {
+    fn name(&self) -> &'static str {
+        "extract"
+    }
+
+    fn settings(&self) -> String {
+        format!("min_files {}, annotation {:?}", self.options.min_files, self.annotation)
+    }
+
+    fn patients(&self, c: &Cohort) -> PathBuf {
+        c.root.join(cohort::ORI)
+    }
+
+    fn inputs(&self, c: &Cohort, pid: &str) -> Result<Vec<StagePath>> {
+        let folder = StagePath::Folder(c.root.join(cohort::ORI).join(pid));
+        Ok(std::iter::once(folder).chain(self.annotation.iter().cloned().map(StagePath::File)).collect())
+    }
+
+    fn outputs(&self, c: &Cohort, pid: &str) -> Vec<StagePath> {
+        vec![StagePath::Folder(c.root.join(cohort::SORTED_DCM).join(pid))]
+    }
+
+    fn run(&self, c: &Cohort, pid: &str) -> Result<StageRun> {
+        let r = extract_patient(pid, &c.root.join(cohort::ORI).join(pid), &c.root.join(cohort::SORTED_DCM), &self.options);
+        if !r.problems.is_empty() {
+            return Err(Error::invalid(r.problems.join("; ")));
+        }
+        Ok(StageRun { written: files_under(&c.root.join(cohort::SORTED_DCM).join(pid))?, note: None })
+    }
 }

@@ -1,6 +1,6 @@
 //! Myocardial blood flow from the registered BF map (docs/design.md §3 step 6).
 
-use super::stage::{StageReport, for_each_patient};
+use super::stage::{PatientStage, StagePath, StageReport, StageRun, for_each_patient};
 use super::{read_input, require_label_map, require_same_grid};
 use crate::cohort::{self, Cohort};
 use crate::error::{Error, Result};
@@ -48,4 +48,34 @@ pub fn myocardium_patient(c: &Cohort, pid: &str) -> Result<PathBuf> {
 pub fn myocardium_cohort(root: &Path) -> Result<StageReport> {
     let c = Cohort::new(root);
     for_each_patient("myocardium", &root.join(cohort::SORTED_MASK), true, |pid| Ok(vec![myocardium_patient(&c, pid)?]))
+}
+
+/// The pipeline's `myocardium` stage ([`myocardium_patient`]).
+#[derive(Debug, Clone, Copy)]
+pub struct MyocardiumStage;
+
+impl PatientStage for MyocardiumStage {
+    fn name(&self) -> &'static str {
+        "myocardium"
+    }
+
+    fn settings(&self) -> String {
+        format!("label {MYOCARDIUM_LABEL}")
+    }
+
+    fn patients(&self, c: &Cohort) -> PathBuf {
+        c.root.join(cohort::SORTED_MASK)
+    }
+
+    fn inputs(&self, c: &Cohort, pid: &str) -> Result<Vec<StagePath>> {
+        Ok(vec![StagePath::File(c.registration(pid, cohort::registration::BF)), StagePath::File(c.mask(pid, cohort::mask::CONNECTED))])
+    }
+
+    fn outputs(&self, c: &Cohort, pid: &str) -> Vec<StagePath> {
+        vec![StagePath::File(c.cropped(pid, cohort::cropped::MYOCARDIUM_BF))]
+    }
+
+    fn run(&self, c: &Cohort, pid: &str) -> Result<StageRun> {
+        Ok(StageRun { written: vec![myocardium_patient(c, pid)?], note: None })
+    }
 }

@@ -5,15 +5,18 @@
 //! (`CTA_MASK_connected.nii.gz`).
 
 use super::connected::{DEFAULT_LABELS, keep_largest_components};
+use super::mask_import::{MaskSource, import_file};
 use super::mask_qc::QcPolicy;
 use super::read_input;
-use super::stage::{StageReport, copy_atomically, for_each_patient, prepare_folders};
-use crate::cohort;
-use crate::error::Result;
+use super::stage::{PatientStage, StagePath, StageReport, StageRun, copy_atomically, for_each_patient, prepare_folders};
+use crate::cohort::{self, Cohort};
+use crate::error::{Error, Result};
 use crate::infer::Segmenter;
 use crate::io::{NiftiDtype, write_nifti};
 use crate::volume::Volume;
+use burn::tensor::Device;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 /// Write the label map `mask(cta)` of the CTA file `input` into `output` (uint8, the CTA's
 /// geometry); when `connected` is given, also write the connected-component version there.
@@ -58,4 +61,85 @@ pub fn segment_file(model: &Segmenter, input: &Path, output: &Path, connected: O
 /// (`3.sorted_mask`), one patient at a time (the network uses every core), checking each mask.
 pub fn segment_cohort(model: &Segmenter, input: &Path, output: &Path, qc: &QcPolicy) -> Result<StageReport> {
     mask_cohort(input, output, qc, |_, cta| Ok(model.segment(cta)))
+}
+
+/// The pipeline's `segment` stage: `3.sorted_nii/<pid>/CTA.nii.gz` →
+/// `3.sorted_mask/<pid>/CTA/{CTA,CTA_MASK}.nii.gz`, by the network (loaded when first needed,
+/// never when every segmentation is up to date) or from another tool's masks. One patient at
+/// a time: the network uses every core.
+pub struct SegmentStage {
+    /// The chamber-segmentation model (checkpoint, run folder, shipped model folder or `.pth`).
+    model: PathBuf,
+    /// Another tool's segmentations to import instead of running the network.
+    masks: Option<MaskSource>,
+    /// Where the network runs.
+    device: Device,
+    /// The network, once loaded.
+    loaded: Mutex<Option<Segmenter>>,
+}
+
+impl SegmentStage {
+    /// The stage segmenting with `model` on `device`, or importing `masks` when given.
+    pub fn new(model: PathBuf, masks: Option<MaskSource>, device: Device) -> Self {
+        SegmentStage { model, masks, device, loaded: Mutex::new(None) }
+    }
+}
+
+impl PatientStage for SegmentStage {
+    fn name(&self) -> &'static str {
+        "segment"
+    }
+
+    fn settings(&self) -> String {
+        match &self.masks {
+            Some(source) => format!("masks {source}"),
+            None => format!("model {}", self.model.display()),
+        }
+    }
+
+    fn patients(&self, c: &Cohort) -> PathBuf {
+        c.root.join(cohort::SORTED_NII)
+    }
+
+    fn inputs(&self, c: &Cohort, pid: &str) -> Result<Vec<StagePath>> {
+        let mut f = vec![StagePath::File(c.sorted_nii(pid, "CTA"))];
+        match &self.masks {
+            Some(source) => f.extend(source.for_patient(pid)?.inputs().into_iter().map(StagePath::File)),
+            None => f.push(StagePath::file_or_folder(&self.model)),
+        }
+        Ok(f)
+    }
+
+    fn outputs(&self, c: &Cohort, pid: &str) -> Vec<StagePath> {
+        vec![StagePath::File(c.mask(pid, cohort::mask::MASK)), StagePath::File(c.mask(pid, cohort::mask::CTA))]
+    }
+
+    fn run(&self, c: &Cohort, pid: &str) -> Result<StageRun> {
+        let cta = c.sorted_nii(pid, "CTA");
+        let out = c.mask(pid, cohort::mask::MASK);
+        let mut written = match &self.masks {
+            Some(source) => import_file(&source.for_patient(pid)?, &cta, &out, None)?,
+            None => {
+                let mut loaded = self.loaded.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                if loaded.is_none() {
+                    *loaded = Some(Segmenter::load(&self.model, &self.device)?);
+                }
+                segment_file(loaded.as_ref().expect("just loaded"), &cta, &out, None)?
+            }
+        };
+        copy_atomically(&cta, &c.mask(pid, cohort::mask::CTA))?;
+        written.push(c.mask(pid, cohort::mask::CTA));
+        Ok(StageRun { written, note: None })
+    }
+
+    fn parallel(&self) -> bool {
+        false
+    }
+
+    fn ready(&self) -> Result<()> {
+        if self.masks.is_none() && !self.model.exists() {
+            return Err(Error::format(&self.model, "segmentation model not found (pass --seg-model, e.g. models/chamber_seg_phantom of the repository)"));
+        }
+        Ok(())
+    }
 }

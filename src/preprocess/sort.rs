@@ -8,7 +8,8 @@
 //! nothing twice. Patients are processed in parallel; one that fails is reported and the
 //! others go on.
 
-use super::stage::{copy_atomically, patient_folders, prepare_folders};
+use super::stage::{PatientStage, StagePath, StageRun, copy_atomically, files_under, patient_folders, prepare_folders};
+use crate::cohort::{self, Cohort};
 use crate::error::{Error, Result, panic_boundary};
 use crate::io::dicom::{SliceHeader, dicm_offset, files_in, is_valid_uid};
 use rayon::prelude::*;
@@ -211,4 +212,38 @@ pub fn sort_dicom(input: &Path, output: &Path) -> Result<SortReport> {
         })
         .collect();
     Ok(SortReport { patients, ignored })
+}
+
+/// The pipeline's `sort` stage: `raw/<pid>/**` → `0.ori_3/<pid>/<suid>/<n>.dcm`.
+#[derive(Debug, Clone)]
+pub struct SortStage {
+    /// The raw dump, one folder per patient.
+    pub raw: PathBuf,
+}
+
+impl PatientStage for SortStage {
+    fn name(&self) -> &'static str {
+        "sort"
+    }
+
+    fn patients(&self, _: &Cohort) -> PathBuf {
+        self.raw.clone()
+    }
+
+    fn inputs(&self, _: &Cohort, pid: &str) -> Result<Vec<StagePath>> {
+        Ok(vec![StagePath::Folder(self.raw.join(pid))])
+    }
+
+    fn outputs(&self, c: &Cohort, pid: &str) -> Vec<StagePath> {
+        vec![StagePath::Folder(c.root.join(cohort::ORI).join(pid))]
+    }
+
+    fn run(&self, c: &Cohort, pid: &str) -> Result<StageRun> {
+        let r = sort_patient(pid, &self.raw.join(pid), &c.root.join(cohort::ORI))?;
+        if r.series.is_empty() {
+            return Err(Error::format(self.raw.join(pid), "holds no DICOM image"));
+        }
+        let note = (!r.skipped.is_empty()).then(|| format!("{} files skipped (first: {} — {})", r.skipped.len(), r.skipped[0].0.display(), r.skipped[0].1));
+        Ok(StageRun { written: files_under(&c.root.join(cohort::ORI).join(pid))?, note })
+    }
 }

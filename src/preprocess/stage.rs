@@ -1,12 +1,126 @@
-//! What the cohort-level stages share: checking that input and output folders are apart,
-//! validating patient folder names, listing patient folders, copying a file atomically, and
-//! running a per-patient volume stage over a cohort with one report line per patient (a
-//! failing patient is reported and the others go on).
+//! What the cohort-level stages share: the [`PatientStage`] contract the pipeline runs them
+//! by (settings, the files one patient's run reads and writes, the run itself), checking that
+//! input and output folders are apart, validating patient folder names, listing patient
+//! folders, copying a file atomically, and running a per-patient volume stage over a cohort
+//! with one report line per patient (a failing patient is reported and the others go on).
 
+use crate::cohort::Cohort;
 use crate::error::{Error, Result, panic_boundary};
 use rayon::prelude::*;
 use std::fmt;
 use std::path::{Path, PathBuf};
+
+/// One cohort stage as the pipeline runs it, one patient at a time. The stage declares what a
+/// patient's run reads and writes; the pipeline stamps exactly those files in the patient's
+/// manifest (a changed input or output reruns the stage) and refuses a run that writes a file
+/// it did not declare. Each stage implements it beside its own code; what a stage runs with
+/// (options, a model) is the stage value's, the cohort root is passed to every call.
+pub trait PatientStage: Sync {
+    /// The stage's name, as the command line spells it (`pipeline --from/--to`).
+    fn name(&self) -> &'static str;
+
+    /// What the stage runs with, as text that changes when the settings do (a change reruns
+    /// it); none by default.
+    fn settings(&self) -> String {
+        String::new()
+    }
+
+    /// The folder whose sub-folders are the patients when a pipeline starts with this stage.
+    fn patients(&self, c: &Cohort) -> PathBuf;
+
+    /// What one patient's run reads.
+    fn inputs(&self, c: &Cohort, pid: &str) -> Result<Vec<StagePath>>;
+
+    /// What one patient's run writes; a [`StagePath::Folder`] is the stage's own, cleared
+    /// before a rerun.
+    fn outputs(&self, c: &Cohort, pid: &str) -> Vec<StagePath>;
+
+    /// Run for one patient.
+    fn run(&self, c: &Cohort, pid: &str) -> Result<StageRun>;
+
+    /// Whether patients may run in parallel (not for a stage that uses every core itself).
+    fn parallel(&self) -> bool {
+        true
+    }
+
+    /// An error when the stage cannot run at all (a missing model), asked before any patient.
+    fn ready(&self) -> Result<()> {
+        Ok(())
+    }
+
+    /// After the patient's stage ran or was skipped: why its result may not be used by the
+    /// later stages (a mask that fails quality control), if so.
+    fn gate(&self, _c: &Cohort, _pid: &str) -> Result<Option<String>> {
+        Ok(None)
+    }
+}
+
+/// A file or folder a stage reads or writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StagePath {
+    /// One file.
+    File(PathBuf),
+    /// Every file under a folder (none when it is absent).
+    Folder(PathBuf),
+}
+
+impl StagePath {
+    /// A path that may be either (a model): a folder when it is one, else a file.
+    pub fn file_or_folder(path: &Path) -> StagePath {
+        if path.is_dir() { StagePath::Folder(path.to_path_buf()) } else { StagePath::File(path.to_path_buf()) }
+    }
+
+    /// The path itself.
+    pub fn path(&self) -> &Path {
+        match self {
+            StagePath::File(p) | StagePath::Folder(p) => p,
+        }
+    }
+
+    /// The files of several paths, in order (a folder's sorted, see [`files_under`]).
+    pub fn files(paths: &[StagePath]) -> Result<Vec<PathBuf>> {
+        let mut out = Vec::new();
+        for p in paths {
+            match p {
+                StagePath::File(f) => out.push(f.clone()),
+                StagePath::Folder(d) => out.extend(files_under(d)?),
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// What one patient's run of a stage did.
+#[derive(Debug, Clone, Default)]
+pub struct StageRun {
+    /// The files written.
+    pub written: Vec<PathBuf>,
+    /// Something worth reporting (skipped files, warnings, figures).
+    pub note: Option<String>,
+}
+
+/// Every regular file under `dir` (any depth, not following links, without the temporary
+/// files of `io::atomic`), sorted; none when `dir` is absent.
+pub fn files_under(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    if !dir.is_dir() {
+        return Ok(out);
+    }
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).map_err(|e| Error::io(&d, e))? {
+            let entry = entry.map_err(|e| Error::io(&d, e))?;
+            let kind = entry.file_type().map_err(|e| Error::io(entry.path(), e))?;
+            if kind.is_dir() {
+                stack.push(entry.path());
+            } else if kind.is_file() && !entry.file_name().to_string_lossy().starts_with(".tmp-") {
+                out.push(entry.path());
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
 
 /// True when `name` can be used as a patient folder name: non-empty, not `.` or `..`,
 /// without a path separator or NUL.

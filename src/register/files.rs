@@ -6,7 +6,7 @@ use super::{Event, Registration, Settings, Transform, register, warp};
 use crate::cohort::{self, Cohort};
 use crate::error::{Error, Result};
 use crate::io::{NiftiDtype, read_nifti_image, write_nifti};
-use crate::preprocess::stage::{StageReport, copy_atomically, for_each_patient};
+use crate::preprocess::stage::{PatientStage, StagePath, StageReport, StageRun, copy_atomically, for_each_patient};
 use crate::volume::Volume;
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -201,4 +201,52 @@ pub fn register_cohort(
         done(pid, &summary);
         Ok(summary.written)
     })
+}
+
+/// The pipeline's `register` stage: [`patient_job`] with the given settings.
+#[derive(Debug, Clone)]
+pub struct RegisterStage {
+    /// The registration settings (validated).
+    settings: Settings,
+}
+
+impl RegisterStage {
+    /// The stage registering with `settings`, refused when they are invalid.
+    pub fn new(settings: Settings) -> Result<Self> {
+        settings.validate()?;
+        Ok(RegisterStage { settings })
+    }
+}
+
+impl PatientStage for RegisterStage {
+    fn name(&self) -> &'static str {
+        "register"
+    }
+
+    fn settings(&self) -> String {
+        serde_json::to_string(&self.settings).expect("settings serialise")
+    }
+
+    fn patients(&self, c: &Cohort) -> PathBuf {
+        c.root.join(cohort::SORTED_NII)
+    }
+
+    fn inputs(&self, c: &Cohort, pid: &str) -> Result<Vec<StagePath>> {
+        let job = patient_job(c, pid);
+        let mut files = [job.fixed, job.moving].into_iter().chain(job.apply).collect::<Vec<_>>();
+        // In the order of the modalities (the manifests of earlier versions list them so).
+        files.sort_by_key(|f| cohort::MODALITIES.iter().position(|m| *f == c.sorted_nii(pid, m)));
+        Ok(files.into_iter().map(StagePath::File).collect())
+    }
+
+    fn outputs(&self, c: &Cohort, pid: &str) -> Vec<StagePath> {
+        let job = patient_job(c, pid);
+        job.outputs.into_iter().chain(job.fixed_copy).chain([job.transform_out, job.report_out]).map(StagePath::File).collect()
+    }
+
+    fn run(&self, c: &Cohort, pid: &str) -> Result<StageRun> {
+        let s = run_job(&patient_job(c, pid), &self.settings, &|_| {})?;
+        let note = s.registration.as_ref().map(|r| format!("similarity {:.3}, min det J {:.3}", r.similarity, r.min_jacobian));
+        Ok(StageRun { written: s.written, note })
+    }
 }

@@ -22,6 +22,7 @@ mod norm_semantics;
 mod onnx_export;
 mod phantom;
 mod pipeline;
+mod pipeline_contract;
 mod register;
 mod resize_torch;
 mod seg_reference;
