@@ -1,10 +1,11 @@
 """Paired CPU timing of the generator: `cta2mbf bench` against the same network in PyTorch.
 
-    python3 scripts/cpu_vs_torch.py BINARY X,Y,Z NGF [REPEATS] [PAIRS] [TORCH_SCRIPT]
+    python3 scripts/cpu_vs_torch.py BINARY X,Y,Z NGF [REPEATS] [PAIRS] [TORCH_SCRIPT | unet:LEVELS]
 
 Runs `BINARY bench --size X,Y,Z --ngf NGF --repeats REPEATS --json` and
 `python3 TORCH_SCRIPT X Y Z NGF REPEATS` (default `scripts/torch_generator.py`, PyTorch with 2
-threads) one after the other PAIRS times (A B A B ...), so that a drift of the machine's speed
+threads; `unet:LEVELS` compares the U-Net generator instead: `bench --generator unet --levels
+LEVELS` against scripts/torch_unet.py) one after the other PAIRS times (A B A B ...), so that a drift of the machine's speed
 hits both; each tool's own per-inference and per-step times are read from its output. Prints
 the median of each figure, its min and max, and the median of the pair-by-pair ratios
 cta2mbf / PyTorch, plus each process's peak resident memory (the OS's accounting of the
@@ -32,16 +33,22 @@ def main():
     binary, size, ngf = sys.argv[1], sys.argv[2], sys.argv[3]
     repeats = sys.argv[4] if len(sys.argv) > 4 else "3"
     pairs = int(sys.argv[5]) if len(sys.argv) > 5 else 3
-    torch_script = sys.argv[6] if len(sys.argv) > 6 else os.path.join(os.path.dirname(__file__), "torch_generator.py")
+    here = os.path.dirname(os.path.abspath(__file__))
+    torch_script = sys.argv[6] if len(sys.argv) > 6 else os.path.join(here, "torch_generator.py")
+    bench_extra, torch_extra = [], []
+    if torch_script.startswith("unet:"):
+        levels = torch_script.split(":", 1)[1]
+        torch_script = os.path.join(here, "torch_unet.py")
+        bench_extra, torch_extra = ["--generator", "unet", "--levels", levels], ["-", levels]
     x, y, z = size.split(",")
     rows = {"ours_infer": [], "ours_step": [], "torch_infer": [], "torch_step": [], "ours_rss": [], "torch_rss": []}
     for _ in range(pairs):
-        out, rss = timed([binary, "bench", "--size", size, "--ngf", ngf, "--repeats", repeats, "--json"])
+        out, rss = timed([binary, "bench", "--size", size, "--ngf", ngf, "--repeats", repeats, "--json"] + bench_extra)
         r = json.loads(out)
         rows["ours_infer"].append(r["infer_seconds"])
         rows["ours_step"].append(r["train_step_seconds"])
         rows["ours_rss"].append(rss)
-        out, rss = timed(["python3", torch_script, x, y, z, ngf, repeats])
+        out, rss = timed(["python3", torch_script, x, y, z, ngf, repeats] + torch_extra)
         m = re.search(r"infer ([\d.]+) s\s+train_step ([\d.]+) s", out)
         rows["torch_infer"].append(float(m.group(1)))
         rows["torch_step"].append(float(m.group(2)))
