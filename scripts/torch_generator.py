@@ -54,17 +54,9 @@ def timed(f, reps, cuda):
     return (time.perf_counter() - t) / reps
 
 
-def main():
-    x_, y_, z_ = map(int, sys.argv[1:4])
-    ngf = int(sys.argv[4]) if len(sys.argv) > 4 else 32
-    reps = int(sys.argv[5]) if len(sys.argv) > 5 else 3
-    mode = sys.argv[6] if len(sys.argv) > 6 and sys.argv[6] != "-" else None
-    dev = torch.device(sys.argv[7] if len(sys.argv) > 7 else "cpu")
-    cuda = dev.type == "cuda"
-    torch.manual_seed(0)
-    g = generator(ngf).to(dev)
-    x = torch.randn(1, 1, x_, y_, z_, device=dev)
-    y = torch.randn(1, 1, x_, y_, z_, device=dev)
+def time_network(g, x, y, reps, mode, cuda):
+    """Seconds of one inference (no grad) and of one training step (L1 to y, Adam lr 1e-4,
+    beta1 0.5) of g on x, in norm mode `mode` (None: eval for inference, train for the step)."""
     opt = torch.optim.Adam(g.parameters(), lr=1e-4, betas=(0.5, 0.999))
     g.train(mode == "train")
 
@@ -83,7 +75,21 @@ def main():
 
     if cuda:
         torch.cuda.reset_peak_memory_stats()
-    tr = timed(step, reps, cuda)
+    return fwd, timed(step, reps, cuda)
+
+
+def main():
+    x_, y_, z_ = map(int, sys.argv[1:4])
+    ngf = int(sys.argv[4]) if len(sys.argv) > 4 else 32
+    reps = int(sys.argv[5]) if len(sys.argv) > 5 else 3
+    mode = sys.argv[6] if len(sys.argv) > 6 and sys.argv[6] != "-" else None
+    dev = torch.device(sys.argv[7] if len(sys.argv) > 7 else "cpu")
+    cuda = dev.type == "cuda"
+    torch.manual_seed(0)
+    g = generator(ngf).to(dev)
+    x = torch.randn(1, 1, x_, y_, z_, device=dev)
+    y = torch.randn(1, 1, x_, y_, z_, device=dev)
+    fwd, tr = time_network(g, x, y, reps, mode, cuda)
     where = torch.cuda.get_device_name() if cuda else f"cpu threads={torch.get_num_threads()}"
     peak = f"  peak allocated {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB" if cuda else ""
     print(f"torch {torch.__version__} {where} size={x_}x{y_}x{z_} ngf={ngf} mode={mode or 'eval/train'}: "

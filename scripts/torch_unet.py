@@ -9,7 +9,7 @@ scripts/torch_generator.py does, on the CPU (threads from OMP_NUM_THREADS / torc
 import sys
 import torch
 import torch.nn as nn
-from torch_generator import timed
+from torch_generator import time_network
 
 
 def stage(cin, cout, stride, norm=True):
@@ -53,21 +53,7 @@ def main():
     g = Unet(ngf, levels)
     x = torch.randn(1, 1, x_, y_, z_)
     y = torch.randn(1, 1, x_, y_, z_)
-    opt = torch.optim.Adam(g.parameters(), lr=1e-4, betas=(0.5, 0.999))
-    g.train(mode == "train")
-
-    def infer():
-        with torch.no_grad():
-            g(x)
-    fwd = timed(infer, reps, False)
-    g.train(mode != "eval")
-
-    def step():
-        opt.zero_grad()
-        loss = (g(x) - y).abs().mean()
-        loss.backward()
-        opt.step()
-    tr = timed(step, reps, False)
+    fwd, tr = time_network(g, x, y, reps, mode, False)
     print(f"torch {torch.__version__} cpu threads={torch.get_num_threads()} unet levels={levels} size={x_}x{y_}x{z_} ngf={ngf} mode={mode or 'eval/train'}: "
           f"infer {fwd:.3f} s  train_step {tr:.3f} s")
 
