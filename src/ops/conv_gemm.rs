@@ -390,9 +390,11 @@ mod tests {
     }
 
     /// Shapes of every kind the networks use: 3³ stride 1 and 2, 1³, 7³ from and to one
-    /// channel, odd sizes that leave partial tiles.
-    const CASES: [(usize, usize, usize, usize, usize, [usize; 3]); 7] = [
+    /// channel, odd sizes that leave partial tiles; few channels on y, z runs of 8 or more
+    /// (the direct kernel, forward and input gradient).
+    const CASES: [(usize, usize, usize, usize, usize, [usize; 3]); 8] = [
         (3, 5, 3, 1, 1, [7, 6, 9]),
+        (3, 5, 3, 1, 1, [5, 8, 11]),
         (4, 6, 3, 2, 1, [8, 7, 10]),
         (6, 3, 1, 1, 0, [5, 4, 3]),
         (1, 4, 7, 1, 3, [9, 8, 11]),
@@ -417,6 +419,7 @@ mod tests {
     /// linear loss, in every direction at once).
     #[test]
     fn gradients_are_the_adjoints_of_the_definition() {
+        assert!(direct_is_faster(&Geometry { c_in: 3, c_out: 5, k: 3, stride: 1, padding: 1, input: [5, 8, 11] }), "a case runs the direct kernel");
         let dot = |a: &[f32], b: &[f64]| a.iter().zip(b).map(|(a, b)| *a as f64 * b).sum::<f64>();
         for (c_in, c_out, k, stride, padding, input) in CASES {
             let g = Geometry { c_in, c_out, k, stride, padding, input };
