@@ -226,10 +226,6 @@ pub struct ConnectedStage {
 }
 
 impl PatientStage for ConnectedStage {
-    fn name(&self) -> &'static str {
-        "connected"
-    }
-
     fn settings(&self) -> String {
         format!("labels {DEFAULT_LABELS:?}, qc {}", serde_json::to_string(&self.qc.ranges).expect("ranges serialise"))
     }

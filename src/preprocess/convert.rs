@@ -148,10 +148,6 @@ pub struct ConvertStage {
 }
 
 impl PatientStage for ConvertStage {
-    fn name(&self) -> &'static str {
-        "convert"
-    }
-
     fn settings(&self) -> String {
         format!("strict {}", self.strict)
     }

@@ -81,10 +81,6 @@ pub fn crop_cohort(root: &Path) -> Result<StageReport> {
 pub struct CropStage;
 
 impl PatientStage for CropStage {
-    fn name(&self) -> &'static str {
-        "crop"
-    }
-
     fn patients(&self, c: &Cohort) -> PathBuf {
         c.root.join(cohort::SORTED_MASK)
     }

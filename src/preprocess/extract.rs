@@ -309,10 +309,6 @@ impl ExtractStage {
 }
 
 impl PatientStage for ExtractStage {
-    fn name(&self) -> &'static str {
-        "extract"
-    }
-
     fn settings(&self) -> String {
         format!("min_files {}, annotation {:?}", self.options.min_files, self.annotation)
     }

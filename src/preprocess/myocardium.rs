@@ -55,10 +55,6 @@ pub fn myocardium_cohort(root: &Path) -> Result<StageReport> {
 pub struct MyocardiumStage;
 
 impl PatientStage for MyocardiumStage {
-    fn name(&self) -> &'static str {
-        "myocardium"
-    }
-
     fn settings(&self) -> String {
         format!("label {MYOCARDIUM_LABEL}")
     }

@@ -86,10 +86,6 @@ impl SegmentStage {
 }
 
 impl PatientStage for SegmentStage {
-    fn name(&self) -> &'static str {
-        "segment"
-    }
-
     fn settings(&self) -> String {
         match &self.masks {
             Some(source) => format!("masks {source}"),

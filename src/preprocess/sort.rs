@@ -222,10 +222,6 @@ pub struct SortStage {
 }
 
 impl PatientStage for SortStage {
-    fn name(&self) -> &'static str {
-        "sort"
-    }
-
     fn patients(&self, _: &Cohort) -> PathBuf {
         self.raw.clone()
     }

@@ -14,11 +14,9 @@ use std::path::{Path, PathBuf};
 /// patient's run reads and writes; the pipeline stamps exactly those files in the patient's
 /// manifest (a changed input or output reruns the stage) and refuses a run that writes a file
 /// it did not declare. Each stage implements it beside its own code; what a stage runs with
-/// (options, a model) is the stage value's, the cohort root is passed to every call.
+/// (options, a model) is the stage value's, the cohort root is passed to every call. Its name
+/// is the pipeline's (`pipeline::Stage`, which the command line spells).
 pub trait PatientStage: Sync {
-    /// The stage's name, as the command line spells it (`pipeline --from/--to`).
-    fn name(&self) -> &'static str;
-
     /// What the stage runs with, as text that changes when the settings do (a change reruns
     /// it); none by default.
     fn settings(&self) -> String {

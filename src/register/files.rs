@@ -219,10 +219,6 @@ impl RegisterStage {
 }
 
 impl PatientStage for RegisterStage {
-    fn name(&self) -> &'static str {
-        "register"
-    }
-
     fn settings(&self) -> String {
         serde_json::to_string(&self.settings).expect("settings serialise")
     }
