@@ -156,6 +156,7 @@ pub fn run_demo(opts: &DemoOptions) -> Result<DemoReport> {
                 config: cfg,
                 device: opts.device,
                 devices: Vec::new(),
+                group: crate::distributed::Group::solo(),
             }
         })
         .into();

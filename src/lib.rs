@@ -23,6 +23,7 @@
 //! - [`interop`]: PyTorch `.pth`, safetensors and burnpack state dicts, one-file export;
 //! - [`demo`], [`bench`]: the whole system on a phantom cohort in one call; timings;
 //! - [`device`]: choosing the Burn backend (CPU `flex` by default);
+//! - [`distributed`]: the processes of an MPI job (training and the pipeline across machines);
 //! - [`fuzz`]: the readers of outside files as the fuzzers and the corpus-replay test call them.
 //!
 //! The design these modules follow is written down in `docs/design.md`.
@@ -36,6 +37,7 @@ pub mod config;
 pub mod data;
 pub mod demo;
 pub mod device;
+pub mod distributed;
 pub mod error;
 pub mod fuzz;
 pub mod infer;

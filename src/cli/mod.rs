@@ -81,24 +81,45 @@ pub enum Command {
     Crop(crop::CropArgs),
 }
 
-/// Run the parsed command line.
+/// Run the parsed command line. Under an MPI launcher (`mpirun -np N`, `srun`) `train`,
+/// `train-seg` and `pipeline` run as one job over the ranks; any other command is refused there
+/// (each process would do the whole work). A rank that fails prints its error and ends every
+/// rank of the job.
 pub fn run(cli: Cli) -> cta2mbf::Result<()> {
-    match cli.command {
+    let command = std::env::args().nth(1).unwrap_or_default();
+    let world = cta2mbf::distributed::world(&command)?;
+    let group = world.group();
+    let result = if group.is_distributed() && !matches!(cli.command, Command::Train(_) | Command::TrainSeg(_) | Command::Pipeline(_)) {
+        Err(cta2mbf::Error::invalid(format!("{command} does not run across processes (launched as {} MPI ranks): only train, train-seg and pipeline do", group.size())))
+    } else {
+        run_command(cli.command, &group)
+    };
+    if let Err(e) = &result
+        && group.is_distributed()
+    {
+        eprintln!("cta2mbf: error: rank {} of {}: {e}", group.rank(), group.size());
+        group.abort(1);
+    }
+    result
+}
+
+fn run_command(command: Command, group: &cta2mbf::distributed::Group) -> cta2mbf::Result<()> {
+    match command {
         Command::Demo(args) => demo::run(args),
         Command::Phantom(args) => phantom::run(args),
         Command::Info(args) => info::run(args),
-        Command::Train(args) => train::run(args),
+        Command::Train(args) => train::run(args, group),
         Command::Infer(args) => infer::run(args),
         Command::Export(args) => export::run(args),
         Command::Analyze(args) => analyze::run(args),
         Command::Slicemap(args) => slicemap::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Sort(args) => sort::run(args),
-        Command::Pipeline(args) => pipeline::run(args),
+        Command::Pipeline(args) => pipeline::run(args, group),
         Command::Register(args) => register::run(args),
         Command::Extract(args) => extract::run(args),
         Command::Convert(args) => convert::run(args),
-        Command::TrainSeg(args) => train_seg::run(args),
+        Command::TrainSeg(args) => train_seg::run(args, group),
         Command::Segment(args) => segment::run(args),
         Command::Connected(args) => connected::run(args),
         Command::Myocardium(args) => myocardium::run(args),

@@ -68,7 +68,8 @@ fn shipped_seg_model() -> PathBuf {
 }
 
 /// Run `cta2mbf pipeline`.
-pub fn run(args: PipelineArgs) -> cta2mbf::Result<()> {
+pub fn run(args: PipelineArgs, group: &cta2mbf::distributed::Group) -> cta2mbf::Result<()> {
+    let _ = group;
     let register = match &args.register_config {
         Some(path) => cta2mbf::register::Settings::read(path)?,
         None => cta2mbf::register::Settings::default(),

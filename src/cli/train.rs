@@ -3,6 +3,7 @@
 use cta2mbf::config::RunConfig as _;
 use super::parse_size;
 use super::run_args::RunArgs;
+use cta2mbf::distributed::Group;
 use cta2mbf::models::NormMode;
 use cta2mbf::train::{TrainConfig, TrainOptions, train};
 
@@ -46,9 +47,12 @@ pub fn effective_config(args: &TrainArgs) -> cta2mbf::Result<TrainConfig> {
 }
 
 /// Run `cta2mbf train`.
-pub fn run(args: TrainArgs) -> cta2mbf::Result<()> {
-    let opts = TrainOptions { config: effective_config(&args)?, device: args.run.device, devices: args.run.devices()?, run: args.run.options() };
+pub fn run(args: TrainArgs, group: &Group) -> cta2mbf::Result<()> {
+    let opts = TrainOptions { config: effective_config(&args)?, device: args.run.device, devices: args.run.devices()?, run: args.run.options(), group: group.clone() };
     let report = train(&opts)?;
+    if !group.is_root() {
+        return Ok(());
+    }
     println!(
         "train: epochs {}..{} done; checkpoints in {}",
         report.start_epoch + 1,

@@ -32,9 +32,12 @@ pub fn effective_config(args: &TrainSegArgs) -> cta2mbf::Result<SegConfig> {
 }
 
 /// Run `cta2mbf train-seg`.
-pub fn run(args: TrainSegArgs) -> cta2mbf::Result<()> {
-    let opts = SegTrainOptions { config: effective_config(&args)?, device: args.run.device, devices: args.run.devices()?, run: args.run.options() };
+pub fn run(args: TrainSegArgs, group: &cta2mbf::distributed::Group) -> cta2mbf::Result<()> {
+    let opts = SegTrainOptions { config: effective_config(&args)?, device: args.run.device, devices: args.run.devices()?, run: args.run.options(), group: group.clone() };
     let report = train_seg(&opts)?;
+    if !group.is_root() {
+        return Ok(());
+    }
     println!(
         "train-seg: epochs {}..{} done in {:.1} s ({} training, {} validation cases); checkpoints in {}",
         report.start_epoch + 1,

@@ -8,6 +8,15 @@
 //! state and optimizers) is [`Setup`]. A network plugs in as a [`Task`]: how to prepare a
 //! sample, one optimization step with its typed losses, how to validate, what it monitors and
 //! what a checkpoint holds (docs/design.md §4, §5, §8).
+//!
+//! In a group of several ranks (MPI, [`crate::distributed`]) every rank runs this loop over
+//! the same seeded sample order: a step's global batch is `ranks × batch_size × devices`
+//! samples, each rank takes its equal contiguous share (the order padded with its first samples
+//! to a multiple of the ranks, as PyTorch's `DistributedSampler`), the task averages the
+//! gradients over the ranks, and the step's losses are averaged too. Rank 0 alone validates
+//! (and tells the others the monitored value, which the schedule needs), writes checkpoints,
+//! `metrics.jsonl` and TensorBoard, and prints; the ranks compare a hash of their parameters
+//! at the end (and after every epoch in debug builds).
 
 use super::metrics::{Epoch, LossTerm, Losses, append_metrics, trim_metrics};
 use super::progress::Progress;
@@ -112,6 +121,9 @@ pub trait Task {
     fn log_weights(&self, _tb: &mut EventWriter, _model: &Self::Model, _step: usize) -> Result<()> {
         Ok(())
     }
+    /// A hash of the trained networks' parameters and running statistics (equal exactly when
+    /// they are bit-identical: [`super::parallel::fingerprint`]).
+    fn fingerprint(&self, model: &Self::Model) -> u64;
     /// Evaluate the held-out cases after an epoch (writing their TensorBoard scalars at `step`).
     fn validate(&mut self, model: &Self::Model, tb: &mut EventWriter, step: usize) -> Result<Self::Metrics>;
     /// The value watched by the plateau schedule and for `best` (`None`: nothing is watched).
@@ -136,7 +148,7 @@ pub struct RunReport<K: LossTerm, M: Serialize> {
     pub start_epoch: usize,
     /// Last finished epoch.
     pub epoch: usize,
-    /// The line of the last epoch.
+    /// The line of the last epoch (on rank 0 of a group; `None` on the others).
     pub last: Option<Epoch<K, M>>,
     /// Best monitored value and its epoch.
     pub best: Option<(f64, usize)>,
@@ -152,15 +164,22 @@ pub struct RunReport<K: LossTerm, M: Serialize> {
 /// the checkpoint resumed from) to the last epoch, each step sharing `batch_size` samples per
 /// device; `notes` are printed after the skipped cases.
 pub fn run<T: Task>(setup: &Setup<T::Config>, mut task: T, mut model: T::Model, mut state: RunState<T::Config>, notes: &[String]) -> Result<RunReport<T::Loss, T::Metrics>> {
-    let (run_dir, opts) = (&setup.folder.dir, &setup.options);
+    let (run_dir, opts, group) = (&setup.folder.dir, &setup.options, &setup.group);
+    let (root, ranks, rank) = (group.is_root(), group.size(), group.rank());
     let run = state.config.run();
-    let s = LoopSettings::new(run, run.batch_size * setup.replicas.len());
-    trim_metrics(run_dir, state.epoch)?;
-    crate::io::atomic::write_bytes_atomically(&run_dir.join("config.json"), state.config.to_json().as_bytes())?;
-    let mut tb = EventWriter::create(&run_dir.join("tb"))?;
+    let s = LoopSettings::new(run, run.batch_size * setup.replicas.len() * ranks);
+    let mut tb = None;
+    if root {
+        trim_metrics(run_dir, state.epoch)?;
+        crate::io::atomic::write_bytes_atomically(&run_dir.join("config.json"), state.config.to_json().as_bytes())?;
+        tb = Some(EventWriter::create(&run_dir.join("tb"))?);
+    }
     let samples_per_epoch = setup.train_pairs.len() * s.samples_per_volume;
-    let steps_per_epoch = samples_per_epoch.div_ceil(s.step_batch);
-    let progress = Progress::new((s.total_epochs * steps_per_epoch) as u64, (state.epoch * steps_per_epoch) as u64, opts.quiet, opts.log.clone()).tagged(opts.tag.as_deref());
+    // Padded so that every rank takes the same number of samples at every step.
+    let padded_per_epoch = samples_per_epoch.next_multiple_of(ranks);
+    let steps_per_epoch = padded_per_epoch.div_ceil(s.step_batch);
+    let (quiet, log) = if root { (opts.quiet, opts.log.clone()) } else { (true, super::progress::Log::none()) };
+    let progress = Progress::new((s.total_epochs * steps_per_epoch) as u64, (state.epoch * steps_per_epoch) as u64, quiet, log).tagged(opts.tag.as_deref());
     for (pid, why) in &setup.skipped {
         progress.line(&format!("skipped case {pid}: {why}"));
     }
@@ -179,13 +198,21 @@ pub fn run<T: Task>(setup: &Setup<T::Config>, mut task: T, mut model: T::Model, 
         let lr = state.schedule.lr(epoch);
         let mut order: Vec<usize> = (0..samples_per_epoch).map(|i| i % pairs.len()).collect();
         order.shuffle(&mut ChaCha8Rng::seed_from_u64(stream_seed(s.seed, epoch, usize::MAX)));
+        for k in 0..padded_per_epoch - samples_per_epoch {
+            order.push(order[k % samples_per_epoch]);
+        }
         let loader = {
             let (pairs, prepare) = (pairs.clone(), prepare.clone());
             Prefetcher::spawn(steps_per_epoch, s.workers, s.prefetch, move |step| -> Result<Vec<T::Sample>> {
-                order[step * s.step_batch..((step + 1) * s.step_batch).min(order.len())]
+                // This rank's share of the step's global batch; an item's random stream is
+                // that of its place in the epoch, whatever the number of ranks.
+                let start = step * s.step_batch;
+                let share = (((step + 1) * s.step_batch).min(order.len()) - start) / ranks;
+                let first = start + rank * share;
+                order[first..first + share]
                     .iter()
                     .enumerate()
-                    .map(|(j, &i)| prepare(&pairs[i], &mut ChaCha8Rng::seed_from_u64(stream_seed(s.seed, epoch, step * s.step_batch + j))))
+                    .map(|(j, &i)| prepare(&pairs[i], &mut ChaCha8Rng::seed_from_u64(stream_seed(s.seed, epoch, first + j))))
                     .collect()
             })
         };
@@ -193,32 +220,37 @@ pub fn run<T: Task>(setup: &Setup<T::Config>, mut task: T, mut model: T::Model, 
         for (step, batch) in loader.enumerate() {
             let batch = batch?;
             let (updated, losses, output) = task.step(model, &batch, lr);
+            let losses = losses.averaged(group);
             model = updated;
             state.global_step += 1;
             let gs = state.global_step;
             sums.accumulate(&losses);
-            for (name, value) in losses.named() {
-                tb.scalar(&format!("loss/{name}"), value as f32, gs)?;
-            }
-            tb.scalar("lr", lr as f32, gs)?;
-            if gs % s.display_freq == 0 || (epoch == 1 && step == 0) {
-                task.log_images(&mut tb, &batch[0], output, gs)?;
-                task.log_weights(&mut tb, &model, gs)?;
+            if let Some(tb) = tb.as_mut() {
+                for (name, value) in losses.named() {
+                    tb.scalar(&format!("loss/{name}"), value as f32, gs)?;
+                }
+                tb.scalar("lr", lr as f32, gs)?;
+                if gs % s.display_freq == 0 || (epoch == 1 && step == 0) {
+                    task.log_images(tb, &batch[0], output, gs)?;
+                    task.log_weights(tb, &model, gs)?;
+                }
             }
             progress.step(losses.message());
         }
         let means = sums.divided(steps_per_epoch as f64);
-        let metrics = task.validate(&model, &mut tb, state.global_step)?;
         state.epoch = epoch;
-        let mut improved = false;
-        if let Some(m) = task.monitored(&metrics, &means) {
-            // The schedule's plateau policy watches a value to minimize.
-            state.schedule.end_epoch(if m.higher_is_better { -m.value } else { m.value });
-            improved = state.best.is_none_or(|(b, _)| if m.higher_is_better { m.value > b } else { m.value < b });
-            if improved {
-                state.best = Some((m.value, epoch));
-            }
+        if group.is_distributed() && (cfg!(debug_assertions) || epoch == s.total_epochs) {
+            group.check_equal(task.fingerprint(&model), &format!("after epoch {epoch}, a hash of the network's parameters"))?;
         }
+        let Some(tb) = tb.as_mut() else {
+            // The other ranks wait for the value rank 0's validation gives the schedule.
+            let monitored = share_monitored(group, None);
+            end_epoch(&mut state, monitored);
+            continue;
+        };
+        let metrics = task.validate(&model, tb, state.global_step)?;
+        let monitored = share_monitored(group, task.monitored(&metrics, &means));
+        let improved = end_epoch(&mut state, monitored);
         // The metrics line first, then the checkpoints: a run killed in between resumes from
         // the previous checkpoint and drops the line of the epoch it repeats. The numbered
         // checkpoint before `latest`, so `latest` never runs ahead of it.
@@ -248,4 +280,29 @@ pub fn run<T: Task>(setup: &Setup<T::Config>, mut task: T, mut model: T::Model, 
         split: (ids(&setup.train_pairs), ids(&setup.val_pairs)),
         skipped: setup.skipped.clone(),
     })
+}
+
+/// The value rank 0's validation gave the schedule (`mine` on rank 0), on every rank.
+fn share_monitored(group: &crate::distributed::Group, mine: Option<Monitored>) -> Option<Monitored> {
+    if !group.is_distributed() {
+        return mine;
+    }
+    let bytes = match mine {
+        Some(m) => [&[1u8, m.higher_is_better as u8][..], &m.value.to_le_bytes()].concat(),
+        None => vec![0u8],
+    };
+    let got = group.broadcast(0, bytes);
+    (got[0] == 1).then(|| Monitored { value: f64::from_le_bytes(got[2..10].try_into().expect("8 bytes")), higher_is_better: got[1] == 1 })
+}
+
+/// The epoch's end for the schedule and `best`: the plateau policy sees the monitored value (to
+/// minimize); returns whether it improved on the best so far.
+fn end_epoch<C>(state: &mut RunState<C>, monitored: Option<Monitored>) -> bool {
+    let Some(m) = monitored else { return false };
+    state.schedule.end_epoch(if m.higher_is_better { -m.value } else { m.value });
+    let improved = state.best.is_none_or(|(b, _)| if m.higher_is_better { m.value > b } else { m.value < b });
+    if improved {
+        state.best = Some((m.value, state.epoch));
+    }
+    improved
 }

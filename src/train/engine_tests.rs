@@ -12,6 +12,7 @@ use crate::config::run::UnknownKeys;
 use crate::config::{RunConfig, RunSettings};
 use crate::data::{Pair, PairPattern};
 use crate::device::DeviceChoice;
+use crate::distributed::Group;
 use crate::error::{Error, Result};
 use crate::models::init::Initializer;
 use crate::store::folder::{load_module, read_json, save_folder, save_module, save_optim, write_json};
@@ -91,6 +92,7 @@ struct Mock<const BEST: bool> {
     device: burn::tensor::Device,
     epoch: usize,
     script: Script,
+    group: Group,
 }
 
 impl<const BEST: bool> Task for Mock<BEST> {
@@ -116,7 +118,12 @@ impl<const BEST: bool> Task for Mock<BEST> {
         let mut losses = Losses::default();
         losses.set(MockLoss::Mse, scalar(&loss));
         let grads = GradientsParams::from_grads(loss.backward(), &model);
-        (self.optim.step(lr, model, grads), losses, pred.detach().reshape([1, 1, batch.len(), 1, 1]))
+        let model = super::parallel::optimizer_step(&mut self.optim, lr, model, vec![(grads, self.device.clone())], &self.group);
+        (model, losses, pred.detach().reshape([1, 1, batch.len(), 1, 1]))
+    }
+
+    fn fingerprint(&self, model: &Weight) -> u64 {
+        super::parallel::fingerprint(model)
     }
 
     fn validate(&mut self, _model: &Weight, _tb: &mut super::tensorboard::EventWriter, _step: usize) -> Result<MockMetrics> {
@@ -164,14 +171,20 @@ fn cases(dir: &Path) -> PathBuf {
 /// Train the mock `name` in `dir` to epoch 6 (linear decay over the last 3), resuming when
 /// `resume`; the printed lines are pushed to `lines`.
 fn train<const BEST: bool>(dir: &Path, name: &str, resume: bool, script: &Script, lines: &Arc<Mutex<Vec<String>>>) -> Result<RunReport<MockLoss, MockMetrics>> {
+    train_in::<BEST>(dir, name, resume, script, lines, (2, 3), Group::solo())
+}
+
+/// [`train`] with `(batch_size, samples_per_volume)` as one rank of `group`.
+fn train_in<const BEST: bool>(dir: &Path, name: &str, resume: bool, script: &Script, lines: &Arc<Mutex<Vec<String>>>, (batch, per_volume): (usize, usize), group: Group) -> Result<RunReport<MockLoss, MockMetrics>> {
+    let root = if group.is_root() { cases(dir) } else { dir.join("cases") };
     let config: MockConfig = serde_json::from_value(serde_json::json!({
-        "name": name, "data_root": cases(dir), "lr": 0.1, "lr_policy": "linear", "n_epochs": 3, "n_epochs_decay": 3,
-        "batch_size": 2, "samples_per_volume": 3, "save_epoch_freq": 2, "workers": 1, "prefetch": 1, "seed": 7,
+        "name": name, "data_root": root, "lr": 0.1, "lr_policy": "linear", "n_epochs": 3, "n_epochs_decay": 3,
+        "batch_size": batch, "samples_per_volume": per_volume, "save_epoch_freq": 2, "workers": 1, "prefetch": 1, "seed": 7,
     }))
     .unwrap();
     let sink = lines.clone();
     let run = RunOptions { checkpoints_dir: dir.join("ck"), continue_train: resume, quiet: true, tag: None, log: Log::new(move |l| sink.lock().unwrap().push(l.to_string())) };
-    let setup = Setup::open(&TrainRequest { config, device: DeviceChoice::Cpu, devices: Vec::new(), run }, |_, _| Ok(()))?;
+    let setup = Setup::open(&TrainRequest { config, device: DeviceChoice::Cpu, devices: Vec::new(), run, group: group.clone() }, |_, _| Ok(()))?;
     let device = setup.replicas[0].clone();
     let mut model = Weight { w: Initializer::new(0, &device).constant([1], 0.5) };
     let loaded = match setup.resume() {
@@ -182,7 +195,7 @@ fn train<const BEST: bool>(dir: &Path, name: &str, resume: bool, script: &Script
         None => None,
     };
     let state = setup.state(loaded);
-    let task = Mock::<BEST> { optim: setup.optimizer("optim.bpk")?, device, epoch: 0, script: script.clone() };
+    let task = Mock::<BEST> { optim: setup.optimizer("optim.bpk")?, device, epoch: 0, script: script.clone(), group };
     engine::run(&setup, task, model, state, &[])
 }
 
@@ -300,4 +313,78 @@ fn without_a_monitor_or_a_best_checkpoint_no_best_is_written() {
     let report = train::<false>(dir.path(), "kept", false, &monitored(&[0.3, 0.1, 0.2, 0.2, 0.2, 0.2], Some(false)), &lines()).unwrap();
     assert_eq!(report.best, Some((0.1, 2)));
     assert!(!dir.path().join("ck/kept/best").exists());
+}
+
+/// `train_in` on `ranks` threads standing for MPI ranks (rank 0 creates the cases first); a
+/// rank that fails aborts the job, as the command line does (the others then end in a panic,
+/// reported here as an error).
+fn train_ranks(dir: &Path, name: &str, resume: bool, script: &Script, sizes: (usize, usize), ranks: usize) -> Vec<(Result<RunReport<MockLoss, MockMetrics>>, Vec<String>)> {
+    cases(dir);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = crate::distributed::threads::thread_group(ranks)
+            .into_iter()
+            .map(|group| {
+                s.spawn(move || {
+                    let printed = lines();
+                    let report = train_in::<true>(dir, name, resume, script, &printed, sizes, group.clone());
+                    if report.is_err() {
+                        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| group.abort(1)));
+                    }
+                    let printed = printed.lock().unwrap().clone();
+                    (report, printed)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap_or_else(|_| (Err(Error::invalid("ended by another rank's abort")), Vec::new()))).collect()
+    })
+}
+
+#[test]
+fn two_ranks_with_batch_1_take_the_steps_of_one_process_with_batch_2() {
+    let script = monitored(&[0.5, 0.4, 0.6, 0.2, 0.3, 0.1], Some(false));
+    let one = tempfile::tempdir().unwrap();
+    train_in::<true>(one.path(), "m", false, &script, &lines(), (2, 2), Group::solo()).unwrap();
+    let two = tempfile::tempdir().unwrap();
+    let ranks = train_ranks(two.path(), "m", false, &script, (1, 2), 2);
+    let (a, b) = (one.path().join("ck/m"), two.path().join("ck/m"));
+    for (rank, (report, printed)) in ranks.iter().enumerate() {
+        let report = report.as_ref().unwrap();
+        assert_eq!((report.epoch, report.best), (6, Some((0.1, 6))), "rank {rank}");
+        // Rank 0 alone reports.
+        assert_eq!((report.last.is_some(), printed.len() == 6), (rank == 0, rank == 0), "rank {rank}: {printed:?}");
+    }
+    // The same sample order and streams, gradients averaged over the ranks: the same weights
+    // (up to the order of the sums) and the same mean losses, per epoch.
+    let (wa, wb) = (weight(&a.join(LATEST)), weight(&b.join(LATEST)));
+    assert!(((wa - wb) / wa).abs() <= 1e-6, "{wa} vs {wb}");
+    let (ma, mb) = (metrics(&a), metrics(&b));
+    assert_eq!(ma.len(), mb.len());
+    for (x, y) in ma.iter().zip(&mb) {
+        assert_eq!((&x["epoch"], &x["lr"], &x["val"]), (&y["epoch"], &y["lr"], &y["val"]));
+        let (lx, ly) = (x["loss_mse"].as_f64().unwrap(), y["loss_mse"].as_f64().unwrap());
+        assert!((lx - ly).abs() <= 1e-5 * lx.abs().max(1e-3), "{x} vs {y}");
+    }
+    assert_eq!(state(&a.join(LATEST))["global_step"], state(&b.join(LATEST))["global_step"]);
+    assert!(b.join("best").is_dir() && b.join("epoch_004").is_dir());
+}
+
+#[test]
+fn an_epoch_that_does_not_divide_among_the_ranks_is_padded_and_resumes_with_other_ranks() {
+    // 9 samples an epoch on 2 ranks: padded to 10 (5 steps of one sample each per rank).
+    let script = monitored(&[0.5; 6], None);
+    let dir = tempfile::tempdir().unwrap();
+    let cut = Script { fail_validation: Some(4), ..script.clone() };
+    let ranks = train_ranks(dir.path(), "m", false, &cut, (1, 3), 2);
+    assert!(ranks[0].0.as_ref().unwrap_err().to_string() == "killed", "rank 0's validation failed");
+    assert!(ranks[1].0.as_ref().unwrap_err().to_string().contains("another rank's abort"));
+    let run = dir.path().join("ck/m");
+    assert_eq!(state(&run.join(LATEST))["epoch"], 3);
+    assert_eq!(state(&run.join(LATEST))["global_step"], 15);
+    // Resumed by three ranks: a different global batch, the same run folder.
+    let ranks = train_ranks(dir.path(), "m", true, &script, (1, 3), 3);
+    for (report, _) in &ranks {
+        assert_eq!(report.as_ref().unwrap().epoch, 6);
+    }
+    assert_eq!(state(&run.join(LATEST))["global_step"], 15 + 3 * 3);
+    assert_eq!(metrics(&run).len(), 6);
 }

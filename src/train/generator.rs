@@ -12,6 +12,7 @@ use super::validate::{CaseMetrics, evaluate_case};
 use crate::analysis::{ColorMap, Window, axial_slice};
 use crate::config::TrainConfig;
 use crate::data::{Pair, PairPattern, Sample, augment, tensor_to_array, volume_to_tensor};
+use crate::distributed::Group;
 use crate::error::{Error, Result};
 use crate::models::init::Initializer;
 use crate::models::{Discriminator, Generator, NormMode};
@@ -63,6 +64,8 @@ struct Trainer {
     cfg: TrainConfig,
     /// The training devices (autodiff), one per share of a step; the first holds the networks.
     replicas: Vec<Device>,
+    /// The ranks that average their gradients with this one's.
+    group: Group,
 }
 
 /// One device's share of a step: its inputs, its generator copy and prediction, its losses.
@@ -133,7 +136,7 @@ impl Trainer {
         });
         let (shards, grads_d): (Vec<Shard>, Vec<Option<GradientsParams>>) = shards.into_iter().unzip();
         let d = match (d, self.optim_d.as_mut()) {
-            (Some(d), Some(optim)) => Some(parallel::optimizer_step(optim, lr, d, grads_d.into_iter().flatten().zip(devices.iter().cloned()).collect())),
+            (Some(d), Some(optim)) => Some(parallel::optimizer_step(optim, lr, d, grads_d.into_iter().flatten().zip(devices.iter().cloned()).collect(), &self.group)),
             (d, _) => d,
         };
         // The generator's losses against the updated discriminator, and its gradients.
@@ -163,7 +166,7 @@ impl Trainer {
             fake.get_or_insert(sh.fake.detach());
             grads_g.push((grads, device.clone()));
         }
-        self.g = parallel::optimizer_step(&mut self.optim_g, lr, self.g, grads_g);
+        self.g = parallel::optimizer_step(&mut self.optim_g, lr, self.g, grads_g, &self.group);
         self.d = d;
         (self, losses, fake.expect("at least one shard"))
     }
@@ -242,6 +245,10 @@ impl Task for GeneratorTask {
         Some(Monitored { value: val.map(|v| v.mae).unwrap_or(means.or_zero(GenLoss::L1)), higher_is_better: false })
     }
 
+    fn fingerprint(&self, t: &Trainer) -> u64 {
+        parallel::fingerprint(&t.g) ^ t.d.as_ref().map_or(0, |d| parallel::fingerprint(d).rotate_left(1))
+    }
+
     fn save(&self, t: &Trainer, run_dir: &Path, label: &str, _kind: Save, state: &TrainState) -> Result<()> {
         let parts = CheckpointParts { generator: &t.g, discriminator: t.d.as_ref(), optim_g: &t.optim_g, optim_d: t.optim_d.as_ref(), state };
         checkpoint::save(run_dir, label, &parts).map(drop)
@@ -299,7 +306,7 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
     };
     let optim_g = setup.optimizer(checkpoint::OPTIM_G)?;
     let optim_d = d.as_ref().map(|_| setup.optimizer(checkpoint::OPTIM_D)).transpose()?;
-    let trainer = Trainer { g, d, optim_g, optim_d, cfg: cfg.clone(), replicas: setup.replicas.clone() };
+    let trainer = Trainer { g, d, optim_g, optim_d, cfg: cfg.clone(), replicas: setup.replicas.clone(), group: setup.group.clone() };
     let task = GeneratorTask { cfg: cfg.clone(), val_pairs: setup.val_pairs.clone(), device: setup.device.clone() };
     engine::run(&setup, task, trainer, state, &[])
 }

@@ -86,6 +86,21 @@ impl<K: LossTerm> Losses<K> {
         self
     }
 
+    /// Every computed term replaced by its mean over the ranks of `group` (every rank computes
+    /// the same terms; unchanged for a single process).
+    pub fn averaged(mut self, group: &crate::distributed::Group) -> Self {
+        if group.is_distributed() {
+            let mut values: Vec<f64> = self.values.iter().map(|v| v.unwrap_or(0.0)).collect();
+            group.mean_f64(&mut values);
+            for (v, mean) in self.values.iter_mut().zip(values) {
+                if v.is_some() {
+                    *v = Some(mean);
+                }
+            }
+        }
+        self
+    }
+
     /// `name value` for each computed term (the progress message of a step).
     pub fn message(&self) -> String {
         self.named().map(|(name, v)| format!("{name} {v:.4}")).collect::<Vec<_>>().join(" ")

@@ -8,12 +8,18 @@
 //! device's own samples (as DDP without SyncBatchNorm), its running statistics become the
 //! average of the devices' updates (Burn's `RunningState`), and a loss that is not a mean over
 //! samples (a masked mean, a soft Dice over the batch) becomes the mean of the devices' losses.
-//! Burn 0.22's all-reduce (`burn::tensor::distributed`) exists only for CUDA through NCCL; where a
-//! build has it, it replaces the sum in [`optimizer_step`]. Training across machines is not offered.
+//!
+//! Across processes (MPI ranks, [`crate::distributed`]) the same step is taken on every rank:
+//! each rank's gradients (its devices' summed on the host) and its batch-norm running
+//! statistics are averaged over the ranks with one all-reduce each before the optimizer steps,
+//! so every rank holds the same parameters afterwards ([`fingerprint`] checks it). Burn 0.22's
+//! own all-reduce (`burn::tensor::distributed`) exists only for CUDA through NCCL.
 
-use burn::module::Module;
+use crate::distributed::Group;
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::optim::{GradientsParams, ModuleOptimizer, MultiGradientsParams};
-use burn::tensor::Device;
+use burn::tensor::{Device, Tensor, TensorData};
+use std::collections::HashMap;
 
 /// The batch cut into contiguous shares, one per device (fewer when the batch is short), each
 /// with its device and its fraction of the batch.
@@ -41,11 +47,130 @@ pub fn replica<M: Module + Clone>(module: &M, device: &Device, parallel: bool) -
     if parallel { module.clone().fork(device) } else { module.clone() }
 }
 
-/// One optimizer step with the gradients of one device, or of several summed.
-pub fn optimizer_step<M: Module>(optim: &mut ModuleOptimizer, lr: f64, module: M, grads: Vec<(GradientsParams, Device)>) -> M {
+/// One optimizer step with the gradients of one device, or of several summed; in a group of
+/// several ranks, with the gradients and running statistics averaged over the ranks first.
+pub fn optimizer_step<M: Module>(optim: &mut ModuleOptimizer, lr: f64, module: M, grads: Vec<(GradientsParams, Device)>, group: &Group) -> M {
+    if group.is_distributed() {
+        let (module, averaged) = average_over_ranks(module, &grads, group);
+        return optim.step(lr, module, averaged);
+    }
     if grads.len() == 1 {
         let (g, _) = grads.into_iter().next().expect("one");
         return optim.step(lr, module, g);
     }
     optim.step_multi(lr, module, MultiGradientsParams { grads })
+}
+
+/// Make Burn apply the running-statistics updates still pending in `module` (`RunningState`
+/// keeps each thread's latest update apart until it is next read; building the validation copy
+/// applies them, and the copy is dropped).
+fn settle_running_stats<M: Module>(module: &M) {
+    drop(module.valid());
+}
+
+/// What one parameter contributes to the exchanged buffers.
+enum Slot {
+    /// A gradient: its place in the `f32` buffer, its shape and the device it lives on.
+    Gradient { start: usize, shape: Vec<usize>, device: Device },
+    /// Running statistics (a tensor that takes no gradient): its place in the `f64` buffer.
+    Statistic { start: usize, shape: Vec<usize> },
+}
+
+/// The gradients of this process's devices summed per parameter into one flat buffer, and the
+/// running statistics into another, in the module's visiting order (the same on every rank).
+struct Flatten<'a> {
+    grads: &'a [(GradientsParams, Device)],
+    gradients: Vec<f32>,
+    statistics: Vec<f64>,
+    slots: HashMap<ParamId, Slot>,
+}
+
+impl ModuleVisitor for Flatten<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let mut sum: Option<(Vec<f32>, Vec<usize>, Device)> = None;
+        for (g, _) in self.grads {
+            if let Some(t) = g.get::<D>(param.id) {
+                let (device, shape) = (t.device(), t.shape().to_vec());
+                let values = t.into_data().convert::<f32>().try_into_vec::<f32>().expect("f32 gradient");
+                match &mut sum {
+                    Some((s, _, _)) => s.iter_mut().zip(values).for_each(|(a, b)| *a += b),
+                    None => sum = Some((values, shape, device)),
+                }
+            }
+        }
+        if let Some((values, shape, device)) = sum {
+            self.slots.insert(param.id, Slot::Gradient { start: self.gradients.len(), shape, device });
+            self.gradients.extend(values);
+        } else if !param.val().is_require_grad() {
+            let t = param.val();
+            let shape = t.shape().to_vec();
+            self.slots.insert(param.id, Slot::Statistic { start: self.statistics.len(), shape });
+            self.statistics.extend(t.into_data().convert::<f64>().try_into_vec::<f64>().expect("f64 statistics"));
+        }
+    }
+}
+
+/// The averaged buffers put back: the gradients as a new [`GradientsParams`], the running
+/// statistics into the module.
+struct Unflatten<'a> {
+    gradients: &'a [f32],
+    statistics: &'a [f64],
+    slots: &'a HashMap<ParamId, Slot>,
+    out: GradientsParams,
+}
+
+impl ModuleMapper for Unflatten<'_> {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        match self.slots.get(&param.id) {
+            Some(Slot::Gradient { start, shape, device }) => {
+                let n: usize = shape.iter().product();
+                let data = TensorData::new(self.gradients[*start..start + n].to_vec(), shape.clone());
+                self.out.register::<D>(param.id, Tensor::from_data(data, device));
+                param
+            }
+            Some(Slot::Statistic { start, shape }) => {
+                let n: usize = shape.iter().product();
+                let values: Vec<f32> = self.statistics[*start..start + n].iter().map(|&v| v as f32).collect();
+                let data = TensorData::new(values, shape.clone());
+                param.map(|t| Tensor::from_data(data, &t.device()))
+            }
+            None => param,
+        }
+    }
+}
+
+/// This rank's gradients (summed over its devices) and its module's running statistics,
+/// averaged over the ranks of `group`: the gradients in one `f32` all-reduce, the statistics in
+/// one `f64` all-reduce (so statistics equal on every rank, as in eval-mode training, come back
+/// unchanged). Every rank must call it at the same point with the same module structure.
+fn average_over_ranks<M: Module>(module: M, grads: &[(GradientsParams, Device)], group: &Group) -> (M, GradientsParams) {
+    settle_running_stats(&module);
+    let mut flat = Flatten { grads, gradients: Vec::new(), statistics: Vec::new(), slots: HashMap::new() };
+    module.visit(&mut flat);
+    let Flatten { mut gradients, mut statistics, slots, .. } = flat;
+    group.sum_f32(&mut gradients);
+    let n = group.size() as f32;
+    gradients.iter_mut().for_each(|g| *g /= n);
+    group.mean_f64(&mut statistics);
+    let mut back = Unflatten { gradients: &gradients, statistics: &statistics, slots: &slots, out: GradientsParams::new() };
+    let module = module.map(&mut back);
+    (module, back.out)
+}
+
+/// A hash of every float tensor of `module` (parameters and running statistics), in visiting
+/// order: equal on two ranks exactly when their networks are bit-identical.
+pub fn fingerprint<M: Module>(module: &M) -> u64 {
+    struct Hash(u64);
+    impl ModuleVisitor for Hash {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            let data = param.val().into_data();
+            for &b in data.as_bytes() {
+                self.0 = (self.0 ^ b as u64).wrapping_mul(0x0100_0000_01b3);
+            }
+        }
+    }
+    settle_running_stats(module);
+    let mut h = Hash(0xcbf2_9ce4_8422_2325);
+    module.visit(&mut h);
+    h.0
 }

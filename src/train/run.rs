@@ -2,10 +2,13 @@
 //! configuration checked, the cases found and split, the run folder locked (fresh or resumed),
 //! the devices chosen, the run state and the optimizers fresh or from the checkpoint resumed
 //! from ([`Setup`]); and the derivation of per-epoch, per-item random streams from the run seed.
+//! In a group of several ranks (MPI) every rank sets up the same run; rank 0 alone locks and
+//! writes the run folder, and a rank that cannot set up stops every rank with its reason.
 
 use crate::config::RunConfig;
 use crate::data::{Pair, PairPattern, PairedDataset};
 use crate::device::DeviceChoice;
+use crate::distributed::Group;
 use crate::error::{Error, Result};
 use crate::io::lock::FolderLock;
 use crate::store::folder::load_optimizer;
@@ -57,6 +60,8 @@ pub struct TrainRequest<C> {
     pub devices: Vec<Device>,
     /// The run folder and reporting.
     pub run: RunOptions,
+    /// The processes training together (MPI ranks); [`Group::solo`] for this process alone.
+    pub group: Group,
 }
 
 /// What the shared setup needs of a task's configuration.
@@ -79,16 +84,18 @@ pub struct RunFolder {
     pub dir: PathBuf,
     /// The checkpoint to resume from (`--continue-train`), `None` for a fresh run.
     pub resume: Option<PathBuf>,
-    _lock: FolderLock,
+    /// Held by the process that writes the folder (rank 0 of a group).
+    _lock: Option<FolderLock>,
 }
 
 impl RunFolder {
     /// Lock `<checkpoints-dir>/<name>` (a second process on it is refused, naming the holder)
     /// and find the checkpoint to resume from; a fresh run on a folder that already has
-    /// checkpoints is refused.
-    pub fn open(opts: &RunOptions, name: &str) -> Result<RunFolder> {
+    /// checkpoints is refused. `writer`: this process writes the folder and takes the lock (the
+    /// other ranks of a group only read the checkpoint resumed from).
+    pub fn open(opts: &RunOptions, name: &str, writer: bool) -> Result<RunFolder> {
         let dir = opts.checkpoints_dir.join(name);
-        let lock = FolderLock::acquire(&dir)?;
+        let lock = if writer { Some(FolderLock::acquire(&dir)?) } else { None };
         let resume = if opts.continue_train {
             Some(resolve(&dir)?)
         } else {
@@ -120,13 +127,21 @@ pub struct Setup<C> {
     pub replicas: Vec<Device>,
     /// Reporting.
     pub options: RunOptions,
+    /// The processes training together; rank 0 writes the run folder.
+    pub group: Group,
 }
 
 impl<C: TaskConfig> Setup<C> {
     /// Check the configuration, find and split the cases under its data root, let `adjust`
     /// set what the training cases decide (before anything is written), then lock the run
     /// folder and open the devices.
+    /// Every rank of the request's group opens the run together: all succeed, or all fail with
+    /// the failing ranks' reasons.
     pub fn open(req: &TrainRequest<C>, adjust: impl FnOnce(&mut C, &[Pair]) -> Result<()>) -> Result<Setup<C>> {
+        req.group.agree(Self::open_rank(req, adjust))
+    }
+
+    fn open_rank(req: &TrainRequest<C>, adjust: impl FnOnce(&mut C, &[Pair]) -> Result<()>) -> Result<Setup<C>> {
         let mut config = req.config.clone();
         config.check(req.device.is_cpu() && req.devices.is_empty())?;
         if req.devices.len() == 1 {
@@ -143,13 +158,13 @@ impl<C: TaskConfig> Setup<C> {
             return Err(Error::format(&root, format!("no complete training case (need {} and {} in each case folder)", files.src, files.dst)));
         }
         adjust(&mut config, &train_pairs)?;
-        let folder = RunFolder::open(&req.run, &config.run().name)?;
+        let folder = RunFolder::open(&req.run, &config.run().name, req.group.is_root())?;
         let device = match req.devices.first() {
             Some(d) => d.clone(),
             None => req.device.device()?,
         };
         let replicas = if req.devices.is_empty() { vec![device.clone().autodiff()] } else { req.devices.iter().map(|d| d.clone().autodiff()).collect() };
-        Ok(Setup { config, train_pairs, val_pairs, skipped: dataset.skipped, folder, device, replicas, options: req.run.clone() })
+        Ok(Setup { config, train_pairs, val_pairs, skipped: dataset.skipped, folder, device, replicas, options: req.run.clone(), group: req.group.clone() })
     }
 
     /// The checkpoint resumed from (`--continue-train`).

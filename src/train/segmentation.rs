@@ -14,6 +14,7 @@ use super::tensorboard::EventWriter;
 use crate::analysis::{ColorMap, Window, axial_slice, dice_per_label, mean_dice};
 use crate::config::segmentation::{SegConfig, read_case_list};
 use crate::data::{Pair, PairPattern, augment_labelled, volume_to_tensor};
+use crate::distributed::Group;
 use crate::error::{Error, Result};
 use crate::models::UNet3d;
 use crate::models::init::Initializer;
@@ -147,7 +148,7 @@ struct Prepared {
 /// One optimization step on `batch`, split over `devices` (one share each, see
 /// [`parallel`]); returns the network, the losses (weighted over the shares) and the first
 /// share's logits.
-fn step(net: UNet3d, optim: &mut ModuleOptimizer, batch: &[Prepared], cfg: &SegConfig, lr: f64, devices: &[Device]) -> (UNet3d, Losses<SegLoss>, Tensor<5>) {
+fn step(net: UNet3d, optim: &mut ModuleOptimizer, batch: &[Prepared], cfg: &SegConfig, lr: f64, devices: &[Device], group: &Group) -> (UNet3d, Losses<SegLoss>, Tensor<5>) {
     let size = cfg.net.input_size;
     let classes = cfg.net.classes;
     let multi = devices.len() > 1;
@@ -183,7 +184,7 @@ fn step(net: UNet3d, optim: &mut ModuleOptimizer, batch: &[Prepared], cfg: &SegC
         first.get_or_insert(logits);
         grads.push((g, device));
     }
-    let net = parallel::optimizer_step(optim, lr, net, grads);
+    let net = parallel::optimizer_step(optim, lr, net, grads, group);
     (net, loss, first.expect("a non-empty batch"))
 }
 
@@ -213,6 +214,8 @@ struct SegmentationTask {
     val_pairs: Vec<Pair>,
     /// The network's devices (autodiff), one per share of a step.
     replicas: Vec<Device>,
+    /// The ranks that average their gradients with this one's.
+    group: Group,
     /// Where validation runs.
     device: Device,
     /// The network as inference runs it, after the last validation (saved as `best`).
@@ -239,11 +242,16 @@ impl Task for SegmentationTask {
     }
 
     fn begin_epoch(&mut self, epoch: usize) {
-        self.replicas[0].seed(stream_seed(self.cfg.run.seed, epoch, DROPOUT_STREAM));
+        // Each rank its own dropout stream (rank 0's is a single process's).
+        self.replicas[0].seed(stream_seed(self.cfg.run.seed, epoch, DROPOUT_STREAM - self.group.rank()));
+    }
+
+    fn fingerprint(&self, net: &UNet3d) -> u64 {
+        parallel::fingerprint(net)
     }
 
     fn step(&mut self, net: UNet3d, batch: &[Prepared], lr: f64) -> (UNet3d, Losses<SegLoss>, Tensor<5>) {
-        step(net, &mut self.optim, batch, &self.cfg, lr, &self.replicas)
+        step(net, &mut self.optim, batch, &self.cfg, lr, &self.replicas, &self.group)
     }
 
     fn log_images(&self, tb: &mut EventWriter, sample: &Prepared, logits: Tensor<5>, step: usize) -> Result<()> {
@@ -329,11 +337,14 @@ pub fn train_seg(opts: &SegTrainOptions) -> Result<SegTrainReport> {
         cfg: cfg.clone(),
         val_pairs: setup.val_pairs.clone(),
         replicas: setup.replicas.clone(),
+        group: setup.group.clone(),
         device: setup.device.clone(),
         validated: None,
     };
     let report = engine::run(&setup, task, net, state, &[note])?;
-    write_json(&setup.folder.dir.join("split.json"), &report.split)?;
+    if setup.group.is_root() {
+        write_json(&setup.folder.dir.join("split.json"), &report.split)?;
+    }
     Ok(report)
 }
 

@@ -197,47 +197,67 @@ pub fn safetensors_weights(path: &Path) -> std::collections::BTreeMap<String, Ve
 /// two generators and the learning rate.
 pub fn data_parallel_difference(dir: &Path, parallel: &str, single: &str) -> (f64, f64) {
     phantom(dir, 2, "64,64,48", 6);
-    let data = dir.join("5.mbf_myocardium");
-    let lr = 0.002;
-    let config = |name: &str, batch: usize| {
-        tiny_generator_config(
-            dir,
-            name,
-            &[
-                ("batch_size", batch.into()),
-                ("samples_per_volume", 2.into()),
-                ("norm_mode", "eval".into()),
-                ("crop_size", serde_json::json!([16, 16, 16])),
-                ("discriminator", serde_json::json!({"ndf": 4, "n_layers": 2, "norm": "instance"})),
-                ("lambda_gan", 1.0.into()),
-                ("lambda_l1", 1.0.into()),
-                ("lambda_mask", 0.0.into()),
-                ("lr", lr.into()),
-                ("val_cases", serde_json::json!([])),
-            ],
-        )
-    };
-    let mut weights = Vec::new();
-    for (name, batch, devices) in [("parallel", 1, ["--devices", parallel]), ("single", 2, ["--device", single])] {
-        let out = cta2mbf()
-            .args(["train", "--quiet", "--epochs", "1", "--name", name])
-            .args(devices)
-            .arg("--config")
-            .arg(config(name, batch))
-            .arg("--data-root")
-            .arg(&data)
-            .arg("--checkpoints-dir")
-            .arg(dir.join("ckpt"))
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "train {name}: {}", String::from_utf8_lossy(&out.stderr));
-        let file = dir.join(format!("{name}.safetensors"));
-        let out = cta2mbf().args(["export", "--format", "safetensors", "--checkpoint"]).arg(dir.join("ckpt").join(name)).arg("--out").arg(&file).output().unwrap();
-        assert!(out.status.success(), "export {name}: {}", String::from_utf8_lossy(&out.stderr));
-        weights.push(safetensors_weights(&file));
-    }
-    let (a, b) = (&weights[0], &weights[1]);
+    let a = tiny_gan_weights(dir, "parallel", cta2mbf(), 1, &["--devices", parallel], &[]);
+    let b = tiny_gan_weights(dir, "single", cta2mbf(), 2, &["--device", single], &[]);
+    (largest_difference(&a, &b), TINY_GAN_LR)
+}
+
+/// The learning rate of [`tiny_gan_weights`].
+pub const TINY_GAN_LR: f64 = 0.002;
+
+/// One epoch of a tiny GAN (generator batch norm in eval mode, discriminator instance norm, no
+/// masked loss, 16³ crops, 2 samples per case, no validation) on the phantom cohort in `dir`
+/// (written by [`phantom`]), run by `command` (`cta2mbf` or an MPI launcher of it) with
+/// `batch` samples per step and device; `extra_config` overrides the config. Returns the
+/// trained generator's weights by name (exported to safetensors).
+pub fn tiny_gan_weights(dir: &Path, name: &str, mut command: Command, batch: usize, args: &[&str], extra_config: &[(&str, Value)]) -> std::collections::BTreeMap<String, Vec<f32>> {
+    let mut keys: Vec<(&str, Value)> = vec![
+        ("batch_size", batch.into()),
+        ("samples_per_volume", 2.into()),
+        ("norm_mode", "eval".into()),
+        ("crop_size", serde_json::json!([16, 16, 16])),
+        ("discriminator", serde_json::json!({"ndf": 4, "n_layers": 2, "norm": "instance"})),
+        ("lambda_gan", 1.0.into()),
+        ("lambda_l1", 1.0.into()),
+        ("lambda_mask", 0.0.into()),
+        ("lr", TINY_GAN_LR.into()),
+        ("val_cases", serde_json::json!([])),
+    ];
+    keys.extend(extra_config.iter().cloned());
+    let config = tiny_generator_config(dir, name, &keys);
+    let out = command
+        .args(["train", "--quiet", "--epochs", "1", "--name", name])
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .arg("--data-root")
+        .arg(dir.join("5.mbf_myocardium"))
+        .arg("--checkpoints-dir")
+        .arg(dir.join("ckpt"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "train {name}: {}", String::from_utf8_lossy(&out.stderr));
+    let file = dir.join(format!("{name}.safetensors"));
+    let out = cta2mbf().args(["export", "--format", "safetensors", "--checkpoint"]).arg(dir.join("ckpt").join(name)).arg("--out").arg(&file).output().unwrap();
+    assert!(out.status.success(), "export {name}: {}", String::from_utf8_lossy(&out.stderr));
+    safetensors_weights(&file)
+}
+
+/// The largest difference between two sets of weights with the same names.
+pub fn largest_difference(a: &std::collections::BTreeMap<String, Vec<f32>>, b: &std::collections::BTreeMap<String, Vec<f32>>) -> f64 {
     assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
-    let worst = a.iter().map(|(k, v)| v.iter().zip(&b[k]).map(|(x, y)| (x - y).abs() as f64).fold(0.0, f64::max)).fold(0.0, f64::max);
-    (worst, lr)
+    a.iter().map(|(k, v)| v.iter().zip(&b[k]).map(|(x, y)| (x - y).abs() as f64).fold(0.0, f64::max)).fold(0.0, f64::max)
+}
+
+/// Every weight of a set, in name order, in one vector.
+pub fn all_weights(w: &std::collections::BTreeMap<String, Vec<f32>>) -> Vec<f32> {
+    w.values().flatten().copied().collect()
+}
+
+/// `mpirun -np N` of this build's cta2mbf as the tests run it: as root where CI runs, more
+/// ranks than cores allowed, no core binding (each rank's threads float).
+pub fn mpirun(np: usize) -> Command {
+    let mut c = Command::new("mpirun");
+    c.args(["--allow-run-as-root", "--oversubscribe", "--bind-to", "none", "-np", &np.to_string(), env!("CARGO_BIN_EXE_cta2mbf")]);
+    c
 }

@@ -16,6 +16,8 @@ mod infer;
 mod kill_anywhere;
 mod mask_qc;
 mod mask_import;
+#[cfg(feature = "mpi")]
+mod mpi;
 mod interop;
 mod nifti_roundtrip;
 mod norm_semantics;

@@ -1,0 +1,102 @@
+//! Training across processes on MPI (`mpirun -np 2`, feature `mpi`): the same steps as one
+//! process with the whole batch, rank 0 alone writing, a killed rank ending the job within a
+//! bounded time with the last complete checkpoint kept, and resuming on another number of ranks.
+
+use crate::common;
+
+use common::{all_weights, cta2mbf, mpirun, phantom, relative_l2, tiny_gan_weights};
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+#[test]
+fn two_ranks_with_batch_1_take_the_steps_of_one_process_with_batch_2() {
+    // 2 cases × 3 samples: three steps of two samples. Eval norm mode: a sample's gradient does
+    // not depend on the other samples of its step, so only the order of the sums differs.
+    let dir = tempfile::tempdir().unwrap();
+    phantom(dir.path(), 2, "64,64,48", 6);
+    let three_steps = [("samples_per_volume", 3.into())];
+    let mut two = mpirun(2);
+    two.env("RAYON_NUM_THREADS", "1");
+    let ranks = tiny_gan_weights(dir.path(), "ranks", two, 1, &["--device", "cpu"], &three_steps);
+    let single = tiny_gan_weights(dir.path(), "single", cta2mbf(), 2, &["--device", "cpu"], &three_steps);
+    assert_eq!(ranks.keys().collect::<Vec<_>>(), single.keys().collect::<Vec<_>>());
+    let rel = relative_l2(&all_weights(&ranks), &all_weights(&single));
+    eprintln!("2 ranks × batch 1 vs 1 process × batch 2, 3 steps: relative L2 {rel:.3e}");
+    assert!(rel <= 1e-5, "relative L2 difference {rel}");
+    // Rank 0 alone wrote the run: one line per epoch, three steps.
+    let run = dir.path().join("ckpt/ranks");
+    assert_eq!(std::fs::read_to_string(run.join("metrics.jsonl")).unwrap().lines().count(), 1);
+    let state: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run.join("latest/state.json")).unwrap()).unwrap();
+    assert_eq!(state["global_step"], 3);
+}
+
+/// The process id of rank `rank` of the job whose command line contains `marker`.
+fn rank_pid(rank: usize, marker: &str) -> Option<u32> {
+    let wanted = format!("OMPI_COMM_WORLD_RANK={rank}");
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+        let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+        let environ = std::fs::read(e.path().join("environ")).ok()?;
+        let has = |bytes: &[u8], s: &str| bytes.split(|&b| b == 0).any(|part| part == s.as_bytes()) || String::from_utf8_lossy(bytes).contains(s);
+        (has(&cmdline, marker) && environ.split(|&b| b == 0).any(|v| v == wanted.as_bytes()) && has(&cmdline, "train")).then_some(pid)
+    })
+}
+
+fn latest_epoch(run: &Path) -> Option<u64> {
+    let text = std::fs::read_to_string(run.join("latest/state.json")).ok()?;
+    serde_json::from_str::<serde_json::Value>(&text).ok()?["epoch"].as_u64()
+}
+
+#[test]
+fn a_killed_rank_ends_the_job_within_60_s_and_the_run_resumes_on_one_process() {
+    let dir = tempfile::tempdir().unwrap();
+    phantom(dir.path(), 2, "64,64,48", 6);
+    let config = common::tiny_generator_config(dir.path(), "killed", &[("crop_size", serde_json::json!([16, 16, 16])), ("val_cases", serde_json::json!([]))]);
+    let ckpt = dir.path().join("ckpt");
+    let run = ckpt.join("killed");
+    let train = |mut c: std::process::Command, epochs: usize| {
+        c.args(["train", "--quiet", "--device", "cpu", "--epochs", &epochs.to_string(), "--config"]).arg(&config).arg("--data-root").arg(dir.path().join("5.mbf_myocardium")).arg("--checkpoints-dir").arg(&ckpt);
+        c
+    };
+    let mut job = train(mpirun(2), 1000).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let start = Instant::now();
+    while latest_epoch(&run).is_none_or(|e| e < 2) {
+        assert!(job.try_wait().unwrap().is_none(), "the job ended early");
+        assert!(start.elapsed() < Duration::from_secs(600), "no second epoch within 10 min");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let victim = rank_pid(1, ckpt.to_str().unwrap()).expect("rank 1 is running");
+    // SAFETY: sending SIGKILL to a process this test started (through mpirun).
+    assert_eq!(unsafe { libc::kill(victim as i32, libc::SIGKILL) }, 0);
+    let killed_at = Instant::now();
+    let status = loop {
+        if let Some(status) = job.try_wait().unwrap() {
+            break status;
+        }
+        assert!(killed_at.elapsed() < Duration::from_secs(60), "the job still runs 60 s after rank 1 was killed");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let waited = killed_at.elapsed();
+    let mut err = String::new();
+    std::io::Read::read_to_string(job.stderr.as_mut().unwrap(), &mut err).unwrap();
+    eprintln!("job ended {:.1} s after the kill, {status}:\n{err}", waited.as_secs_f64());
+    assert!(!status.success());
+    assert!(err.contains("signal 9") || err.contains("Killed"), "the failure is named: {err}");
+    // The last complete checkpoint stays, and the run resumes on one process for one epoch.
+    let epoch = latest_epoch(&run).unwrap();
+    let out = train(cta2mbf(), epoch as usize + 1).arg("--continue-train").output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(latest_epoch(&run), Some(epoch + 1));
+    assert_eq!(std::fs::read_to_string(run.join("metrics.jsonl")).unwrap().lines().count() as u64, epoch + 1);
+}
+
+#[test]
+fn a_command_that_does_not_run_across_processes_is_refused_under_mpirun() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = mpirun(2).args(["phantom", "--cases", "1", "--size", "32,32,24", "--out"]).arg(dir.path().join("p")).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("phantom does not run across processes") && err.contains("train, train-seg and pipeline"), "{err}");
+    assert!(!dir.path().join("p").exists(), "nothing was written");
+}
