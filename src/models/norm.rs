@@ -174,6 +174,16 @@ impl Norm {
     }
 }
 
+/// Apply the running-statistics updates still pending in `module`: Burn's `RunningState` keeps
+/// each thread's latest update apart until the state is next read through `value_sync` (the next
+/// forward pass) or synchronized; building the validation copy (`Module::valid`) synchronizes
+/// every state, and the copy is dropped. Whatever reads the statistics outside a forward pass —
+/// saving a checkpoint, averaging them over ranks — calls this first, or misses the last step's
+/// update.
+pub fn settle_running_stats<M: Module>(module: &M) {
+    drop(module.valid());
+}
+
 /// Instance normalization without affine parameters: each (sample, channel) is normalized
 /// with its own mean and biased variance.
 pub fn instance_norm(x: Tensor<5>, eps: f64) -> Tensor<5> {

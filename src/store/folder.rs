@@ -76,6 +76,8 @@ pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
 
 /// Save a network's parameters to a burnpack file.
 pub fn save_module<M: ModuleSnapshot>(m: &M, path: &Path) -> Result<()> {
+    // The last step's running statistics too (saved before the next forward pass applies them).
+    crate::models::norm::settle_running_stats(m);
     let mut store = BurnpackStore::from_file(path).auto_extension(false).overwrite(true);
     m.save_into(&mut store).map_err(|e| Error::format(path, format!("cannot save network: {e}")))
 }
