@@ -41,6 +41,11 @@ pub trait Collective: Send + Sync {
     fn abort(&self, code: i32) -> !;
     /// The implementation's name, for messages (`solo`, `MPI (Open MPI 4.1.4)`).
     fn describe(&self) -> String;
+    /// Seconds this rank has spent inside collective operations so far (moving data and
+    /// waiting for slower ranks); 0 where nothing is measured.
+    fn communication_seconds(&self) -> f64 {
+        0.0
+    }
 }
 
 /// The group a process works in, shared by whatever needs it (cheap to clone).

@@ -22,6 +22,8 @@ pub struct MpiWorld {
     size: usize,
     library: String,
     busy: Arc<Mutex<Option<(Instant, &'static str)>>>,
+    /// Seconds spent in collective operations.
+    spent: Mutex<f64>,
     // Dropped last: finalizes MPI.
     _universe: Universe,
 }
@@ -64,15 +66,17 @@ impl MpiWorld {
                 }
             })
             .map_err(|e| Error::invalid(format!("cannot start the MPI watchdog thread: {e}")))?;
-        Ok(MpiWorld { comm: Mutex::new(comm), rank, size, library, busy, _universe: universe })
+        Ok(MpiWorld { comm: Mutex::new(comm), rank, size, library, busy, spent: Mutex::new(0.0), _universe: universe })
     }
 
     /// `f` on the communicator, alone, under the watchdog.
     fn call<T>(&self, what: &'static str, f: impl FnOnce(&SimpleCommunicator) -> T) -> T {
         let comm = self.comm.lock().unwrap_or_else(|p| p.into_inner());
-        *self.busy.lock().unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), what));
+        let started = Instant::now();
+        *self.busy.lock().unwrap_or_else(|p| p.into_inner()) = Some((started, what));
         let out = f(&comm);
         *self.busy.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        *self.spent.lock().unwrap_or_else(|p| p.into_inner()) += started.elapsed().as_secs_f64();
         out
     }
 }
@@ -146,5 +150,9 @@ impl Collective for MpiWorld {
 
     fn describe(&self) -> String {
         format!("{}, rank {} of {}", self.library, self.rank, self.size)
+    }
+
+    fn communication_seconds(&self) -> f64 {
+        *self.spent.lock().unwrap_or_else(|p| p.into_inner())
     }
 }

@@ -193,6 +193,7 @@ pub fn run<T: Task>(setup: &Setup<T::Config>, mut task: T, mut model: T::Model, 
     let mut last = None;
     for epoch in state.epoch + 1..=s.total_epochs {
         let started = Instant::now();
+        let communicated = group.communication_seconds();
         progress.set_epoch(epoch, s.total_epochs);
         task.begin_epoch(epoch);
         let lr = state.schedule.lr(epoch);
@@ -265,7 +266,12 @@ pub fn run<T: Task>(setup: &Setup<T::Config>, mut task: T, mut model: T::Model, 
         }
         task.save(&model, run_dir, LATEST, Save::Resume, &state)?;
         tb.flush()?;
-        progress.line(&format!("epoch {epoch}/{} lr {lr:.2e} {summary} [{:.1}s]", s.total_epochs, line.seconds));
+        let communication = if group.is_distributed() {
+            format!(", {:.2}s in all-reduce on rank 0", group.communication_seconds() - communicated)
+        } else {
+            String::new()
+        };
+        progress.line(&format!("epoch {epoch}/{} lr {lr:.2e} {summary} [{:.1}s{communication}]", s.total_epochs, line.seconds));
         last = Some(line);
     }
     progress.finish();

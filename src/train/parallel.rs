@@ -16,6 +16,7 @@
 //! own all-reduce (`burn::tensor::distributed`) exists only for CUDA through NCCL.
 
 use crate::distributed::Group;
+use crate::models::norm::settle_running_stats;
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::optim::{GradientsParams, ModuleOptimizer, MultiGradientsParams};
 use burn::tensor::{Device, Tensor, TensorData};
@@ -59,13 +60,6 @@ pub fn optimizer_step<M: Module>(optim: &mut ModuleOptimizer, lr: f64, module: M
         return optim.step(lr, module, g);
     }
     optim.step_multi(lr, module, MultiGradientsParams { grads })
-}
-
-/// Make Burn apply the running-statistics updates still pending in `module` (`RunningState`
-/// keeps each thread's latest update apart until it is next read; building the validation copy
-/// applies them, and the copy is dropped).
-fn settle_running_stats<M: Module>(module: &M) {
-    drop(module.valid());
 }
 
 /// What one parameter contributes to the exchanged buffers.
@@ -173,4 +167,52 @@ pub fn fingerprint<M: Module>(module: &M) -> u64 {
     let mut h = Hash(0xcbf2_9ce4_8422_2325);
     module.visit(&mut h);
     h.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::distributed::threads::thread_group;
+    use crate::models::init::Initializer;
+    use crate::models::{Norm, NormKind, NormMode};
+    use burn::optim::AdamConfig;
+
+    /// Two ranks, each a batch-norm layer fed its own sample in train mode, then one averaged
+    /// optimizer step: both hold the mean of their running statistics (and the same gamma).
+    #[test]
+    fn running_statistics_and_gradients_are_averaged_over_the_ranks() {
+        let samples = [[1.0f32, 2.0, 4.0, 9.0], [-3.0, 0.0, 1.0, 2.0]];
+        let results: Vec<(Vec<f32>, Vec<f32>, Vec<f32>)> = std::thread::scope(|s| {
+            let handles: Vec<_> = thread_group(2)
+                .into_iter()
+                .map(|group| {
+                    s.spawn(move || {
+                        let device = Device::flex().autodiff();
+                        let norm = Norm::new(&mut Initializer::new(3, &device), NormKind::Batch, 1, true);
+                        let x = Tensor::<5>::from_data(TensorData::new(samples[group.rank()].to_vec(), [1, 1, 4, 1, 1]), &device);
+                        let loss = norm.forward(x, NormMode::Train).mul_scalar(group.rank() as f64 + 1.0).sum();
+                        let grads = GradientsParams::from_grads(loss.backward(), &norm);
+                        let mut optim = AdamConfig::new().init();
+                        let norm = optimizer_step(&mut optim, 0.1, norm, vec![(grads, device)], &group);
+                        let (mean, var) = norm.running_stats().unwrap();
+                        let v = |t: Tensor<1>| t.into_data().to_vec::<f32>().unwrap();
+                        (v(mean), v(var), v(norm.weight.as_ref().unwrap().val()))
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        // PyTorch's update per rank: 0.9·old + 0.1·batch (the variance unbiased over 4 values).
+        let stats = |x: &[f32; 4]| {
+            let m = x.iter().sum::<f32>() / 4.0;
+            (m, x.iter().map(|v| (v - m).powi(2)).sum::<f32>() / 3.0)
+        };
+        let ((m0, v0), (m1, v1)) = (stats(&samples[0]), stats(&samples[1]));
+        let mean = 0.5 * (0.1 * m0 + 0.1 * m1);
+        let var = 0.5 * (0.9 + 0.1 * v0 + 0.9 + 0.1 * v1);
+        for (m, v, gamma) in &results {
+            assert!((m[0] - mean).abs() < 1e-6 && (v[0] - var).abs() < 1e-5, "{m:?} {v:?} vs {mean} {var}");
+            assert_eq!(gamma, &results[0].2);
+        }
+    }
 }
