@@ -128,12 +128,14 @@ impl Group {
             Ok(_) => Vec::new(),
             Err(e) => format!("{e}").into_bytes(),
         };
-        let failures: Vec<String> =
-            self.all_gather(&mine).into_iter().enumerate().filter(|(_, m)| !m.is_empty()).map(|(r, m)| format!("rank {r}: {}", String::from_utf8_lossy(&m))).collect();
-        match (work, failures.is_empty()) {
-            (Ok(v), true) => Ok(v),
-            (Err(e), _) if failures.len() == 1 => Err(e),
-            _ => Err(Error::invalid(failures.join("; "))),
+        let all = self.all_gather(&mine);
+        let failed: Vec<(usize, &Vec<u8>)> = all.iter().enumerate().filter(|(_, m)| !m.is_empty()).collect();
+        let same_everywhere = failed.len() == all.len() && failed.iter().all(|(_, m)| *m == failed[0].1);
+        match work {
+            Ok(v) if failed.is_empty() => Ok(v),
+            // This rank's own error when it alone failed, or when every rank failed alike.
+            Err(e) if failed.len() == 1 || same_everywhere => Err(e),
+            _ => Err(Error::invalid(failed.iter().map(|(r, m)| format!("rank {r}: {}", String::from_utf8_lossy(m))).collect::<Vec<_>>().join("; "))),
         }
     }
 }

@@ -142,6 +142,8 @@ mod tests {
                         let same = g.check_equal(7, "seven").is_ok();
                         let differ = g.check_equal(r as u64, "the rank").unwrap_err().to_string();
                         let agreed = g.agree(if r == 2 { Err(crate::Error::invalid("disk full")) } else { Ok(()) }).unwrap_err().to_string();
+                        let alike = g.agree::<()>(Err(crate::Error::invalid("bad config"))).unwrap_err().to_string();
+                        assert_eq!(alike, "bad config", "the same error on every rank is told once");
                         (r, v, m, b, all, same, differ, agreed)
                     })
                 })
