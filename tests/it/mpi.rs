@@ -24,6 +24,15 @@ fn two_ranks_with_batch_1_take_the_steps_of_one_process_with_batch_2() {
     let rel = relative_l2(&all_weights(&ranks), &all_weights(&single));
     eprintln!("2 ranks × batch 1 vs 1 process × batch 2, 3 steps: relative L2 {rel:.3e}");
     assert!(rel <= 1e-5, "relative L2 difference {rel}");
+    // Two devices inside each rank: a step of 2 ranks × 2 devices × 1 sample is one process's
+    // step of 4 (the 6 samples make steps of 4 and 2).
+    let mut two = mpirun(2);
+    two.env("RAYON_NUM_THREADS", "1");
+    let devices = tiny_gan_weights(dir.path(), "devices", two, 1, &["--devices", "cpu,ndarray"], &three_steps);
+    let four = tiny_gan_weights(dir.path(), "four", cta2mbf(), 4, &["--device", "cpu"], &three_steps);
+    let rel = relative_l2(&all_weights(&devices), &all_weights(&four));
+    eprintln!("2 ranks × 2 devices × batch 1 vs 1 process × batch 4, 2 steps: relative L2 {rel:.3e}");
+    assert!(rel <= 1e-5, "relative L2 difference {rel}");
     // Rank 0 alone wrote the run: one line per epoch, three steps.
     let run = dir.path().join("ckpt/ranks");
     assert_eq!(std::fs::read_to_string(run.join("metrics.jsonl")).unwrap().lines().count(), 1);
