@@ -42,7 +42,8 @@ pub struct PipelineArgs {
     /// Last stage to run.
     #[arg(long, value_enum, default_value = "crop")]
     pub to: Stage,
-    /// Patients processed at once (default: one per core).
+    /// Patients processed at once (default: one per core); under MPI, where each rank runs
+    /// one patient at a time, the rank's threads.
     #[arg(long)]
     pub jobs: Option<usize>,
     /// Rerun every stage, even those that are up to date.
