@@ -125,7 +125,8 @@ pub fn run(args: PipelineArgs, group: &Group) -> cta2mbf::Result<cta2mbf::Result
     let rank = group.is_distributed().then(|| format!("[rank {}] ", group.rank())).unwrap_or_default();
     let events = |e: Event| {
         if let Some(line) = event_line(e) {
-            eprintln!("{rank}{line}");
+            // One write per line, so that the ranks' lines, merged by the launcher, stay whole.
+            let _ = std::io::Write::write_all(&mut std::io::stderr(), format!("{rank}{line}\n").as_bytes());
         }
     };
     let report = match with_jobs(args.jobs, || run_pipeline(&options, &device, group, &events))? {
@@ -135,5 +136,7 @@ pub fn run(args: PipelineArgs, group: &Group) -> cta2mbf::Result<cta2mbf::Result
     if group.is_root() {
         print_report(&report);
     }
+    // The launcher ends the job when a rank ends with failed patients: none ends before rank 0 printed.
+    group.all_gather(&[]);
     Ok(super::cases_failed("pipeline", report.failed(), report.patients.len()))
 }
