@@ -84,7 +84,8 @@ pub enum Command {
 /// Run the parsed command line. Under an MPI launcher (`mpirun -np N`, `srun`) `train`,
 /// `train-seg` and `pipeline` run as one job over the ranks; any other command is refused there
 /// (each process would do the whole work). A rank that fails prints its error and ends every
-/// rank of the job.
+/// rank of the job; a failure every rank reaches together (the pipeline's failed patients)
+/// ends each rank by itself, with exit status 1.
 pub fn run(cli: Cli) -> cta2mbf::Result<()> {
     let command = std::env::args().nth(1).unwrap_or_default();
     let world = cta2mbf::distributed::world(&command)?;
@@ -94,17 +95,24 @@ pub fn run(cli: Cli) -> cta2mbf::Result<()> {
     } else {
         run_command(cli.command, &group)
     };
-    if let Err(e) = &result
-        && group.is_distributed()
-    {
-        eprintln!("cta2mbf: error: rank {} of {}: {e}", group.rank(), group.size());
-        group.abort(1);
+    match result {
+        // An end every rank reached together: each rank ends with it by itself.
+        Ok(together) => together,
+        Err(e) => {
+            if group.is_distributed() {
+                eprintln!("cta2mbf: error: rank {} of {}: {e}", group.rank(), group.size());
+                group.abort(1);
+            }
+            Err(e)
+        }
     }
-    result
 }
 
-fn run_command(command: Command, group: &cta2mbf::distributed::Group) -> cta2mbf::Result<()> {
-    match command {
+/// Run one command: `Err` is a failure of this process alone (under MPI it ends the job),
+/// `Ok(Err)` one that every rank of the job reached together (the pipeline's agreed setup
+/// errors and failed patients).
+fn run_command(command: Command, group: &cta2mbf::distributed::Group) -> cta2mbf::Result<cta2mbf::Result<()>> {
+    let alone = match command {
         Command::Demo(args) => demo::run(args),
         Command::Phantom(args) => phantom::run(args),
         Command::Info(args) => info::run(args),
@@ -115,7 +123,7 @@ fn run_command(command: Command, group: &cta2mbf::distributed::Group) -> cta2mbf
         Command::Slicemap(args) => slicemap::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Sort(args) => sort::run(args),
-        Command::Pipeline(args) => pipeline::run(args, group),
+        Command::Pipeline(args) => return pipeline::run(args, group),
         Command::Register(args) => register::run(args),
         Command::Extract(args) => extract::run(args),
         Command::Convert(args) => convert::run(args),
@@ -124,7 +132,8 @@ fn run_command(command: Command, group: &cta2mbf::distributed::Group) -> cta2mbf
         Command::Connected(args) => connected::run(args),
         Command::Myocardium(args) => myocardium::run(args),
         Command::Crop(args) => crop::run(args),
-    }
+    };
+    alone.map(Ok)
 }
 
 /// The end of a command that went on past failing cases: an error (exit status 1) when

@@ -3,6 +3,7 @@
 use super::args::QcArgs;
 use super::print_report;
 use cta2mbf::device::DeviceChoice;
+use cta2mbf::distributed::Group;
 use cta2mbf::pipeline::{Event, Options, Outcome, Stage, run_pipeline};
 use cta2mbf::preprocess::label_map::LabelMap;
 use cta2mbf::preprocess::mask_import::MaskSource;
@@ -41,7 +42,8 @@ pub struct PipelineArgs {
     /// Last stage to run.
     #[arg(long, value_enum, default_value = "crop")]
     pub to: Stage,
-    /// Patients processed at once (default: one per core).
+    /// Patients processed at once (default: one per core); under MPI, where each rank runs
+    /// one patient at a time, the rank's threads.
     #[arg(long)]
     pub jobs: Option<usize>,
     /// Rerun every stage, even those that are up to date.
@@ -67,17 +69,16 @@ fn shipped_seg_model() -> PathBuf {
     if here.exists() { here } else { PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/chamber_seg_phantom") }
 }
 
-/// Run `cta2mbf pipeline`.
-pub fn run(args: PipelineArgs, group: &cta2mbf::distributed::Group) -> cta2mbf::Result<()> {
-    let _ = group;
+/// The pipeline's options from the command line (an unreadable file named there is an error).
+fn options(args: &PipelineArgs) -> cta2mbf::Result<Options> {
     let register = match &args.register_config {
         Some(path) => cta2mbf::register::Settings::read(path)?,
         None => cta2mbf::register::Settings::default(),
     };
-    let options = Options {
-        raw: args.input,
-        root: args.root,
-        annotation: args.annotation,
+    Ok(Options {
+        raw: args.input.clone(),
+        root: args.root.clone(),
+        annotation: args.annotation.clone(),
         seg_model: args.seg_model.clone().unwrap_or_else(shipped_seg_model),
         masks: match &args.masks {
             Some(spec) => Some(MaskSource::parse(spec, args.label_map.as_deref().map(LabelMap::read).transpose()?)?),
@@ -89,27 +90,53 @@ pub fn run(args: PipelineArgs, group: &cta2mbf::distributed::Group) -> cta2mbf::
         register,
         strict: args.strict,
         qc: args.qc.policy()?,
+    })
+}
+
+/// A progress line for `e`, if it has one.
+fn event_line(e: Event) -> Option<String> {
+    Some(match e {
+        Event::Stage(stage, n) => format!("== {} ({n} patients)", stage.name()),
+        Event::Patient(stage, pid, outcome) => match outcome {
+            Outcome::Done { seconds, note } => format!("{} {pid}: done in {seconds:.1} s{}", stage.name(), note.map(|n| format!(" ({n})")).unwrap_or_default()),
+            Outcome::Skipped => format!("{} {pid}: up to date, skipped", stage.name()),
+            Outcome::Failed(why) => format!("{} {pid}: FAILED: {why}", stage.name()),
+            Outcome::QcFailed(why) => format!("{} {pid}: QC FAILED: {why}", stage.name()),
+            Outcome::NotRun => return None,
+        },
+    })
+}
+
+/// Run `cta2mbf pipeline` in `group` (the ranks of an MPI job share the patients): `Err` is
+/// this process's failure alone, `Ok(Err)` one every rank reached together (a setup error,
+/// failed patients), each rank then ending with it. Rank 0 prints the report.
+pub fn run(args: PipelineArgs, group: &Group) -> cta2mbf::Result<cta2mbf::Result<()>> {
+    let setup = group.agree(options(&args).and_then(|o| Ok((args.device.device()?, o))));
+    let (device, options) = match setup {
+        Ok(setup) => setup,
+        Err(e) => return Ok(Err(e)),
     };
-    if args.seg_model.is_none() && options.masks.is_none() && (options.from..=options.to).contains(&Stage::Segment) {
+    if args.seg_model.is_none() && options.masks.is_none() && (options.from..=options.to).contains(&Stage::Segment) && group.is_root() {
         eprintln!(
             "note: segmenting with the shipped {}, trained on the phantom only; for real CT pass --seg-model (the reference's .pth, your train-seg run) or --masks totalsegmentator:DIR (README, 'Segmentation on your own data')",
             options.seg_model.display()
         );
     }
-    let device = args.device.device()?;
-    let events = |e: Event| match e {
-        Event::Stage(stage, n) => eprintln!("== {} ({n} patients)", stage.name()),
-        Event::Patient(stage, pid, outcome) => match outcome {
-            Outcome::Done { seconds, note } => {
-                eprintln!("{} {pid}: done in {seconds:.1} s{}", stage.name(), note.map(|n| format!(" ({n})")).unwrap_or_default())
-            }
-            Outcome::Skipped => eprintln!("{} {pid}: up to date, skipped", stage.name()),
-            Outcome::Failed(why) => eprintln!("{} {pid}: FAILED: {why}", stage.name()),
-            Outcome::QcFailed(why) => eprintln!("{} {pid}: QC FAILED: {why}", stage.name()),
-            Outcome::NotRun => {}
-        },
+    let rank = group.is_distributed().then(|| format!("[rank {}] ", group.rank())).unwrap_or_default();
+    let events = |e: Event| {
+        if let Some(line) = event_line(e) {
+            // One write per line, so that the ranks' lines, merged by the launcher, stay whole.
+            let _ = std::io::Write::write_all(&mut std::io::stderr(), format!("{rank}{line}\n").as_bytes());
+        }
     };
-    let report = with_jobs(args.jobs, || run_pipeline(&options, &device, &events))??;
-    print_report(&report);
-    super::cases_failed("pipeline", report.failed(), report.patients.len())
+    let report = match with_jobs(args.jobs, || run_pipeline(&options, &device, group, &events))? {
+        Ok(report) => report,
+        Err(e) => return Ok(Err(e)),
+    };
+    if group.is_root() {
+        print_report(&report);
+    }
+    // The launcher ends the job when a rank ends with failed patients: none ends before rank 0 printed.
+    group.all_gather(&[]);
+    Ok(super::cases_failed("pipeline", report.failed(), report.patients.len()))
 }

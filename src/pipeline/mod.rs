@@ -2,8 +2,10 @@
 //! convert, register, segment, connected, myocardium, crop — per patient, resumable.
 //!
 //! Each stage is a [`PatientStage`] implemented beside its code, which declares the files a
-//! patient's run reads and writes; the pipeline only loops over them. Stages run one after the
-//! other over all patients (in parallel, except segmentation, whose network uses every core).
+//! patient's run reads and writes; the pipeline only loops over them. A single process runs
+//! the stages one after the other over all patients (in parallel, except segmentation, whose
+//! network uses every core), holding every patient's lock ([`claim`]); the ranks of an MPI job
+//! share the patients instead, each running one patient's stages at a time ([`spread`]).
 //! Before a patient's stage runs, its manifest (`ROOT/pipeline/<pid>.json`, [`manifest`]) is
 //! asked whether the stage already ran with the same settings on the same declared inputs and
 //! its declared outputs are untouched; then it is skipped. A stage that reruns first clears
@@ -11,12 +13,15 @@
 //! files), so a killed run, rerun, ends with the same files as an uninterrupted one. A patient
 //! whose stage fails is reported and its later stages are not run; the other patients go on.
 
+pub mod claim;
 pub mod manifest;
 pub mod report;
+pub mod spread;
 
 pub use report::{Outcome, PipelineReport};
 
 use crate::cohort::{self, Cohort};
+use crate::distributed::Group;
 use crate::error::{Error, Result};
 use crate::preprocess::connected::ConnectedStage;
 use crate::preprocess::convert::ConvertStage;
@@ -184,7 +189,8 @@ fn run_stage(name: &str, stage: &dyn PatientStage, pid: &str, c: &Cohort, force:
     }
 }
 
-/// The patients to process: the folders of the first stage's input.
+/// The patients to process: the folders of the first stage's input (the ignored entries'
+/// paths as text, so that the list travels between ranks).
 fn patients(name: &str, first: &dyn PatientStage, c: &Cohort) -> Result<(Vec<String>, Vec<(PathBuf, String)>)> {
     let folder = first.patients(c);
     if !folder.is_dir() {
@@ -194,42 +200,90 @@ fn patients(name: &str, first: &dyn PatientStage, c: &Cohort) -> Result<(Vec<Str
     if found.is_empty() {
         return Err(Error::format(&folder, "holds no patient folders"));
     }
+    let ignored = ignored.into_iter().map(|(path, why)| (PathBuf::from(path.to_string_lossy().into_owned()), why)).collect();
     Ok((found.into_iter().map(|(pid, _)| pid).collect(), ignored))
 }
 
-/// Run the stages `from..=to` for every patient; `device` runs the segmentation network.
-/// Writes `ROOT/pipeline_report.{json,md}` and returns the report.
-pub fn run_pipeline(o: &Options, device: &Device, events: &(dyn Fn(Event) + Sync)) -> Result<PipelineReport> {
-    if o.from > o.to {
-        return Err(Error::invalid(format!("--from {} comes after --to {}", o.from.name(), o.to.name())));
-    }
-    let all = stages(o, device)?;
-    let selected: Vec<Stage> = Stage::ALL.into_iter().filter(|s| (o.from..=o.to).contains(s)).collect();
-    for &stage in &selected {
-        all[stage as usize].ready()?;
-    }
-    let _lock = crate::io::lock::FolderLock::acquire(&o.root)?;
-    let c = Cohort::new(&o.root);
-    let (pids, ignored) = patients(o.from.name(), &*all[o.from as usize], &c)?;
-    let mut outcomes: Vec<Vec<Outcome>> = vec![Vec::new(); pids.len()];
-    for &stage in &selected {
-        let s = &*all[stage as usize];
-        events(Event::Stage(stage, pids.len()));
-        let one = |(pid, previous): (&String, &Vec<Outcome>)| {
-            let blocked = previous.iter().any(|p| p.is_failure() || *p == Outcome::NotRun);
-            let outcome = if blocked { Outcome::NotRun } else { run_stage(stage.name(), s, pid, &c, o.force) };
-            events(Event::Patient(stage, pid.clone(), outcome.clone()));
-            outcome
-        };
-        let results: Vec<Outcome> =
-            if s.parallel() { pids.par_iter().zip(&outcomes).map(one).collect() } else { pids.iter().zip(&outcomes).map(one).collect() };
-        for (o, r) in outcomes.iter_mut().zip(results) {
-            o.push(r);
+/// What every patient's stages run with: the stage objects (indexed by [`Stage`]), the
+/// selected stages, checked ready, and where the run tells what happens.
+struct Run<'a> {
+    all: Vec<Box<dyn PatientStage>>,
+    selected: Vec<Stage>,
+    cohort: Cohort,
+    force: bool,
+    events: &'a (dyn Fn(Event) + Sync),
+}
+
+impl<'a> Run<'a> {
+    fn new(o: &Options, device: &Device, events: &'a (dyn Fn(Event) + Sync)) -> Result<Run<'a>> {
+        if o.from > o.to {
+            return Err(Error::invalid(format!("--from {} comes after --to {}", o.from.name(), o.to.name())));
         }
+        let all = stages(o, device)?;
+        let selected: Vec<Stage> = Stage::ALL.into_iter().filter(|s| (o.from..=o.to).contains(s)).collect();
+        for &stage in &selected {
+            all[stage as usize].ready()?;
+        }
+        Ok(Run { all, selected, cohort: Cohort::new(&o.root), force: o.force, events })
     }
+
+    /// Patient `pid`'s `stage` after its `previous` stages' outcomes: not run when one of them
+    /// failed or did not run.
+    fn stage(&self, stage: Stage, pid: &str, previous: &[Outcome]) -> Outcome {
+        let blocked = previous.iter().any(|p| p.is_failure() || *p == Outcome::NotRun);
+        let outcome = if blocked { Outcome::NotRun } else { run_stage(stage.name(), &*self.all[stage as usize], pid, &self.cohort, self.force) };
+        (self.events)(Event::Patient(stage, pid.to_string(), outcome.clone()));
+        outcome
+    }
+
+    /// Stage after stage, each over all patients (in parallel where the stage allows): how a
+    /// single process runs.
+    fn stage_major(&self, pids: &[String]) -> Vec<Vec<Outcome>> {
+        let mut outcomes: Vec<Vec<Outcome>> = vec![Vec::new(); pids.len()];
+        for &stage in &self.selected {
+            (self.events)(Event::Stage(stage, pids.len()));
+            let one = |(pid, previous): (&String, &Vec<Outcome>)| self.stage(stage, pid, previous);
+            let results: Vec<Outcome> = if self.all[stage as usize].parallel() {
+                pids.par_iter().zip(&outcomes).map(one).collect()
+            } else {
+                pids.iter().zip(&outcomes).map(one).collect()
+            };
+            for (o, r) in outcomes.iter_mut().zip(results) {
+                o.push(r);
+            }
+        }
+        outcomes
+    }
+
+    /// Every selected stage of one patient: how a rank of a job runs the patients it claims.
+    fn patient(&self, pid: &str) -> Vec<Outcome> {
+        let mut outcomes = Vec::with_capacity(self.selected.len());
+        for &stage in &self.selected {
+            let outcome = self.stage(stage, pid, &outcomes);
+            outcomes.push(outcome);
+        }
+        outcomes
+    }
+}
+
+/// Run the stages `from..=to` for every patient; `device` runs the segmentation network.
+/// Writes `ROOT/pipeline_report.{json,md}` and returns the report. In a group of several
+/// ranks (an MPI job) the patients are spread over the ranks ([`spread`]), every error is
+/// every rank's, each rank returns the whole report and rank 0 writes it.
+pub fn run_pipeline(o: &Options, device: &Device, group: &Group, events: &(dyn Fn(Event) + Sync)) -> Result<PipelineReport> {
+    let run = group.agree(Run::new(o, device, events))?;
+    let c = &run.cohort;
+    let (pids, ignored) = spread::listed(group, || patients(o.from.name(), &*run.all[o.from as usize], c))?;
+    let (outcomes, _locks) = if group.is_distributed() {
+        let (mine, locks) = group.agree(spread::run_claimed(&pids, c, |pid| run.patient(pid)))?;
+        (spread::gather(group, &mine, &pids, c, run.selected.len())?, locks)
+    } else {
+        let locks = claim::claim_all(c, &pids)?;
+        (run.stage_major(&pids), locks)
+    };
     let qc = pids.iter().filter_map(|pid| MaskQc::read(&c.mask(pid, cohort::mask::QC)).ok().map(|q| (pid.clone(), q))).collect();
-    let report = PipelineReport { stages: selected, patients: pids.into_iter().zip(outcomes).collect(), ignored, qc };
-    report.write(&o.root)?;
+    let report = PipelineReport { stages: run.selected.clone(), patients: pids.into_iter().zip(outcomes).collect(), ignored, qc };
+    group.agree(if group.is_root() { report.write(&o.root) } else { Ok(()) })?;
     Ok(report)
 }
 

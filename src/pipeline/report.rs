@@ -15,7 +15,7 @@ pub const MANIFEST_FOLDER: &str = "pipeline";
 pub const REPORT_NAME: &str = "pipeline_report";
 
 /// What happened to one patient's stage.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Outcome {
     /// Ran now, in this many seconds, with an optional note (skipped files, warnings).
     Done {

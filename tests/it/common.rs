@@ -261,3 +261,53 @@ pub fn mpirun(np: usize) -> Command {
     c.args(["--allow-run-as-root", "--oversubscribe", "--bind-to", "none", "-np", &np.to_string(), env!("CARGO_BIN_EXE_cta2mbf")]);
     c
 }
+
+/// `command` (`cta2mbf` or an MPI launcher of it) running `pipeline` over the raw dump `raw`
+/// into the cohort `root`, segmenting with the shipped model.
+pub fn pipeline(mut command: Command, raw: &Path, root: &Path) -> Command {
+    command.args(["pipeline", "--in"]).arg(raw).arg("--root").arg(root).arg("--seg-model").arg(repo().join("models/chamber_seg_phantom"));
+    command
+}
+
+/// Run `cmd`, panicking with its output unless it succeeds; returns its stdout and stderr.
+pub fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd.output().expect("cta2mbf runs");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{cmd:?} failed:\n{text}");
+    text
+}
+
+/// Every data file the pipeline's stages write under `root` (volumes and transforms; the JSON
+/// reports hold timings).
+pub fn data_files(root: &Path) -> Vec<PathBuf> {
+    use cta2mbf::cohort;
+    [cohort::SORTED_NII, cohort::REGISTRATION, cohort::SORTED_MASK, cohort::MBF_MYOCARDIUM]
+        .iter()
+        .flat_map(|f| walk(&root.join(f)))
+        .filter(|p| !p.to_string_lossy().ends_with(".json"))
+        .collect()
+}
+
+/// Panic unless the cohorts `a` and `b` hold the same data files, byte for byte.
+pub fn same_files(a: &Path, b: &Path) {
+    let (fa, fb) = (data_files(a), data_files(b));
+    let rel = |root: &Path, v: &[PathBuf]| v.iter().map(|p| p.strip_prefix(root).unwrap().to_path_buf()).collect::<Vec<_>>();
+    assert_eq!(rel(a, &fa), rel(b, &fb), "different file lists");
+    assert!(fa.len() > 20);
+    for (x, y) in fa.iter().zip(&fb) {
+        assert!(std::fs::read(x).unwrap() == std::fs::read(y).unwrap(), "{} and {} differ", x.display(), y.display());
+    }
+}
+
+/// The process id of rank `rank` of the MPI job running `command` (`train`, `pipeline`) whose
+/// command line contains `marker`.
+pub fn rank_pid(rank: usize, command: &str, marker: &str) -> Option<u32> {
+    let wanted = format!("OMPI_COMM_WORLD_RANK={rank}");
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+        let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+        let environ = std::fs::read(e.path().join("environ")).ok()?;
+        let has = |bytes: &[u8], s: &str| bytes.split(|&b| b == 0).any(|part| part == s.as_bytes()) || String::from_utf8_lossy(bytes).contains(s);
+        (has(&cmdline, marker) && environ.split(|&b| b == 0).any(|v| v == wanted.as_bytes()) && has(&cmdline, command)).then_some(pid)
+    })
+}

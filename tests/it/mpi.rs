@@ -1,10 +1,12 @@
 //! Training across processes on MPI (`mpirun -np 2`, feature `mpi`): the same steps as one
 //! process with the whole batch, rank 0 alone writing, a killed rank ending the job within a
-//! bounded time with the last complete checkpoint kept, and resuming on another number of ranks.
+//! bounded time with the last complete checkpoint kept, and resuming on another number of ranks;
+//! the pipeline's patients shared by two ranks, writing what one process writes, and a job
+//! that lost a rank, run again, ending with the same files.
 
 use crate::common;
 
-use common::{all_weights, cta2mbf, mpirun, phantom, relative_l2, tiny_gan_weights};
+use common::{all_weights, cta2mbf, mpirun, phantom, rank_pid, relative_l2, run_ok, tiny_gan_weights};
 use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -40,18 +42,6 @@ fn two_ranks_with_batch_1_take_the_steps_of_one_process_with_batch_2() {
     assert_eq!(state["global_step"], 3);
 }
 
-/// The process id of rank `rank` of the job whose command line contains `marker`.
-fn rank_pid(rank: usize, marker: &str) -> Option<u32> {
-    let wanted = format!("OMPI_COMM_WORLD_RANK={rank}");
-    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
-        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
-        let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
-        let environ = std::fs::read(e.path().join("environ")).ok()?;
-        let has = |bytes: &[u8], s: &str| bytes.split(|&b| b == 0).any(|part| part == s.as_bytes()) || String::from_utf8_lossy(bytes).contains(s);
-        (has(&cmdline, marker) && environ.split(|&b| b == 0).any(|v| v == wanted.as_bytes()) && has(&cmdline, "train")).then_some(pid)
-    })
-}
-
 fn latest_epoch(run: &Path) -> Option<u64> {
     let text = std::fs::read_to_string(run.join("latest/state.json")).ok()?;
     serde_json::from_str::<serde_json::Value>(&text).ok()?["epoch"].as_u64()
@@ -75,7 +65,7 @@ fn a_killed_rank_ends_the_job_within_60_s_and_the_run_resumes_on_one_process() {
         assert!(start.elapsed() < Duration::from_secs(600), "no second epoch within 10 min");
         std::thread::sleep(Duration::from_millis(50));
     }
-    let victim = rank_pid(1, ckpt.to_str().unwrap()).expect("rank 1 is running");
+    let victim = rank_pid(1, "train", ckpt.to_str().unwrap()).expect("rank 1 is running");
     // SAFETY: sending SIGKILL to a process this test started (through mpirun).
     assert_eq!(unsafe { libc::kill(victim as i32, libc::SIGKILL) }, 0);
     let killed_at = Instant::now();
@@ -108,4 +98,73 @@ fn a_command_that_does_not_run_across_processes_is_refused_under_mpirun() {
     assert!(!out.status.success());
     assert!(err.contains("phantom does not run across processes") && err.contains("train, train-seg and pipeline"), "{err}");
     assert!(!dir.path().join("p").exists(), "nothing was written");
+}
+
+/// A 4-patient phantom DICOM dump under `dir` and the cohort one process makes of it
+/// (`dir/one`); returns the pipeline's command over the dump into `root` for `command`.
+fn pipeline_against_one_process(dir: &Path) -> impl Fn(std::process::Command, &Path) -> std::process::Command {
+    let p = dir.join("P");
+    run_ok(cta2mbf().args(["phantom", "--dicom", "--cases", "4", "--size", "64,64,48", "--seed", "12", "--out"]).arg(&p));
+    let run = move |command, root: &Path| {
+        let mut c = common::pipeline(command, &p.join("raw"), root);
+        c.arg("--annotation").arg(p.join("annotation/annotation.csv"));
+        c
+    };
+    let start = Instant::now();
+    let text = run_ok(&mut run(cta2mbf(), &dir.join("one")));
+    eprintln!("pipeline, 4 patients, one process: {:.1} s", start.elapsed().as_secs_f64());
+    assert!(text.contains("0 patients failed"), "{text}");
+    run
+}
+
+/// Each patient's stage statuses in a cohort's `pipeline_report.json`.
+fn statuses(root: &Path) -> Vec<(String, Vec<String>)> {
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(root.join("pipeline_report.json")).unwrap()).unwrap();
+    let patients = report["patients"].as_array().unwrap().iter();
+    patients.map(|p| (p["pid"].as_str().unwrap().into(), p["stages"].as_object().unwrap().values().map(|s| s["status"].as_str().unwrap().into()).collect())).collect()
+}
+
+#[test]
+fn two_ranks_share_the_pipeline_patients_and_write_what_one_process_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = pipeline_against_one_process(dir.path());
+    let two = dir.path().join("two");
+    let start = Instant::now();
+    let text = run_ok(&mut pipeline(mpirun(2), &two));
+    eprintln!("pipeline, 4 patients, mpirun -np 2: {:.1} s", start.elapsed().as_secs_f64());
+    common::same_files(&dir.path().join("one"), &two);
+    assert_eq!(statuses(&two), statuses(&dir.path().join("one")));
+    // Both ranks worked; rank 0 alone printed the report.
+    assert!(text.contains("[rank 0] register") && text.contains("[rank 1] register"), "{text}");
+    assert_eq!(text.matches("0 patients failed").count(), 1, "{text}");
+}
+
+#[test]
+fn a_pipeline_rank_killed_ends_the_job_and_a_rerun_ends_with_the_same_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = pipeline_against_one_process(dir.path());
+    let root = dir.path().join("killed");
+    let mut job = pipeline(mpirun(2), &root).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let start = Instant::now();
+    // Killed in registration (the longest stage), once rank 1 is seen there.
+    let victim = loop {
+        assert!(job.try_wait().unwrap().is_none(), "the job ended before rank 1 registered");
+        assert!(start.elapsed() < Duration::from_secs(300), "rank 1 never came to registration");
+        if root.join("4.registration_batch").is_dir()
+            && let Some(pid) = rank_pid(1, "pipeline", root.to_str().unwrap())
+        {
+            break pid;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // SAFETY: sending SIGKILL to a process this test started (through mpirun).
+    assert_eq!(unsafe { libc::kill(victim as i32, libc::SIGKILL) }, 0);
+    let killed_at = Instant::now();
+    let status = job.wait().unwrap();
+    eprintln!("job ended {:.1} s after rank 1 was killed: {status}", killed_at.elapsed().as_secs_f64());
+    assert!(!status.success());
+    assert!(!root.join("pipeline_report.json").exists(), "no report from a job that lost a rank");
+    let text = run_ok(&mut pipeline(mpirun(2), &root));
+    assert!(text.contains("0 patients failed"), "{text}");
+    common::same_files(&dir.path().join("one"), &root);
 }

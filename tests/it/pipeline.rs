@@ -6,7 +6,7 @@
 
 use crate::common;
 
-use common::{cta2mbf, repo};
+use common::{cta2mbf, run_ok, same_files};
 use cta2mbf::cohort::{self, Cohort};
 use cta2mbf::io::dicom::SliceHeader;
 use cta2mbf::io::read_nifti;
@@ -15,38 +15,10 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn pipeline(raw: &Path, root: &Path) -> Command {
-    let mut c = cta2mbf();
-    c.args(["pipeline", "--in"]).arg(raw).arg("--root").arg(root).arg("--seg-model").arg(repo().join("models/chamber_seg_phantom"));
-    c
+    common::pipeline(cta2mbf(), raw, root)
 }
 
-fn run_ok(cmd: &mut Command) -> String {
-    let out = cmd.output().expect("cta2mbf runs");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "{cmd:?} failed:\n{text}");
-    text
-}
-
-/// Every data file the stages write (volumes and transforms; the JSON reports hold timings).
-fn data_files(root: &Path) -> Vec<PathBuf> {
-    [cohort::SORTED_NII, cohort::REGISTRATION, cohort::SORTED_MASK, cohort::MBF_MYOCARDIUM]
-        .iter()
-        .flat_map(|f| common::walk(&root.join(f)))
-        .filter(|p| !p.to_string_lossy().ends_with(".json"))
-        .collect()
-}
-
-fn same_files(a: &Path, b: &Path) {
-    let (fa, fb) = (data_files(a), data_files(b));
-    let rel = |root: &Path, v: &[PathBuf]| v.iter().map(|p| p.strip_prefix(root).unwrap().to_path_buf()).collect::<Vec<_>>();
-    assert_eq!(rel(a, &fa), rel(b, &fb), "different file lists");
-    assert!(fa.len() > 20);
-    for (x, y) in fa.iter().zip(&fb) {
-        assert!(std::fs::read(x).unwrap() == std::fs::read(y).unwrap(), "{} and {} differ", x.display(), y.display());
-    }
-}
-
-/// Every file below the folders of `root` (not the run's report and lock at the root), with
+/// Every file below the folders of `root` (not the run's report at the root), with
 /// its modification time and bytes.
 fn stamped_files(root: &Path) -> Vec<(PathBuf, std::time::SystemTime, Vec<u8>)> {
     let files = common::walk(root).into_iter().filter(|p| p.parent() != Some(root));
@@ -132,11 +104,13 @@ fn dicom_dump_to_training_pairs_resumable() {
     let killed = dir.path().join("K");
     let k = Cohort::new(&killed);
     kill_when(pipeline(&phantom.join("raw"), &killed), || killed.join(cohort::REGISTRATION).is_dir(), "registration");
-    // A second pipeline on a root that one is working on is refused, naming the lock and the process.
+    // A second pipeline on a root that one is working on is refused, naming the first
+    // patient's lock and the process holding it.
     let mut first = pipeline(&phantom.join("raw"), &killed).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
     let start = Instant::now();
-    // (The killed run left its lock file behind, without the flock: wait for this run's pid.)
-    while std::fs::read_to_string(killed.join(".lock")).unwrap_or_default().lines().next() != Some(&first.id().to_string()) {
+    let lock = killed.join("pipeline").join(format!("{}.lock", pids[0]));
+    // (The killed run left its lock files behind, without the flock: wait for this run's pid.)
+    while std::fs::read_to_string(&lock).unwrap_or_default().lines().next() != Some(&first.id().to_string()) {
         assert!(first.try_wait().unwrap().is_none(), "the first pipeline ended before it was seen holding its lock");
         assert!(start.elapsed() < Duration::from_secs(600), "the first pipeline never took its lock");
         std::thread::sleep(Duration::from_millis(10));
@@ -144,7 +118,7 @@ fn dicom_dump_to_training_pairs_resumable() {
     let second = pipeline(&phantom.join("raw"), &killed).output().unwrap();
     let err = String::from_utf8_lossy(&second.stderr);
     assert_eq!(second.status.code(), Some(1), "{err}");
-    assert!(err.contains(&format!("in use by process {}", first.id())) && err.contains(".lock"), "{err}");
+    assert!(err.contains(&format!("in use by process {}", first.id())) && err.contains(&lock.display().to_string()), "{err}");
     first.kill().unwrap();
     first.wait().unwrap();
     kill_when(pipeline(&phantom.join("raw"), &killed), || k.mask(&pids[0], cohort::mask::MASK).is_file(), "segmentation");

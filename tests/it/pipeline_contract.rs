@@ -32,7 +32,7 @@ fn options(base: &Path, from: Stage, to: Stage) -> Options {
 }
 
 fn run(o: &Options) -> PipelineReport {
-    let report = run_pipeline(o, &Device::flex(), &|_| {}).unwrap();
+    let report = run_pipeline(o, &Device::flex(), &cta2mbf::distributed::Group::solo(), &|_| {}).unwrap();
     assert_eq!(report.failed(), 0, "{:?}", report.patients);
     report
 }
