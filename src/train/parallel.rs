@@ -195,7 +195,7 @@ mod tests {
                         let mut optim = AdamConfig::new().init();
                         let norm = optimizer_step(&mut optim, 0.1, norm, vec![(grads, device)], &group);
                         let (mean, var) = norm.running_stats().unwrap();
-                        let v = |t: Tensor<1>| t.into_data().to_vec::<f32>().unwrap();
+                        let v = |t: Tensor<1>| t.into_data().try_to_vec::<f32>().unwrap();
                         (v(mean), v(var), v(norm.weight.as_ref().unwrap().val()))
                     })
                 })
