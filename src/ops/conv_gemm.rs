@@ -18,6 +18,7 @@
 
 use super::buffer::{SharedMut, filled_by};
 use super::direct_conv::conv3d_direct;
+use super::direct_weight_grad::{self, weight_grad_direct};
 use rayon::prelude::*;
 
 /// About how many floats one tile's columns may hold (16 MiB).
@@ -251,6 +252,15 @@ fn direct_is_faster(g: &Geometry) -> bool {
     g.stride == 1 && g.k > 1 && (g.c_in == 1 || g.c_out == 1 || (oz >= 8 && oy >= 8 && (g.c_out <= 16 || (g.c_out <= 32 && voxels >= 16 * 16 * 16))))
 }
 
+/// Whether [`weight_grad_direct`] beats im2col + GEMM on this weight gradient: stride-1 3³
+/// convolutions with at most 16 channels on each side, on runs of z and y of at least 8
+/// (measured per layer: BENCHMARKS.md, "The demo's U-Net"; with 32 input channels the GEMM
+/// is as fast with AVX2 kernels).
+fn direct_weight_grad_is_faster(g: &Geometry) -> bool {
+    let [_, oy, oz] = g.output();
+    g.stride == 1 && g.k == direct_weight_grad::K && g.padding < g.k && oz >= 8 && oy >= 8 && g.c_out <= 16 && g.c_in <= 16
+}
+
 /// The convolution of one batch item: `x` `[c_in, X, Y, Z]`, `w` `[c_out, c_in, k, k, k]`,
 /// returns `[c_out, OX, OY, OZ]`. Stride-1 convolutions with few output channels run as
 /// [`conv3d_direct`] (see [`direct_is_faster`]).
@@ -320,6 +330,9 @@ pub fn input_grad(g: &Geometry, dy: &[f32], w: &[f32]) -> Vec<f32> {
 pub fn weight_grad(g: &Geometry, x: &[f32], dy: &[f32]) -> Vec<f32> {
     assert_eq!(x.len(), g.input_len(), "input shape");
     assert_eq!(dy.len(), g.output_len(), "output gradient shape");
+    if direct_weight_grad_is_faster(g) {
+        return weight_grad_direct(x, [g.c_in, g.input[0], g.input[1], g.input[2]], dy, g.c_out, g.padding);
+    }
     if g.stride == 1 && g.padding < g.k && g.c_in > g.c_out && !g.pointwise() {
         // dw[co, ci, t] = reversed weight gradient [ci, co, k³ − 1 − t].
         let reversed = g.reversed();
@@ -419,7 +432,8 @@ mod tests {
     /// linear loss, in every direction at once).
     #[test]
     fn gradients_are_the_adjoints_of_the_definition() {
-        assert!(direct_is_faster(&Geometry { c_in: 3, c_out: 5, k: 3, stride: 1, padding: 1, input: [5, 8, 11] }), "a case runs the direct kernel");
+        let direct = Geometry { c_in: 3, c_out: 5, k: 3, stride: 1, padding: 1, input: [5, 8, 11] };
+        assert!(direct_is_faster(&direct) && direct_weight_grad_is_faster(&direct), "a case runs the direct kernels");
         let dot = |a: &[f32], b: &[f64]| a.iter().zip(b).map(|(a, b)| *a as f64 * b).sum::<f64>();
         for (c_in, c_out, k, stride, padding, input) in CASES {
             let g = Geometry { c_in, c_out, k, stride, padding, input };

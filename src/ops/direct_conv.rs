@@ -30,22 +30,27 @@ pub fn conv3d_direct_at(level: Level, input: &[f32], [c_in, nx, ny, nz]: [usize;
     let p = padding;
     let n = [nx + 2 * p, ny + 2 * p, nz + 2 * p];
     assert!(k >= 1 && n.iter().all(|&m| k <= m), "kernel {k} larger than the padded input {n:?}");
-    let padded;
-    let input = if p == 0 {
-        input
-    } else {
-        let mut buffer = vec![0f32; c_in * n[0] * n[1] * n[2]];
-        for (c, x, y) in (0..c_in).flat_map(|c| (0..nx).flat_map(move |x| (0..ny).map(move |y| (c, x, y)))) {
-            let from = ((c * nx + x) * ny + y) * nz;
-            let to = ((c * n[0] + x + p) * n[1] + y + p) * n[2] + p;
-            buffer[to..to + nz].copy_from_slice(&input[from..from + nz]);
-        }
-        padded = buffer;
-        &padded
-    };
+    let input = zero_padded(input, [c_in, nx, ny, nz], p, 0);
     let shape = Shape { c_in, n, c_out, k };
+    let input = &input[..];
     // Blocks of 8 output channels × 8 z for 8 channels or more, else 1 × 64.
     if c_out >= 8 { run::<8, 8>(level, &shape, input, weight, bias) } else { run::<1, ACCUMULATORS>(level, &shape, input, weight, bias) }
+}
+
+/// `input` `[c, nx, ny, nz]` with `pad` zeros before and after every axis and `extra_z` more
+/// after z (borrowed when there is nothing to add).
+pub(crate) fn zero_padded(input: &[f32], [c, nx, ny, nz]: [usize; 4], pad: usize, extra_z: usize) -> std::borrow::Cow<'_, [f32]> {
+    if pad == 0 && extra_z == 0 {
+        return std::borrow::Cow::Borrowed(input);
+    }
+    let n = [nx + 2 * pad, ny + 2 * pad, nz + 2 * pad + extra_z];
+    let mut buffer = vec![0f32; c * n[0] * n[1] * n[2]];
+    for (ch, x, y) in (0..c).flat_map(|ch| (0..nx).flat_map(move |x| (0..ny).map(move |y| (ch, x, y)))) {
+        let from = ((ch * nx + x) * ny + y) * nz;
+        let to = ((ch * n[0] + x + pad) * n[1] + y + pad) * n[2] + pad;
+        buffer[to..to + nz].copy_from_slice(&input[from..from + nz]);
+    }
+    std::borrow::Cow::Owned(buffer)
 }
 
 /// Sizes of one convolution.

@@ -6,6 +6,7 @@ mod buffer;
 pub mod conv_cpu;
 pub mod conv_gemm;
 pub mod direct_conv;
+pub mod direct_weight_grad;
 pub mod resize;
 pub mod simd;
 
