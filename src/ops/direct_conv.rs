@@ -32,9 +32,8 @@ pub fn conv3d_direct_at(level: Level, input: &[f32], [c_in, nx, ny, nz]: [usize;
     assert!(k >= 1 && n.iter().all(|&m| k <= m), "kernel {k} larger than the padded input {n:?}");
     let input = zero_padded(input, [c_in, nx, ny, nz], p, 0);
     let shape = Shape { c_in, n, c_out, k };
-    let input = &input[..];
     // Blocks of 8 output channels × 8 z for 8 channels or more, else 1 × 64.
-    if c_out >= 8 { run::<8, 8>(level, &shape, input, weight, bias) } else { run::<1, ACCUMULATORS>(level, &shape, input, weight, bias) }
+    if c_out >= 8 { run::<8, 8>(level, &shape, &input, weight, bias) } else { run::<1, ACCUMULATORS>(level, &shape, &input, weight, bias) }
 }
 
 /// `input` `[c, nx, ny, nz]` with `pad` zeros before and after every axis and `extra_z` more

@@ -16,6 +16,10 @@ use rayon::prelude::*;
 pub const K: usize = 3;
 /// z values summed apart (lanes of the accumulators), the same on every level.
 const LANES: usize = 16;
+/// Output channels a task holds with AVX-512 (3 × 8 registers of sums).
+const AVX512_BLOCK: usize = 8;
+/// Output channels a task holds with AVX2 or plain code (3 × 2 × 2 registers of sums).
+const BLOCK: usize = 2;
 
 /// The weight gradient `[c_out, c_in, 3, 3, 3]` of the stride-1 convolution of `input`
 /// `[c_in, nx, ny, nz]` (zero padding `padding` < 3) whose output gradient is `dy`
@@ -37,7 +41,7 @@ pub fn weight_grad_direct_at(level: Level, input: &[f32], [c_in, nx, ny, nz]: [u
     // a whole block), the input with the convolution's padding and enough zeros past it.
     let oz = o[2].next_multiple_of(LANES);
     let input = zero_padded(input, [c_in, nx, ny, nz], p, oz + K - 1 - (nz + 2 * p));
-    let block = if level == Level::Avx512 { 8 } else { 2 };
+    let block = if level == Level::Avx512 { AVX512_BLOCK } else { BLOCK };
     let blocks = c_out.div_ceil(block);
     let mut dy = zero_padded(dy, [c_out, o[0], o[1], o[2]], 0, oz - o[2]).into_owned();
     dy.resize(blocks * block * o[0] * o[1] * oz, 0.0);
@@ -47,8 +51,7 @@ pub fn weight_grad_direct_at(level: Level, input: &[f32], [c_in, nx, ny, nz]: [u
     let sums: Vec<Vec<f32>> = (0..blocks * c_in * K * K)
         .into_par_iter()
         .map(|t| {
-            let (b, ci, ij) = (t / (c_in * K * K), t / (K * K) % c_in, t % (K * K));
-            let task = Task { co0: b * block, ci, i: ij / K, j: ij % K };
+            let task = Task::numbered(t, c_in, block);
             #[cfg(target_arch = "x86_64")]
             if level == Level::Avx512 {
                 // SAFETY: the CPU has AVX-512F and FMA (`level` is at most the detected one).
@@ -59,14 +62,14 @@ pub fn weight_grad_direct_at(level: Level, input: &[f32], [c_in, nx, ny, nz]: [u
                 // SAFETY: the CPU has AVX2 and FMA (`level` is at most the detected one).
                 return unsafe { row_sums_avx2(&problem, task) };
             }
-            row_sums::<2>(&problem, task)
+            row_sums::<BLOCK>(&problem, task)
         })
         .collect();
     let mut dw = vec![0f32; c_out * c_in * K * K * K];
     for (t, s) in sums.iter().enumerate() {
-        let (b, ci, ij) = (t / (c_in * K * K), t / (K * K) % c_in, t % (K * K));
-        for (c, kk_sums) in s.chunks(K).enumerate().filter(|(c, _)| b * block + c < c_out) {
-            let at = (((b * block + c) * c_in + ci) * K * K + ij) * K;
+        let Task { co0, ci, i, j } = Task::numbered(t, c_in, block);
+        for (c, kk_sums) in s.chunks(K).enumerate().filter(|(c, _)| co0 + c < c_out) {
+            let at = ((((co0 + c) * c_in + ci) * K + i) * K + j) * K;
             dw[at..at + K].copy_from_slice(kk_sums);
         }
     }
@@ -93,15 +96,24 @@ struct Task {
     j: usize,
 }
 
-/// Where one task reads: the rows of its input channel and kernel row, and of its output
-/// channels' gradients, at output `(x, y)`.
+impl Task {
+    /// Task `t` in the order (block of `block` output channels, input channel, i, j).
+    fn numbered(t: usize, c_in: usize, block: usize) -> Task {
+        let ij = t % (K * K);
+        Task { co0: t / (c_in * K * K) * block, ci: t / (K * K) % c_in, i: ij / K, j: ij % K }
+    }
+}
+
+/// What one task reads: the rows of its input channel and kernel row, and of its output
+/// channels' gradients, at every output `(x, y)`.
 struct Rows {
     input: *const f32,
     dy: *const f32,
-    /// Input row length.
-    nz: usize,
-    /// Gradient row length (a multiple of [`LANES`]).
-    oz: usize,
+    task: Task,
+    /// Output size, z a multiple of [`LANES`].
+    o: [usize; 3],
+    /// Padded input size.
+    n: [usize; 3],
 }
 
 impl Rows {
@@ -110,18 +122,23 @@ impl Rows {
         let Problem { input, dy, o: [ox, oy, oz], n: [nx, ny, nz] } = *problem;
         assert!((task.ci + 1) * nx * ny * nz <= input.len() && (task.co0 + CO) * ox * oy * oz <= dy.len());
         assert!(task.i + ox <= nx && task.j + oy <= ny && oz + K - 1 == nz && oz % LANES == 0);
-        Rows { input: input.as_ptr(), dy: dy.as_ptr(), nz, oz }
+        Rows { input: input.as_ptr(), dy: dy.as_ptr(), task, o: problem.o, n: problem.n }
+    }
+
+    /// Gradient row length (a multiple of [`LANES`]).
+    fn oz(&self) -> usize {
+        self.o[2]
     }
 
     /// Call `f(input row, gradient row of each channel)` for every output `(x, y)`, in order.
     #[inline(always)]
-    fn for_each<const CO: usize>(&self, problem: &Problem, Task { co0, ci, i, j }: Task, mut f: impl FnMut(*const f32, [*const f32; CO])) {
-        let ([ox, oy, _], [nx, ny, _]) = (problem.o, problem.n);
+    fn for_each<const CO: usize>(&self, mut f: impl FnMut(*const f32, [*const f32; CO])) {
+        let (Task { co0, ci, i, j }, [ox, oy, oz], [nx, ny, nz]) = (self.task, self.o, self.n);
         for x in 0..ox {
             for y in 0..oy {
                 // SAFETY: inside the operands (checked by `of`).
-                let row = unsafe { self.input.add(((ci * nx + x + i) * ny + y + j) * self.nz) };
-                let grads = std::array::from_fn(|c| unsafe { self.dy.add((((co0 + c) * ox + x) * oy + y) * self.oz) });
+                let row = unsafe { self.input.add(((ci * nx + x + i) * ny + y + j) * nz) };
+                let grads = std::array::from_fn(|c| unsafe { self.dy.add((((co0 + c) * ox + x) * oy + y) * oz) });
                 f(row, grads);
             }
         }
@@ -138,11 +155,11 @@ fn lane_sums<const CO: usize>(acc: &[[[f32; LANES]; K]; CO]) -> Vec<f32> {
 #[target_feature(enable = "avx512f,fma")]
 unsafe fn row_sums_avx512(problem: &Problem, task: Task) -> Vec<f32> {
     use std::arch::x86_64::*;
-    const CO: usize = 8;
+    const CO: usize = AVX512_BLOCK;
     let rows = Rows::of::<CO>(problem, task);
     let mut acc = [[_mm512_setzero_ps(); K]; CO];
-    rows.for_each::<CO>(problem, task, |row, grads| {
-        for z0 in (0..rows.oz).step_by(LANES) {
+    rows.for_each::<CO>(|row, grads| {
+        for z0 in (0..rows.oz()).step_by(LANES) {
             // SAFETY: z0 + kk + LANES ≤ nz along the row, z0 + LANES ≤ oz along the gradients.
             let v: [__m512; K] = std::array::from_fn(|kk| unsafe { _mm512_loadu_ps(row.add(z0 + kk)) });
             for c in 0..CO {
@@ -168,11 +185,11 @@ unsafe fn row_sums_avx512(problem: &Problem, task: Task) -> Vec<f32> {
 #[target_feature(enable = "avx2,fma")]
 unsafe fn row_sums_avx2(problem: &Problem, task: Task) -> Vec<f32> {
     use std::arch::x86_64::*;
-    const CO: usize = 2;
+    const CO: usize = BLOCK;
     let rows = Rows::of::<CO>(problem, task);
     let mut acc = [[[_mm256_setzero_ps(); 2]; K]; CO];
-    rows.for_each::<CO>(problem, task, |row, grads| {
-        for z0 in (0..rows.oz).step_by(LANES) {
+    rows.for_each::<CO>(|row, grads| {
+        for z0 in (0..rows.oz()).step_by(LANES) {
             for h in 0..2 {
                 let z = z0 + 8 * h;
                 // SAFETY: z + kk + 8 ≤ nz along the row, z + 8 ≤ oz along the gradients.
@@ -202,8 +219,8 @@ unsafe fn row_sums_avx2(problem: &Problem, task: Task) -> Vec<f32> {
 fn row_sums<const CO: usize>(problem: &Problem, task: Task) -> Vec<f32> {
     let rows = Rows::of::<CO>(problem, task);
     let mut acc = [[[0f32; LANES]; K]; CO];
-    rows.for_each::<CO>(problem, task, |row, grads| {
-        for z0 in (0..rows.oz).step_by(LANES) {
+    rows.for_each::<CO>(|row, grads| {
+        for z0 in (0..rows.oz()).step_by(LANES) {
             for c in 0..CO {
                 for (kk, a) in acc[c].iter_mut().enumerate() {
                     for (l, a) in a.iter_mut().enumerate() {
