@@ -3,16 +3,16 @@
 //! stem (1 → ngf) and head (ngf → 1). [`super::conv_gemm`] runs such layers through it,
 //! forward and (as the reversed convolution) for the input gradient.
 //!
-//! Each task computes one output x plane; the sums are kept in a block of registers
-//! (output channels × a run of z) while the kernel taps stream through them, so each input
-//! value is loaded once per tap row and used for every output channel of the block.
+//! Each task computes one output x plane, run by run: a run's sums (a block of output channels
+//! × consecutive z) stay in registers while the kernel taps stream through them with fused
+//! multiply-adds (explicit AVX-512F or AVX2 + FMA kernels chosen at run time, a plain
+//! fallback), so each input value is loaded once per tap and used for every channel of the
+//! block. Every level sums each output in the same order with one rounding per multiply-add,
+//! so the levels agree bit for bit.
 
 use super::buffer::{SharedMut, filled_by};
 use super::simd::Level;
 use rayon::prelude::*;
-
-/// Output values computed together (output channels × consecutive z) for fewer than 8 channels.
-const ACCUMULATORS: usize = 64;
 
 /// `out[co][x][y][z] = bias[co] + Σ_ci Σ_ijk w[co][ci][i][j][k] · in[ci][x+i−p][y+j−p][z+k−p]`
 /// for `input` of shape `[c_in, nx, ny, nz]` (zero outside), `weight` of shape
@@ -27,13 +27,16 @@ pub fn conv3d_direct_at(level: Level, input: &[f32], [c_in, nx, ny, nz]: [usize;
     assert!(level <= Level::detected(), "{level:?} is above what this CPU runs");
     assert_eq!(input.len(), c_in * nx * ny * nz, "input shape");
     assert_eq!(weight.len(), c_out * c_in * k * k * k, "weight shape");
+    assert!(bias.is_none_or(|b| b.len() == c_out), "bias length");
     let p = padding;
-    let n = [nx + 2 * p, ny + 2 * p, nz + 2 * p];
-    assert!(k >= 1 && n.iter().all(|&m| k <= m), "kernel {k} larger than the padded input {n:?}");
-    let input = zero_padded(input, [c_in, nx, ny, nz], p, 0);
-    let shape = Shape { c_in, n, c_out, k };
-    // Blocks of 8 output channels × 8 z for 8 channels or more, else 1 × 64.
-    if c_out >= 8 { run::<8, 8>(level, &shape, &input, weight, bias) } else { run::<1, ACCUMULATORS>(level, &shape, &input, weight, bias) }
+    assert!(k >= 1 && [nx, ny, nz].iter().all(|&m| k <= m + 2 * p), "kernel {k} larger than the padded input");
+    let o = [nx, ny, nz].map(|m| m + 2 * p + 1 - k);
+    let blocking = Blocking::of(level, c_out, o[2]);
+    // Zeros past z as well, so that every run of `zc` outputs reads whole rows.
+    let extra_z = o[2].next_multiple_of(blocking.zc) - o[2];
+    let input = zero_padded(input, [c_in, nx, ny, nz], p, extra_z);
+    let n = [nx + 2 * p, ny + 2 * p, nz + 2 * p + extra_z];
+    convolve(&Problem::new(Shape { c_in, n, c_out, k, o }, &input, weight, bias, blocking))
 }
 
 /// `input` `[c, nx, ny, nz]` with `pad` zeros before and after every axis and `extra_z` more
@@ -55,136 +58,250 @@ pub(crate) fn zero_padded(input: &[f32], [c, nx, ny, nz]: [usize; 4], pad: usize
 /// Sizes of one convolution.
 struct Shape {
     c_in: usize,
+    /// Padded input size (z padded to whole runs).
     n: [usize; 3],
     c_out: usize,
     k: usize,
+    /// Output size.
+    o: [usize; 3],
 }
 
-impl Shape {
-    /// Output size along `axis`.
-    fn out(&self, axis: usize) -> usize {
-        self.n[axis] + 1 - self.k
+/// The sums of one run, `[co][zc]`, written into the slice (see [`Run`]).
+type RunKernel = unsafe fn(&Run, &mut [f32]);
+
+/// How an instruction set cuts the output: runs of `co` output channels × `zc` consecutive z,
+/// each computed by `kernel` with its sums in registers.
+#[derive(Clone, Copy)]
+struct Blocking {
+    co: usize,
+    zc: usize,
+    kernel: RunKernel,
+}
+
+impl Blocking {
+    /// The runs of `level` for `c_out` channels and output rows of `oz`: as many sums as the
+    /// registers hold (8 to 16 vectors, enough to hide the multiply-add latency) with few
+    /// loads per multiply-add, and runs not much longer than a row.
+    fn of(level: Level, c_out: usize, oz: usize) -> Blocking {
+        let (co, zc, kernel): (usize, usize, RunKernel) = match (level, c_out >= 8) {
+            #[cfg(target_arch = "x86_64")]
+            (Level::Avx512, true) if oz > 16 => (8, 32, run_avx512::<8, 2>),
+            #[cfg(target_arch = "x86_64")]
+            (Level::Avx512, true) => (8, 16, run_avx512::<8, 1>),
+            #[cfg(target_arch = "x86_64")]
+            (Level::Avx512, false) => (1, 64, run_avx512::<1, 4>),
+            #[cfg(target_arch = "x86_64")]
+            (Level::Avx2, true) if oz > 8 => (4, 16, run_avx2::<4, 2>),
+            #[cfg(target_arch = "x86_64")]
+            (Level::Avx2, true) => (8, 8, run_avx2::<8, 1>),
+            #[cfg(target_arch = "x86_64")]
+            (Level::Avx2, false) => (1, 64, run_avx2::<1, 8>),
+            (_, true) => (8, 8, run_plain::<8, 8>),
+            (_, false) => (1, 64, run_plain::<1, 64>),
+        };
+        Blocking { co, zc, kernel }
     }
 }
 
-/// What every task reads: sizes, the (padded) input, the weights grouped per block of `CO`
-/// output channels as `[tap][channel]` (zero past `c_out`, so one tap's weights are
-/// adjacent) and the bias.
+/// What every task reads: sizes, the padded input, the weights grouped per block of output
+/// channels as `[tap][channel]` (zero past `c_out`, so one tap's weights are adjacent) and
+/// the bias per block (zero past `c_out`).
 struct Problem<'a> {
-    shape: &'a Shape,
+    shape: Shape,
     input: &'a [f32],
     grouped: Vec<f32>,
-    bias: Option<&'a [f32]>,
+    bias: Vec<f32>,
+    blocking: Blocking,
 }
 
-fn run<const CO: usize, const ZC: usize>(level: Level, shape: &Shape, input: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
-    let Shape { c_in, c_out, k, .. } = *shape;
-    let [ox, oy, oz] = [shape.out(0), shape.out(1), shape.out(2)];
-    let (plane, taps) = (oy * oz, c_in * k * k * k);
-    let mut grouped = vec![0f32; c_out.div_ceil(CO) * taps * CO];
-    for co in 0..c_out {
-        for t in 0..taps {
-            grouped[((co / CO) * taps + t) * CO + co % CO] = weight[co * taps + t];
+impl<'a> Problem<'a> {
+    fn new(shape: Shape, input: &'a [f32], weight: &[f32], bias: Option<&[f32]>, blocking: Blocking) -> Problem<'a> {
+        let Shape { c_in, c_out, k, .. } = shape;
+        let (co, taps) = (blocking.co, c_in * k * k * k);
+        let blocks = c_out.div_ceil(co);
+        let mut grouped = vec![0f32; blocks * taps * co];
+        for c in 0..c_out {
+            for t in 0..taps {
+                grouped[((c / co) * taps + t) * co + c % co] = weight[c * taps + t];
+            }
         }
+        let mut block_bias = vec![0f32; blocks * co];
+        if let Some(b) = bias {
+            block_bias[..c_out].copy_from_slice(b);
+        }
+        Problem { shape, input, grouped, bias: block_bias, blocking }
     }
-    let problem = Problem { shape, input, grouped, bias };
+}
+
+/// The operands of one run: the rows `input[at + ci·strides[0] + i·strides[1] + j·strides[2]
+/// + kk ..][..zc]` times `weights[((ci·k + i)·k + j)·k + kk][c]`, summed from `bias[c]` in the
+/// order (ci, i, j, kk), one rounding per multiply-add (the same on every level).
+struct Run<'a> {
+    input: &'a [f32],
+    at: usize,
+    strides: [usize; 3],
+    c_in: usize,
+    k: usize,
+    weights: &'a [f32],
+    bias: &'a [f32],
+}
+
+impl Run<'_> {
+    /// Panics unless every value a run of `CO` channels × `zc` z reads lies inside the operands.
+    fn check<const CO: usize>(&self, zc: usize, sums: &[f32]) {
+        let Run { input, at, strides: [sc, sx, sy], c_in, k, weights, bias } = *self;
+        assert!(c_in >= 1 && k >= 1 && sums.len() == CO * zc && bias.len() == CO && weights.len() == c_in * k * k * k * CO);
+        assert!(at + (c_in - 1) * sc + (k - 1) * (sx + sy) + k - 1 + zc <= input.len(), "a run reads past the input");
+    }
+}
+
+/// The output `[c_out][o]` of `problem`, one task per output x.
+fn convolve(problem: &Problem) -> Vec<f32> {
+    let [ox, oy, oz] = problem.shape.o;
+    let plane = oy * oz;
     // One task per output x, writing its plane of every output channel in place.
-    let plane_of = |out: SharedMut, x: usize| {
-        move |co: usize, offset: usize, values: &[f32]| {
-            // SAFETY: task x writes only the planes x of each channel, inside the output.
-            unsafe { std::ptr::copy_nonoverlapping(values.as_ptr(), out.0.add((co * ox + x) * plane + offset), values.len()) }
-        }
-    };
     let fill = |out: SharedMut| {
         (0..ox).into_par_iter().for_each(|x| {
-            let mut write = plane_of(out, x);
-            #[cfg(target_arch = "x86_64")]
-            if level == Level::Avx512 {
-                // SAFETY: the CPU has AVX-512F (`level` is at most the detected one).
-                return unsafe { output_x_avx512::<CO, ZC>(&problem, x, &mut write) };
-            }
-            #[cfg(target_arch = "x86_64")]
-            if level == Level::Avx2 {
-                // SAFETY: the CPU has AVX2 and FMA (`level` is at most the detected one).
-                return unsafe { output_x_avx2::<CO, ZC>(&problem, x, &mut write) };
-            }
-            output_x::<CO, ZC>(&problem, x, &mut write)
+            let out: SharedMut = out; // the whole pointer, not its field, is shared with the tasks
+            output_x(problem, x, &mut |co: usize, offset: usize, values: &[f32]| {
+                // SAFETY: task x writes only the planes x of each channel, inside the output.
+                unsafe { std::ptr::copy_nonoverlapping(values.as_ptr(), out.0.add((co * ox + x) * plane + offset), values.len()) }
+            })
         })
     };
     // SAFETY: the tasks write every (channel, x, y, z) of the output (output_x covers its plane).
-    unsafe { filled_by(c_out * ox * plane, fill) }
-}
-
-/// [`output_x`] compiled for AVX-512F (sixteen lanes at a time where the block allows).
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn output_x_avx512<const CO: usize, const ZC: usize>(problem: &Problem, x: usize, write: &mut dyn FnMut(usize, usize, &[f32])) {
-    output_x::<CO, ZC>(problem, x, write)
-}
-
-/// [`output_x`] compiled for AVX2 and FMA (eight lanes at a time).
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn output_x_avx2<const CO: usize, const ZC: usize>(problem: &Problem, x: usize, write: &mut dyn FnMut(usize, usize, &[f32])) {
-    output_x::<CO, ZC>(problem, x, write)
+    unsafe { filled_by(problem.shape.c_out * ox * plane, fill) }
 }
 
 /// Every output channel's plane at output `x`, handed to `write(channel, offset in the plane,
 /// values)` run by run; together the runs cover each plane.
-#[inline(always)]
-fn output_x<const CO: usize, const ZC: usize>(problem: &Problem, x: usize, write: &mut dyn FnMut(usize, usize, &[f32])) {
-    let Problem { shape, input, grouped, bias } = problem;
-    let Shape { c_in, n: [nx, ny, nz], c_out, k } = **shape;
-    let (oy, oz) = (shape.out(1), shape.out(2));
-    let taps = c_in * k * k * k;
-    let mut padded = vec![0f32; ZC + k];
-    for block in 0..c_out.div_ceil(CO) {
-        let (co0, cos) = (block * CO, CO.min(c_out - block * CO));
-        let w_block = &grouped[block * taps * CO..][..taps * CO];
+fn output_x(problem: &Problem, x: usize, write: &mut dyn FnMut(usize, usize, &[f32])) {
+    let Problem { shape, input, grouped, bias, blocking: Blocking { co, zc, kernel } } = problem;
+    let Shape { c_in, n: [nx, ny, nz], c_out, k, o: [_, oy, oz] } = *shape;
+    let (co, zc, taps) = (*co, *zc, c_in * k * k * k);
+    let mut sums = vec![0f32; co * zc];
+    for block in 0..c_out.div_ceil(co) {
+        let (co0, cos) = (block * co, co.min(c_out - block * co));
         for y in 0..oy {
-            for z0 in (0..oz).step_by(ZC) {
-                let run = ZC.min(oz - z0);
-                let mut acc = [[0f32; ZC]; CO];
-                for (c, a) in acc.iter_mut().enumerate().take(cos) {
-                    *a = [bias.map_or(0.0, |b| b[co0 + c]); ZC];
-                }
-                for ci in 0..c_in {
-                    for i in 0..k {
-                        for j in 0..k {
-                            let start = ((ci * nx + x + i) * ny + y + j) * nz + z0;
-                            let row: &[f32] = if run == ZC {
-                                &input[start..start + ZC + k - 1]
-                            } else {
-                                // The last, partial run: copy it beside zeros.
-                                padded.fill(0.0);
-                                padded[..run + k - 1].copy_from_slice(&input[start..start + run + k - 1]);
-                                &padded[..ZC + k - 1]
-                            };
-                            let tap0 = ((ci * k + i) * k + j) * k;
-                            accumulate_row(&mut acc, row, &w_block[tap0 * CO..][..k * CO]);
-                        }
-                    }
-                }
-                for (c, a) in acc.iter().enumerate().take(cos) {
-                    write(co0 + c, y * oz + z0, &a[..run]);
+            for z0 in (0..oz).step_by(zc) {
+                let run = Run {
+                    input,
+                    at: (x * ny + y) * nz + z0,
+                    strides: [nx * ny * nz, ny * nz, nz],
+                    c_in,
+                    k,
+                    weights: &grouped[block * taps * co..][..taps * co],
+                    bias: &bias[co0..co0 + co],
+                };
+                // SAFETY: the blocking's kernel runs on this CPU (`Blocking::of` picks it for a
+                // level at most the detected one); it checks its operands.
+                unsafe { kernel(&run, &mut sums) };
+                let len = zc.min(oz - z0);
+                for c in 0..cos {
+                    write(co0 + c, y * oz + z0, &sums[c * zc..c * zc + len]);
                 }
             }
         }
     }
 }
 
-/// One row of kernel taps along z: `acc[c][l] += Σ_kk w[kk][c] · row[l + kk]`.
-#[inline(always)]
-fn accumulate_row<const CO: usize, const ZC: usize>(acc: &mut [[f32; ZC]; CO], row: &[f32], w: &[f32]) {
-    let k = w.len() / CO;
-    for kk in 0..k {
-        let v: &[f32; ZC] = row[kk..kk + ZC].try_into().unwrap();
-        let wk: &[f32; CO] = w[kk * CO..kk * CO + CO].try_into().unwrap();
-        for c in 0..CO {
-            for l in 0..ZC {
-                acc[c][l] += wk[c] * v[l];
+/// One run with AVX-512F: `CO` channels × `NV` registers of 16 z.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,fma")]
+unsafe fn run_avx512<const CO: usize, const NV: usize>(run: &Run, sums: &mut [f32]) {
+    use std::arch::x86_64::*;
+    const L: usize = 16;
+    run.check::<CO>(NV * L, sums);
+    let Run { input, at, strides: [sc, sx, sy], c_in, k, weights, bias } = *run;
+    let mut acc: [[__m512; NV]; CO] = std::array::from_fn(|c| [_mm512_set1_ps(bias[c]); NV]);
+    let mut w = weights.chunks_exact(CO);
+    for ci in 0..c_in {
+        for i in 0..k {
+            for j in 0..k {
+                let row = at + ci * sc + i * sx + j * sy;
+                for kk in 0..k {
+                    // SAFETY: inside the input (checked above).
+                    let v: [__m512; NV] = std::array::from_fn(|n| unsafe { _mm512_loadu_ps(input.as_ptr().add(row + kk + n * L)) });
+                    let wk = w.next().expect("a tap per (ci, i, j, kk)");
+                    for c in 0..CO {
+                        let wc = _mm512_set1_ps(wk[c]);
+                        for n in 0..NV {
+                            acc[c][n] = _mm512_fmadd_ps(wc, v[n], acc[c][n]);
+                        }
+                    }
+                }
             }
         }
+    }
+    for (c, a) in acc.iter().enumerate() {
+        for (n, a) in a.iter().enumerate() {
+            // SAFETY: sums holds CO × NV × 16 values (checked above).
+            unsafe { _mm512_storeu_ps(sums.as_mut_ptr().add((c * NV + n) * L), *a) };
+        }
+    }
+}
+
+/// One run with AVX2 and FMA: `CO` channels × `NV` registers of 8 z.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn run_avx2<const CO: usize, const NV: usize>(run: &Run, sums: &mut [f32]) {
+    use std::arch::x86_64::*;
+    const L: usize = 8;
+    run.check::<CO>(NV * L, sums);
+    let Run { input, at, strides: [sc, sx, sy], c_in, k, weights, bias } = *run;
+    let mut acc: [[__m256; NV]; CO] = std::array::from_fn(|c| [_mm256_set1_ps(bias[c]); NV]);
+    let mut w = weights.chunks_exact(CO);
+    for ci in 0..c_in {
+        for i in 0..k {
+            for j in 0..k {
+                let row = at + ci * sc + i * sx + j * sy;
+                for kk in 0..k {
+                    // SAFETY: inside the input (checked above).
+                    let v: [__m256; NV] = std::array::from_fn(|n| unsafe { _mm256_loadu_ps(input.as_ptr().add(row + kk + n * L)) });
+                    let wk = w.next().expect("a tap per (ci, i, j, kk)");
+                    for c in 0..CO {
+                        let wc = _mm256_set1_ps(wk[c]);
+                        for n in 0..NV {
+                            acc[c][n] = _mm256_fmadd_ps(wc, v[n], acc[c][n]);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    for (c, a) in acc.iter().enumerate() {
+        for (n, a) in a.iter().enumerate() {
+            // SAFETY: sums holds CO × NV × 8 values (checked above).
+            unsafe { _mm256_storeu_ps(sums.as_mut_ptr().add((c * NV + n) * L), *a) };
+        }
+    }
+}
+
+/// One run in plain code: `CO` channels × `ZC` z, one rounding per multiply-add as the vector
+/// kernels.
+fn run_plain<const CO: usize, const ZC: usize>(run: &Run, sums: &mut [f32]) {
+    run.check::<CO>(ZC, sums);
+    let Run { input, at, strides: [sc, sx, sy], c_in, k, weights, bias } = *run;
+    let mut acc: [[f32; ZC]; CO] = std::array::from_fn(|c| [bias[c]; ZC]);
+    let mut w = weights.chunks_exact(CO);
+    for ci in 0..c_in {
+        for i in 0..k {
+            for j in 0..k {
+                let row = at + ci * sc + i * sx + j * sy;
+                for kk in 0..k {
+                    let v = &input[row + kk..row + kk + ZC];
+                    let wk = w.next().expect("a tap per (ci, i, j, kk)");
+                    for (a, &wc) in acc.iter_mut().zip(wk) {
+                        for (a, &v) in a.iter_mut().zip(v) {
+                            *a = wc.mul_add(v, *a);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    for (s, a) in sums.chunks_exact_mut(ZC).zip(&acc) {
+        s.copy_from_slice(a);
     }
 }
 
