@@ -239,17 +239,15 @@ fn tiles(ox: usize, per_tile: usize) -> Vec<std::ops::Range<usize>> {
     (0..ox).step_by(per_tile).map(|a| a..(a + per_tile).min(ox)).collect()
 }
 
-/// Whether [`conv3d_direct`] beats im2col + GEMM on this convolution. The direct kernel runs
-/// at about the same rate whatever the channels (its register block is 8 output channels × 8
-/// z); the GEMM's rate grows with the output channels (its micro-kernel is 16 rows high) and
-/// its columns cost memory traffic that grows with the volume. Measured per layer on a
-/// 2-core Xeon (AVX-512) with AVX2 GEMM kernels (BENCHMARKS.md, "Convolution kernels"):
-/// direct wins from or to one channel, up to 16 output channels at any size, and up to 32
-/// from 16³ output voxels on; GEMM wins beyond, and on runs of z shorter than the block.
+/// Whether [`conv3d_direct`] beats im2col + GEMM on this convolution: at stride 1, from or to
+/// one channel, and on rows of at least 8 in y and z whatever the channels. The direct kernel
+/// keeps a block of output channels × z of sums in registers and needs no columns. Measured
+/// per layer on a 2-core Xeon (BENCHMARKS.md, "Explicit multiply-adds"), with its AVX-512 and
+/// with its AVX2 kernels: 1.5–6× the GEMM's rate from 8 to 64 channels at 16³ and 32³ (most
+/// with few channels), as fast with 128 channels and on 8³; on 4³ the GEMM wins.
 fn direct_is_faster(g: &Geometry) -> bool {
     let [_, oy, oz] = g.output();
-    let voxels = g.output().iter().product::<usize>();
-    g.stride == 1 && g.k > 1 && (g.c_in == 1 || g.c_out == 1 || (oz >= 8 && oy >= 8 && (g.c_out <= 16 || (g.c_out <= 32 && voxels >= 16 * 16 * 16))))
+    g.stride == 1 && g.k > 1 && (g.c_in == 1 || g.c_out == 1 || (oz >= 8 && oy >= 8))
 }
 
 /// Whether [`weight_grad_direct`] beats im2col + GEMM on this weight gradient: stride-1 3³

@@ -87,7 +87,10 @@ impl Blocking {
             #[cfg(target_arch = "x86_64")]
             (Level::Avx512, true) if oz > 16 => (8, 32, run_avx512::<8, 2>),
             #[cfg(target_arch = "x86_64")]
-            (Level::Avx512, true) => (8, 16, run_avx512::<8, 1>),
+            (Level::Avx512, true) if oz > 8 => (8, 16, run_avx512::<8, 1>),
+            // Rows of at most 8: half of every 16-lane register would be wasted.
+            #[cfg(target_arch = "x86_64")]
+            (Level::Avx512, true) => (8, 8, run_avx2::<8, 1>),
             #[cfg(target_arch = "x86_64")]
             (Level::Avx512, false) => (1, 64, run_avx512::<1, 4>),
             #[cfg(target_arch = "x86_64")]

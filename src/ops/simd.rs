@@ -14,7 +14,7 @@ pub enum Level {
     Scalar,
     /// AVX2 + FMA: eight lanes.
     Avx2,
-    /// AVX-512F: sixteen lanes.
+    /// AVX-512F (with AVX2 + FMA, which every such CPU has): sixteen lanes.
     Avx512,
 }
 
@@ -23,10 +23,11 @@ impl Level {
     pub fn detected() -> Level {
         #[cfg(target_arch = "x86_64")]
         {
-            if std::arch::is_x86_feature_detected!("avx512f") {
+            let avx2 = std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma");
+            if avx2 && std::arch::is_x86_feature_detected!("avx512f") {
                 return Level::Avx512;
             }
-            if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+            if avx2 {
                 return Level::Avx2;
             }
         }
