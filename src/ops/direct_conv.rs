@@ -208,77 +208,56 @@ fn output_x(problem: &Problem, x: usize, write: &mut dyn FnMut(usize, usize, &[f
     }
 }
 
-/// One run with AVX-512F: `CO` channels × `NV` registers of 16 z.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,fma")]
-unsafe fn run_avx512<const CO: usize, const NV: usize>(run: &Run, sums: &mut [f32]) {
-    use std::arch::x86_64::*;
-    const L: usize = 16;
-    run.check::<CO>(NV * L, sums);
-    let Run { input, at, strides: [sc, sx, sy], c_in, k, weights, bias } = *run;
-    let mut acc: [[__m512; NV]; CO] = std::array::from_fn(|c| [_mm512_set1_ps(bias[c]); NV]);
-    let mut w = weights.chunks_exact(CO);
-    for ci in 0..c_in {
-        for i in 0..k {
-            for j in 0..k {
-                let row = at + ci * sc + i * sx + j * sy;
-                for kk in 0..k {
-                    // SAFETY: inside the input (checked above).
-                    let v: [__m512; NV] = std::array::from_fn(|n| unsafe { _mm512_loadu_ps(input.as_ptr().add(row + kk + n * L)) });
-                    let wk = w.next().expect("a tap per (ci, i, j, kk)");
-                    for c in 0..CO {
-                        let wc = _mm512_set1_ps(wk[c]);
-                        for n in 0..NV {
-                            acc[c][n] = _mm512_fmadd_ps(wc, v[n], acc[c][n]);
+/// A run kernel over `$lanes`-float registers: `CO` channels × `NV` registers of z, the sums
+/// started from the bias and fed by fused multiply-adds in the order of [`Run`].
+macro_rules! simd_run_kernel {
+    ($(#[$doc:meta])* $name:ident, $features:literal, $vec:ty, $lanes:literal, $set1:ident, $loadu:ident, $fmadd:ident, $storeu:ident) => {
+        $(#[$doc])*
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = $features)]
+        unsafe fn $name<const CO: usize, const NV: usize>(run: &Run, sums: &mut [f32]) {
+            use std::arch::x86_64::*;
+            const L: usize = $lanes;
+            run.check::<CO>(NV * L, sums);
+            let Run { input, at, strides: [sc, sx, sy], c_in, k, weights, bias } = *run;
+            let mut acc: [[$vec; NV]; CO] = std::array::from_fn(|c| [$set1(bias[c]); NV]);
+            let mut w = weights.chunks_exact(CO);
+            for ci in 0..c_in {
+                for i in 0..k {
+                    for j in 0..k {
+                        let row = at + ci * sc + i * sx + j * sy;
+                        for kk in 0..k {
+                            // SAFETY: inside the input (checked above).
+                            let v: [$vec; NV] = std::array::from_fn(|n| unsafe { $loadu(input.as_ptr().add(row + kk + n * L)) });
+                            let wk = w.next().expect("a tap per (ci, i, j, kk)");
+                            for c in 0..CO {
+                                let wc = $set1(wk[c]);
+                                for n in 0..NV {
+                                    acc[c][n] = $fmadd(wc, v[n], acc[c][n]);
+                                }
+                            }
                         }
                     }
                 }
             }
+            for (c, a) in acc.iter().enumerate() {
+                for (n, a) in a.iter().enumerate() {
+                    // SAFETY: sums holds CO × NV × L values (checked above).
+                    unsafe { $storeu(sums.as_mut_ptr().add((c * NV + n) * L), *a) };
+                }
+            }
         }
-    }
-    for (c, a) in acc.iter().enumerate() {
-        for (n, a) in a.iter().enumerate() {
-            // SAFETY: sums holds CO × NV × 16 values (checked above).
-            unsafe { _mm512_storeu_ps(sums.as_mut_ptr().add((c * NV + n) * L), *a) };
-        }
-    }
+    };
 }
 
-/// One run with AVX2 and FMA: `CO` channels × `NV` registers of 8 z.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn run_avx2<const CO: usize, const NV: usize>(run: &Run, sums: &mut [f32]) {
-    use std::arch::x86_64::*;
-    const L: usize = 8;
-    run.check::<CO>(NV * L, sums);
-    let Run { input, at, strides: [sc, sx, sy], c_in, k, weights, bias } = *run;
-    let mut acc: [[__m256; NV]; CO] = std::array::from_fn(|c| [_mm256_set1_ps(bias[c]); NV]);
-    let mut w = weights.chunks_exact(CO);
-    for ci in 0..c_in {
-        for i in 0..k {
-            for j in 0..k {
-                let row = at + ci * sc + i * sx + j * sy;
-                for kk in 0..k {
-                    // SAFETY: inside the input (checked above).
-                    let v: [__m256; NV] = std::array::from_fn(|n| unsafe { _mm256_loadu_ps(input.as_ptr().add(row + kk + n * L)) });
-                    let wk = w.next().expect("a tap per (ci, i, j, kk)");
-                    for c in 0..CO {
-                        let wc = _mm256_set1_ps(wk[c]);
-                        for n in 0..NV {
-                            acc[c][n] = _mm256_fmadd_ps(wc, v[n], acc[c][n]);
-                        }
-                    }
-                }
-            }
-        }
-    }
-    for (c, a) in acc.iter().enumerate() {
-        for (n, a) in a.iter().enumerate() {
-            // SAFETY: sums holds CO × NV × 8 values (checked above).
-            unsafe { _mm256_storeu_ps(sums.as_mut_ptr().add((c * NV + n) * L), *a) };
-        }
-    }
-}
+simd_run_kernel!(
+    /// One run with AVX-512F: `CO` channels × `NV` registers of 16 z.
+    run_avx512, "avx512f,fma", __m512, 16, _mm512_set1_ps, _mm512_loadu_ps, _mm512_fmadd_ps, _mm512_storeu_ps
+);
+simd_run_kernel!(
+    /// One run with AVX2 and FMA: `CO` channels × `NV` registers of 8 z.
+    run_avx2, "avx2,fma", __m256, 8, _mm256_set1_ps, _mm256_loadu_ps, _mm256_fmadd_ps, _mm256_storeu_ps
+);
 
 /// One run in plain code: `CO` channels × `ZC` z, one rounding per multiply-add as the vector
 /// kernels.
