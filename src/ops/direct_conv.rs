@@ -83,26 +83,26 @@ impl Blocking {
     /// registers hold (8 to 16 vectors, enough to hide the multiply-add latency) with few
     /// loads per multiply-add, and runs not much longer than a row.
     fn of(level: Level, c_out: usize, oz: usize) -> Blocking {
-        let (co, zc, kernel): (usize, usize, RunKernel) = match (level, c_out >= 8) {
-            #[cfg(target_arch = "x86_64")]
+        #[cfg(target_arch = "x86_64")]
+        if let Some((co, zc, kernel)) = Self::x86(level, c_out >= 8, oz) {
+            return Blocking { co, zc, kernel };
+        }
+        if c_out >= 8 { Blocking { co: 8, zc: 8, kernel: run_plain::<8, 8> } } else { Blocking { co: 1, zc: 64, kernel: run_plain::<1, 64> } }
+    }
+
+    /// The vector kernels' runs (none for the plain level), for at least 8 channels (`wide`) or fewer.
+    #[cfg(target_arch = "x86_64")]
+    fn x86(level: Level, wide: bool, oz: usize) -> Option<(usize, usize, RunKernel)> {
+        Some(match (level, wide) {
             (Level::Avx512, true) if oz > 16 => (8, 32, run_avx512::<8, 2>),
-            #[cfg(target_arch = "x86_64")]
             (Level::Avx512, true) if oz > 8 => (8, 16, run_avx512::<8, 1>),
             // Rows of at most 8: half of every 16-lane register would be wasted.
-            #[cfg(target_arch = "x86_64")]
-            (Level::Avx512, true) => (8, 8, run_avx2::<8, 1>),
-            #[cfg(target_arch = "x86_64")]
+            (Level::Avx512 | Level::Avx2, true) if oz <= 8 => (8, 8, run_avx2::<8, 1>),
             (Level::Avx512, false) => (1, 64, run_avx512::<1, 4>),
-            #[cfg(target_arch = "x86_64")]
-            (Level::Avx2, true) if oz > 8 => (4, 16, run_avx2::<4, 2>),
-            #[cfg(target_arch = "x86_64")]
-            (Level::Avx2, true) => (8, 8, run_avx2::<8, 1>),
-            #[cfg(target_arch = "x86_64")]
+            (Level::Avx2, true) => (4, 16, run_avx2::<4, 2>),
             (Level::Avx2, false) => (1, 64, run_avx2::<1, 8>),
-            (_, true) => (8, 8, run_plain::<8, 8>),
-            (_, false) => (1, 64, run_plain::<1, 64>),
-        };
-        Blocking { co, zc, kernel }
+            (_, _) => return None,
+        })
     }
 }
 
