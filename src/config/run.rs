@@ -18,9 +18,14 @@ pub struct RunSettings {
     /// Folder of case folders; `--data-root` overrides it.
     #[serde(default)]
     pub data_root: Option<PathBuf>,
-    /// Case ids held out from training and evaluated after every epoch.
+    /// Case ids held out from training and evaluated after every `val_every`-th epoch.
     #[serde(default)]
     pub val_cases: Vec<String>,
+    /// Validate every this many epochs, and after the last (MONAI's `val_interval`); the
+    /// epochs between log no validation, keep no `best` and do not count for the plateau
+    /// policy.
+    #[serde(default = "one")]
+    pub val_every: usize,
     /// Cases per step (per device).
     #[serde(default = "one")]
     pub batch_size: usize,
@@ -138,6 +143,7 @@ impl RunSettings {
             ("batch_size", self.batch_size),
             ("samples_per_volume", self.samples_per_volume),
             ("save_epoch_freq", self.save_epoch_freq),
+            ("val_every", self.val_every),
             ("display_freq", self.display_freq),
             ("lr_decay_iters", self.lr_decay_iters),
         ] {

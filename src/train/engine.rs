@@ -54,6 +54,8 @@ pub struct LoopSettings {
     pub display_freq: usize,
     /// A numbered checkpoint every this many epochs.
     pub save_epoch_freq: usize,
+    /// Validation every this many epochs (and after the last).
+    pub val_every: usize,
 }
 
 impl LoopSettings {
@@ -68,7 +70,14 @@ impl LoopSettings {
             prefetch: run.prefetch,
             display_freq: run.display_freq,
             save_epoch_freq: run.save_epoch_freq,
+            val_every: run.val_every,
         }
+    }
+
+    /// Whether the held-out cases are evaluated after `epoch`: every `val_every`-th epoch and
+    /// the last.
+    pub fn validates(&self, epoch: usize) -> bool {
+        epoch % self.val_every == 0 || epoch == self.total_epochs
     }
 }
 
@@ -101,8 +110,9 @@ pub trait Task {
     /// The loss terms of a step.
     type Loss: LossTerm;
     /// What the task measures after an epoch (its validation), flattened into the epoch's
-    /// line of `metrics.jsonl` between the mean losses and `seconds`.
-    type Metrics: Serialize + Clone;
+    /// line of `metrics.jsonl` between the mean losses and `seconds`; the default is an
+    /// epoch without validation.
+    type Metrics: Serialize + Clone + Default;
     /// Whether a `best` checkpoint of the monitored value is kept.
     const SAVES_BEST: bool = false;
 
@@ -249,8 +259,14 @@ pub fn run<T: Task>(setup: &Setup<T::Config>, mut task: T, mut model: T::Model, 
             end_epoch(&mut state, monitored);
             continue;
         };
-        let metrics = task.validate(&model, tb, state.global_step)?;
-        let monitored = share_monitored(group, task.monitored(&metrics, &means));
+        let (metrics, monitored) = if s.validates(epoch) {
+            let metrics = task.validate(&model, tb, state.global_step)?;
+            let monitored = task.monitored(&metrics, &means);
+            (metrics, monitored)
+        } else {
+            (T::Metrics::default(), None)
+        };
+        let monitored = share_monitored(group, monitored);
         let improved = end_epoch(&mut state, monitored);
         // The metrics line first, then the checkpoints: a run killed in between resumes from
         // the previous checkpoint and drops the line of the epoch it repeats. The numbered

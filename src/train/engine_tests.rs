@@ -69,9 +69,10 @@ impl LossTerm for MockLoss {
     const TERMS: &'static [(Self, &'static str, &'static str)] = &[(MockLoss::Mse, "mse", "loss_mse")];
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 struct MockMetrics {
-    val: f64,
+    /// `None` after an epoch without validation.
+    val: Option<f64>,
 }
 
 /// What the mock does besides fitting `w`.
@@ -85,6 +86,8 @@ struct Script {
     fail_validation: Option<usize>,
     /// Fail this epoch's `latest` (a kill between the metrics line and the checkpoint).
     fail_latest: Option<usize>,
+    /// The config's `val_every` (default 1).
+    val_every: Option<usize>,
 }
 
 struct Mock<const BEST: bool> {
@@ -130,11 +133,11 @@ impl<const BEST: bool> Task for Mock<BEST> {
         if self.script.fail_validation == Some(self.epoch) {
             return Err(Error::invalid("killed"));
         }
-        Ok(MockMetrics { val: self.script.values[self.epoch - 1] })
+        Ok(MockMetrics { val: Some(self.script.values[self.epoch - 1]) })
     }
 
     fn monitored(&self, m: &MockMetrics, _means: &Losses<MockLoss>) -> Option<Monitored> {
-        self.script.higher_is_better.map(|higher_is_better| Monitored { value: m.val, higher_is_better })
+        Some(Monitored { value: m.val.expect("monitored after a validation only"), higher_is_better: self.script.higher_is_better? })
     }
 
     fn save(&self, model: &Weight, run_dir: &Path, label: &str, kind: Save, state: &RunState<MockConfig>) -> Result<()> {
@@ -180,6 +183,7 @@ fn train_in<const BEST: bool>(dir: &Path, name: &str, resume: bool, script: &Scr
     let config: MockConfig = serde_json::from_value(serde_json::json!({
         "name": name, "data_root": root, "lr": 0.1, "lr_policy": "linear", "n_epochs": 3, "n_epochs_decay": 3,
         "batch_size": batch, "samples_per_volume": per_volume, "save_epoch_freq": 2, "workers": 1, "prefetch": 1, "seed": 7,
+        "val_every": script.val_every.unwrap_or(1),
     }))
     .unwrap();
     let sink = lines.clone();
@@ -313,6 +317,22 @@ fn without_a_monitor_or_a_best_checkpoint_no_best_is_written() {
     let report = train::<false>(dir.path(), "kept", false, &monitored(&[0.3, 0.1, 0.2, 0.2, 0.2, 0.2], Some(false)), &lines()).unwrap();
     assert_eq!(report.best, Some((0.1, 2)));
     assert!(!dir.path().join("ck/kept/best").exists());
+}
+
+#[test]
+fn validation_every_few_epochs_and_after_the_last_decides_best_alone() {
+    // Validated after epochs 4 and 6 only: epoch 1's 0.1 is never seen, so `best` is epoch 6.
+    let script = Script { val_every: Some(4), ..monitored(&[0.1, 0.5, 0.5, 0.4, 0.3, 0.35], Some(false)) };
+    let dir = tempfile::tempdir().unwrap();
+    let printed = lines();
+    let report = train::<true>(dir.path(), "m", false, &script, &printed).unwrap();
+    assert_eq!(report.best, Some((0.35, 6)));
+    let run = dir.path().join("ck/m");
+    let vals: Vec<serde_json::Value> = metrics(&run).iter().map(|m| m["val"].clone()).collect();
+    assert_eq!(vals, [serde_json::Value::Null, serde_json::Value::Null, serde_json::Value::Null, 0.4.into(), serde_json::Value::Null, 0.35.into()]);
+    assert_eq!(state(&run.join("best"))["epoch"], 6);
+    let improved: Vec<usize> = printed.lock().unwrap().iter().enumerate().filter(|(_, l)| l.contains(" best [")).map(|(i, _)| i + 1).collect();
+    assert_eq!(improved, [4, 6]);
 }
 
 /// `train_in` on `ranks` threads standing for MPI ranks (rank 0 creates the cases first); a

@@ -47,7 +47,7 @@ impl LossTerm for GenLoss {
 }
 
 /// The generator's validation after an epoch (in `metrics.jsonl` after the mean losses).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct EpochMetrics {
     /// Validation in train norm mode (mean over held-out cases), image units.
     pub val_train_mode: Option<CaseMetrics>,

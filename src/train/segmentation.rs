@@ -50,7 +50,7 @@ impl LossTerm for SegLoss {
 }
 
 /// The held-out Dice after an epoch (in `metrics.jsonl` after the mean losses).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct SegEpochMetrics {
     /// Validation Dice of labels 1.. (mean over held-out cases; `None` for a label absent
     /// from every case and prediction).
