@@ -14,7 +14,9 @@
 //! many as fit in [`TILE_FLOATS`] columns, but at least one, so a tile's columns are at most
 //! `max(TILE_FLOATS, one plane)` — one plane is `c_in·k³ × oy·oz` floats, 53 MB for the first
 //! stride-2 layer of the ngf-32 generator at 384×384×160 — and each thread keeps one such
-//! buffer; tiles run in parallel on rayon's pool.
+//! buffer; tiles run in parallel on rayon's pool. The tiles and the order their sums meet do
+//! not depend on the number of threads, so a result is the same bit for bit on any machine
+//! with the same instruction set.
 
 use super::buffer::{SharedMut, filled_by};
 use super::direct_conv::conv3d_direct;
@@ -23,6 +25,11 @@ use rayon::prelude::*;
 
 /// About how many floats one tile's columns may hold (16 MiB).
 const TILE_FLOATS: usize = 4 << 20;
+
+/// Tiles a volume is cut into at least, when it has the planes: two per thread of an
+/// 8-thread pool. A constant rather than the pool's size, so that the tiles, and the order in
+/// which the input and weight gradients sum their parts, are the same whatever the threads.
+const MIN_TILES: usize = 16;
 
 /// The geometry of one cubic convolution, batch item by batch item.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,12 +81,12 @@ impl Geometry {
     }
 
     /// Output x planes per tile: as many as [`TILE_FLOATS`] allows, at least `min`, and few
-    /// enough that there are two tiles per thread when the volume allows it.
+    /// enough that there are [`MIN_TILES`] tiles when the volume allows it.
     fn planes_per_tile(&self, min: usize) -> usize {
         let [ox, oy, oz] = self.output();
         let per_plane = self.taps() * oy * oz;
         let by_memory = (TILE_FLOATS / per_plane.max(1)).max(1);
-        let by_balance = ox.div_ceil(2 * rayon::current_num_threads()).max(1);
+        let by_balance = ox.div_ceil(MIN_TILES).max(1);
         by_memory.min(by_balance).max(min).min(ox)
     }
 }
@@ -341,25 +348,28 @@ pub fn weight_grad(g: &Geometry, x: &[f32], dy: &[f32]) -> Vec<f32> {
     let n = ox * oy * oz;
     let taps = g.taps();
     let size = g.c_out * taps;
-    tiles(ox, g.planes_per_tile(1))
+    // One partial sum per tile, added in tile order: the same sums whatever the threads (a
+    // fold would group the tiles as the threads happen to take them).
+    let parts: Vec<Vec<f32>> = tiles(ox, g.planes_per_tile(1))
         .into_par_iter()
-        .fold(
-            || vec![0f32; size],
-            |mut dw: Vec<f32>, planes| {
-                let width = planes.len() * oy * oz;
-                let first = planes.start * oy * oz;
-                with_tile_columns(g, x, planes, |rhs, rhs_rs| {
-                    // dw (c_out × taps) += dy tile (c_out × width) · colsᵀ (width × taps).
-                    // SAFETY: the slices cover the strides given.
-                    unsafe { matmul(g.c_out, taps, width, dw.as_mut_ptr(), taps, true, dy[first..].as_ptr(), n as isize, 1, rhs, 1, rhs_rs as isize) }
-                });
-                dw
-            },
-        )
-        .reduce(|| vec![0f32; size], |mut a, b| {
-            a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
-            a
+        .map(|planes| {
+            let mut dw = vec![0f32; size];
+            let width = planes.len() * oy * oz;
+            let first = planes.start * oy * oz;
+            with_tile_columns(g, x, planes, |rhs, rhs_rs| {
+                // dw (c_out × taps) = dy tile (c_out × width) · colsᵀ (width × taps).
+                // SAFETY: the slices cover the strides given.
+                unsafe { matmul(g.c_out, taps, width, dw.as_mut_ptr(), taps, false, dy[first..].as_ptr(), n as isize, 1, rhs, 1, rhs_rs as isize) }
+            });
+            dw
         })
+        .collect();
+    let mut parts = parts.into_iter();
+    let mut dw = parts.next().expect("a volume has at least one tile");
+    for part in parts {
+        dw.iter_mut().zip(&part).for_each(|(a, b)| *a += b);
+    }
+    dw
 }
 
 #[cfg(test)]
@@ -450,6 +460,29 @@ mod tests {
                 let (lhs, rhs) = (dot(&dw, &v64), dot(&r, &naive(&g, &x, &v)));
                 assert!((lhs - rhs).abs() <= 1e-4 * rhs.abs().max(1.0), "weight gradient {g:?}: {lhs} vs {rhs}");
             }
+        }
+    }
+
+    /// The tiles, and so the order the gradients' parts are summed in, do not follow the
+    /// threads: a result is the same bit for bit on a pool of 1, 2 or 5 threads.
+    #[test]
+    fn results_do_not_depend_on_the_number_of_threads() {
+        // Stride 2 (input gradient through col2im) and 24 input channels (weight gradient on
+        // the GEMM, 17 tiles), on 34 output planes.
+        let g = Geometry { c_in: 24, c_out: 6, k: 3, stride: 2, padding: 1, input: [67, 9, 10] };
+        assert!(!direct_weight_grad_is_faster(&g) && g.planes_per_tile(1) < g.output()[0]);
+        let (x, w, r) = (noise(g.input_len(), 1), noise(g.c_out * g.taps(), 2), noise(g.output_len(), 3));
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            pool.install(|| (forward(&g, &x, &w), input_grad(&g, &r, &w), weight_grad(&g, &x, &r)))
+        };
+        let bits = |v: &[f32]| v.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        let one = run(1);
+        for threads in [2, 5] {
+            let many = run(threads);
+            assert_eq!(bits(&many.0), bits(&one.0), "forward, {threads} threads");
+            assert_eq!(bits(&many.1), bits(&one.1), "input gradient, {threads} threads");
+            assert_eq!(bits(&many.2), bits(&one.2), "weight gradient, {threads} threads");
         }
     }
 }
