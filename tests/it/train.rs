@@ -169,6 +169,8 @@ fn bad_configs_are_refused_before_training() {
     refused(&huge, &data, &ckpt, "needs about");
     let odd = tiny_config(tmp.path(), "odd", &[("crop_size", serde_json::json!([30, 32, 32]))]);
     refused(&odd, &data, &ckpt, "multiple of 8");
+    let never = tiny_config(tmp.path(), "never", &[("val_every", 0.into())]);
+    refused(&never, &data, &ckpt, "val_every must be at least 1");
     let ok = tiny_config(tmp.path(), "ok", &[]);
     refused(&ok, &tmp.path().join("no/such/root"), &ckpt, "data root is not a folder");
 }
