@@ -26,9 +26,10 @@ use rayon::prelude::*;
 /// About how many floats one tile's columns may hold (16 MiB).
 const TILE_FLOATS: usize = 4 << 20;
 
-/// Tiles a volume is cut into at least, when it has the planes: two per thread of an
-/// 8-thread pool. A constant rather than the pool's size, so that the tiles, and the order in
-/// which the input and weight gradients sum their parts, are the same whatever the threads.
+/// Tiles a volume is cut into at least, when it has the planes (two per thread of an
+/// 8-thread pool), and the most partial weight gradients kept. A constant rather than the
+/// pool's size, so that the tiles, and the order in which the input and weight gradients sum
+/// their parts, are the same whatever the threads.
 const MIN_TILES: usize = 16;
 
 /// The geometry of one cubic convolution, batch item by batch item.
@@ -348,28 +349,33 @@ pub fn weight_grad(g: &Geometry, x: &[f32], dy: &[f32]) -> Vec<f32> {
     let n = ox * oy * oz;
     let taps = g.taps();
     let size = g.c_out * taps;
-    // One partial sum per tile, added in tile order: the same sums whatever the threads (a
-    // fold would group the tiles as the threads happen to take them).
-    let parts: Vec<Vec<f32>> = tiles(ox, g.planes_per_tile(1))
-        .into_par_iter()
-        .map(|planes| {
+    // The tiles in at most MIN_TILES fixed groups, each summed in tile order into its own
+    // buffer, the groups then added in order: the same sums whatever the threads (a fold would
+    // group the tiles as the threads happen to take them), and at most MIN_TILES buffers of
+    // dw however many tiles a large volume has.
+    let tiles = tiles(ox, g.planes_per_tile(1));
+    tiles
+        .par_chunks(tiles.len().div_ceil(MIN_TILES))
+        .map(|group| {
             let mut dw = vec![0f32; size];
-            let width = planes.len() * oy * oz;
-            let first = planes.start * oy * oz;
-            with_tile_columns(g, x, planes, |rhs, rhs_rs| {
-                // dw (c_out × taps) = dy tile (c_out × width) · colsᵀ (width × taps).
-                // SAFETY: the slices cover the strides given.
-                unsafe { matmul(g.c_out, taps, width, dw.as_mut_ptr(), taps, false, dy[first..].as_ptr(), n as isize, 1, rhs, 1, rhs_rs as isize) }
-            });
+            for planes in group {
+                let width = planes.len() * oy * oz;
+                let first = planes.start * oy * oz;
+                with_tile_columns(g, x, planes.clone(), |rhs, rhs_rs| {
+                    // dw (c_out × taps) += dy tile (c_out × width) · colsᵀ (width × taps).
+                    // SAFETY: the slices cover the strides given.
+                    unsafe { matmul(g.c_out, taps, width, dw.as_mut_ptr(), taps, true, dy[first..].as_ptr(), n as isize, 1, rhs, 1, rhs_rs as isize) }
+                });
+            }
             dw
         })
-        .collect();
-    let mut parts = parts.into_iter();
-    let mut dw = parts.next().expect("a volume has at least one tile");
-    for part in parts {
-        dw.iter_mut().zip(&part).for_each(|(a, b)| *a += b);
-    }
-    dw
+        .collect::<Vec<_>>()
+        .into_iter()
+        .reduce(|mut dw, part| {
+            dw.iter_mut().zip(&part).for_each(|(a, b)| *a += b);
+            dw
+        })
+        .expect("a volume has at least one tile")
 }
 
 #[cfg(test)]
@@ -468,7 +474,7 @@ mod tests {
     #[test]
     fn results_do_not_depend_on_the_number_of_threads() {
         // Stride 2 (input gradient through col2im) and 24 input channels (weight gradient on
-        // the GEMM, 17 tiles), on 34 output planes.
+        // the GEMM, 12 tiles of 3 planes), on 34 output planes.
         let g = Geometry { c_in: 24, c_out: 6, k: 3, stride: 2, padding: 1, input: [67, 9, 10] };
         assert!(!direct_weight_grad_is_faster(&g) && g.planes_per_tile(1) < g.output()[0]);
         let (x, w, r) = (noise(g.input_len(), 1), noise(g.c_out * g.taps(), 2), noise(g.output_len(), 3));
